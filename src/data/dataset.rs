@@ -1,0 +1,393 @@
+//! An in-memory set of greyscale images with labels, binarization, and a
+//! seeded batch iterator that yields candle tensors.
+
+use std::fmt;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore};
+
+use super::idx::{self, IdxImages};
+use crate::error::{Error, Result};
+
+/// Greyscale images as `f32` in `[0, 1]`, one contiguous buffer, with a
+/// `u8` label per image.
+///
+/// Pixel `(i, y, x)` of image `i` sits at `images()[i * h * w + y * w + x]`;
+/// there is one channel. Images read from IDX bytes are scaled as `v / 255`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    images: Vec<f32>,
+    labels: Vec<u8>,
+    height: usize,
+    width: usize,
+}
+
+/// The order in which [`Dataset::batches`] visits the images.
+pub enum Shuffle<'r> {
+    /// Dataset order: 0, 1, 2, …
+    None,
+    /// A Fisher–Yates permutation drawn from the caller's seeded RNG
+    /// ([`SliceRandom::shuffle`]); the same RNG state gives the same order,
+    /// bit for bit, and the RNG is advanced.
+    Seeded(&'r mut dyn RngCore),
+}
+
+impl fmt::Debug for Shuffle<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shuffle::None => f.write_str("Shuffle::None"),
+            Shuffle::Seeded(_) => f.write_str("Shuffle::Seeded(..)"),
+        }
+    }
+}
+
+/// What [`Dataset::batches`] does with a final batch smaller than the batch size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LastBatch {
+    /// Yield it (`ceil(len / batch_size)` batches).
+    #[default]
+    Keep,
+    /// Skip it (`floor(len / batch_size)` batches), so every batch is full.
+    Drop,
+}
+
+/// One batch of images and labels as tensors.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The images, `f32`, shape `[batch, 1, height, width]`.
+    pub images: Tensor,
+    /// The labels, `u32`, shape `[batch]`.
+    pub labels: Tensor,
+    /// Which dataset images these are, in batch order.
+    pub indices: Vec<usize>,
+}
+
+impl Dataset {
+    /// Builds a dataset from `images` (`labels.len() * height * width` values
+    /// in `[0, 1]`, image after image, row-major) and one label per image.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `height` or `width` is zero, if the number of
+    /// values does not match, or if a value is not a finite number in `[0, 1]`.
+    pub fn new(images: Vec<f32>, labels: Vec<u8>, height: usize, width: usize) -> Result<Self> {
+        if height == 0 || width == 0 {
+            return Err(Error::config(
+                "height, width",
+                format!("images of {height}×{width} pixels: both must be positive"),
+            ));
+        }
+        let expected = labels
+            .len()
+            .checked_mul(height)
+            .and_then(|n| n.checked_mul(width));
+        if expected != Some(images.len()) {
+            return Err(Error::config(
+                "images",
+                format!(
+                    "{} values for {} labels of {height}×{width} pixels",
+                    images.len(),
+                    labels.len()
+                ),
+            ));
+        }
+        if let Some(pos) = images.iter().position(|v| !(0.0..=1.0).contains(v)) {
+            return Err(Error::config(
+                "images",
+                format!("value {} at index {pos} is outside [0, 1]", images[pos]),
+            ));
+        }
+        Ok(Self {
+            images,
+            labels,
+            height,
+            width,
+        })
+    }
+
+    /// Pairs parsed IDX images with their labels, scaling pixels as `v / 255`.
+    ///
+    /// `labels_name` names the labels file in the error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Data`] naming `labels_name` if the number of labels differs
+    /// from the number of images.
+    pub fn from_idx(
+        images: &IdxImages,
+        labels: Vec<u8>,
+        labels_name: impl AsRef<Path>,
+    ) -> Result<Self> {
+        if labels.len() != images.count() {
+            return Err(Error::Data {
+                path: labels_name.as_ref().to_path_buf(),
+                reason: format!(
+                    "count mismatch: {} labels for {} images",
+                    labels.len(),
+                    images.count()
+                ),
+            });
+        }
+        let pixels = images
+            .pixels()
+            .iter()
+            .map(|&v| f32::from(v) / 255.0)
+            .collect();
+        Ok(Self {
+            images: pixels,
+            labels,
+            height: images.rows(),
+            width: images.cols(),
+        })
+    }
+
+    /// Parses an IDX images file and an IDX labels file from bytes (each raw
+    /// or gzip) and pairs them; the names appear in errors.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Data`] as [`idx::parse_images`], [`idx::parse_labels`] and
+    /// [`Dataset::from_idx`].
+    pub fn from_idx_bytes(
+        images: &[u8],
+        images_name: impl AsRef<Path>,
+        labels: &[u8],
+        labels_name: impl AsRef<Path>,
+    ) -> Result<Self> {
+        let images = idx::parse_images(images, images_name)?;
+        let labels_name = labels_name.as_ref();
+        let labels = idx::parse_labels(labels, labels_name)?;
+        Self::from_idx(&images, labels, labels_name)
+    }
+
+    /// Reads an IDX images file and an IDX labels file (each raw or gzip)
+    /// and pairs them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if a file cannot be read, otherwise as
+    /// [`Dataset::from_idx_bytes`].
+    pub fn from_idx_files(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Self> {
+        let images = idx::read_images(images)?;
+        let labels_path = labels.as_ref();
+        let labels = idx::read_labels(labels_path)?;
+        Self::from_idx(&images, labels, labels_path)
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Image height in pixels.
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Image width in pixels.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Number of channels: always 1 (greyscale).
+    pub fn channels(&self) -> usize {
+        1
+    }
+
+    /// All pixels, `len() * height() * width()` values in `[0, 1]`.
+    pub fn images(&self) -> &[f32] {
+        &self.images
+    }
+
+    /// The labels, one per image.
+    pub fn labels(&self) -> &[u8] {
+        &self.labels
+    }
+
+    /// The pixels of image `index` (`height() * width()` values, row-major),
+    /// or `None` past the end.
+    pub fn image(&self, index: usize) -> Option<&[f32]> {
+        let size = self.height * self.width;
+        let start = index.checked_mul(size)?;
+        self.images.get(start..start.checked_add(size)?)
+    }
+
+    /// Static binarization: a copy with each pixel set to `1.0` if it is
+    /// greater than `0.5` and to `0.0` otherwise.
+    ///
+    /// This is the rule of TensorFlow's convolutional VAE tutorial,
+    /// `np.where(x > .5, 1.0, 0.0)`. Pixels read from IDX bytes are `v / 255`,
+    /// so no pixel equals `0.5` exactly: bytes `0..=127` become 0 and
+    /// `128..=255` become 1. The result is the same on every call.
+    pub fn binarize_static(&self) -> Dataset {
+        let images = self
+            .images
+            .iter()
+            .map(|&p| if p > 0.5 { 1.0 } else { 0.0 })
+            .collect();
+        self.with_images(images)
+    }
+
+    /// Dynamic binarization: a copy with each pixel `p` replaced by a fresh
+    /// Bernoulli(`p`) draw, `1.0` with probability `p`.
+    ///
+    /// One `f32` is drawn from `rng` per pixel in storage order and the pixel
+    /// becomes `1.0` if the draw (uniform in `[0, 1)`) is below `p`, so pixels
+    /// at 0 stay 0 and pixels at 1 stay 1. Every call advances `rng` and gives
+    /// a new sample; the same RNG state gives the same sample, bit for bit.
+    /// Call it once per epoch to resample the training set.
+    pub fn binarize_dynamic<R: Rng + ?Sized>(&self, rng: &mut R) -> Dataset {
+        let images = self
+            .images
+            .iter()
+            .map(|&p| if rng.random::<f32>() < p { 1.0 } else { 0.0 })
+            .collect();
+        self.with_images(images)
+    }
+
+    fn with_images(&self, images: Vec<f32>) -> Dataset {
+        Dataset {
+            images,
+            labels: self.labels.clone(),
+            height: self.height,
+            width: self.width,
+        }
+    }
+
+    /// The images at `indices` (in that order) as one [`Batch`] on `device`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (field `indices`) if an index is out of range;
+    /// [`Error::Candle`] if the tensors cannot be created on `device`.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> Result<Batch> {
+        if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::config(
+                "indices",
+                format!(
+                    "index {bad} out of range for a dataset of {} images",
+                    self.len()
+                ),
+            ));
+        }
+        let size = self.height * self.width;
+        let mut pixels = Vec::with_capacity(indices.len() * size);
+        for &i in indices {
+            pixels.extend_from_slice(&self.images[i * size..(i + 1) * size]);
+        }
+        let labels: Vec<u32> = indices.iter().map(|&i| u32::from(self.labels[i])).collect();
+        let b = indices.len();
+        let images = Tensor::from_vec(pixels, (b, 1, self.height, self.width), device)?; // [b, 1, h, w]
+        let labels = Tensor::from_vec(labels, b, device)?; // [b]
+        Ok(Batch {
+            images,
+            labels,
+            indices: indices.to_vec(),
+        })
+    }
+
+    /// Iterates over the dataset in batches of `batch_size` images, built on
+    /// `device`.
+    ///
+    /// The visiting order is fixed when this is called: dataset order for
+    /// [`Shuffle::None`], or one Fisher–Yates permutation drawn from the
+    /// caller's RNG for [`Shuffle::Seeded`]. `last` says whether a final
+    /// partial batch is kept or dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] (field `batch_size`) if `batch_size` is 0. Each
+    /// item is [`Error::Candle`] if its tensors cannot be created.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use candle_core::Device;
+    /// use rand::SeedableRng;
+    /// use vaekit::data::{Dataset, LastBatch, Shuffle};
+    ///
+    /// let data = Dataset::new(vec![0.0; 5 * 4], vec![0, 1, 2, 3, 4], 2, 2)?;
+    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// let mut seen = 0;
+    /// for batch in data.batches(2, Shuffle::Seeded(&mut rng), LastBatch::Drop, &Device::Cpu)? {
+    ///     let batch = batch?;
+    ///     assert_eq!(batch.images.dims(), &[2, 1, 2, 2]);
+    ///     seen += batch.indices.len();
+    /// }
+    /// assert_eq!(seen, 4);
+    /// # Ok::<(), vaekit::Error>(())
+    /// ```
+    pub fn batches(
+        &self,
+        batch_size: usize,
+        shuffle: Shuffle<'_>,
+        last: LastBatch,
+        device: &Device,
+    ) -> Result<Batches<'_>> {
+        if batch_size == 0 {
+            return Err(Error::config("batch_size", "must be positive, got 0"));
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        if let Shuffle::Seeded(rng) = shuffle {
+            order.shuffle(rng);
+        }
+        let end = match last {
+            LastBatch::Keep => order.len(),
+            LastBatch::Drop => order.len() - order.len() % batch_size,
+        };
+        order.truncate(end);
+        Ok(Batches {
+            dataset: self,
+            order,
+            batch_size,
+            next: 0,
+            device: device.clone(),
+        })
+    }
+}
+
+/// Iterator over the batches of a [`Dataset`], from [`Dataset::batches`].
+#[derive(Debug)]
+pub struct Batches<'a> {
+    dataset: &'a Dataset,
+    order: Vec<usize>,
+    batch_size: usize,
+    next: usize,
+    device: Device,
+}
+
+impl Batches<'_> {
+    /// The full visiting order (dataset indices), already cut to whole
+    /// batches under [`LastBatch::Drop`].
+    pub fn order(&self) -> &[usize] {
+        &self.order
+    }
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Result<Batch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let indices = &self.order[self.next..end];
+        self.next = end;
+        Some(self.dataset.batch(indices, &self.device))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.order.len() - self.next).div_ceil(self.batch_size);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}
