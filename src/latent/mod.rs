@@ -1,0 +1,97 @@
+//! Latent distributions: the diagonal-Gaussian posterior and the priors a VAE
+//! regularises it towards.
+//!
+//! Every random draw takes the caller's generator (`&mut dyn RngCore`), so a
+//! seeded [`rand`] generator makes a run reproducible bit for bit on the CPU,
+//! whatever the device.
+
+mod gaussian;
+mod mixture;
+mod noise;
+mod standard_normal;
+
+pub use gaussian::DiagonalGaussian;
+pub(crate) use gaussian::LN_2PI;
+pub use mixture::GaussianMixturePrior;
+pub use noise::standard_normal;
+pub use standard_normal::StandardNormal;
+
+use candle_core::{Device, Result, Tensor};
+use rand::RngCore;
+
+/// A prior `p(z)` over latent vectors of width [`latent_dim`](LatentPrior::latent_dim).
+///
+/// Object-safe: a model may hold a `Box<dyn LatentPrior>`.
+pub trait LatentPrior: Send + Sync + std::fmt::Debug {
+    /// Width of the latent vectors.
+    fn latent_dim(&self) -> usize;
+
+    /// `log p(z)` for each row of `z` `[batch, latent_dim]`, as `[batch]`.
+    fn log_prob(&self, z: &Tensor) -> Result<Tensor>;
+
+    /// `n` draws `[n, latent_dim]` on `device`, from the caller's generator.
+    fn sample(&self, n: usize, rng: &mut dyn RngCore, device: &Device) -> Result<Tensor>;
+
+    /// `KL(q ‖ p)` for each row of the posterior `q`, as `[batch]`.
+    ///
+    /// The default is a single-sample Monte Carlo estimate
+    /// `log q(z) − log p(z)` with `z ~ q` (see [`monte_carlo_kl`]); priors with a
+    /// closed form override it and report so through [`has_closed_form_kl`].
+    ///
+    /// [`has_closed_form_kl`]: LatentPrior::has_closed_form_kl
+    fn kl(&self, q: &DiagonalGaussian, rng: &mut dyn RngCore) -> Result<Tensor> {
+        monte_carlo_kl(self, q, 1, rng)
+    }
+
+    /// Whether [`kl`](LatentPrior::kl) is exact rather than an estimate.
+    fn has_closed_form_kl(&self) -> bool {
+        false
+    }
+}
+
+impl<P: LatentPrior + ?Sized> LatentPrior for Box<P> {
+    fn latent_dim(&self) -> usize {
+        (**self).latent_dim()
+    }
+    fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
+        (**self).log_prob(z)
+    }
+    fn sample(&self, n: usize, rng: &mut dyn RngCore, device: &Device) -> Result<Tensor> {
+        (**self).sample(n, rng, device)
+    }
+    fn kl(&self, q: &DiagonalGaussian, rng: &mut dyn RngCore) -> Result<Tensor> {
+        (**self).kl(q, rng)
+    }
+    fn has_closed_form_kl(&self) -> bool {
+        (**self).has_closed_form_kl()
+    }
+}
+
+/// Monte Carlo estimate of `KL(q ‖ p)` per row: the mean over `samples`
+/// reparameterised draws `z ~ q` of `log q(z) − log p(z)`, as `[batch]`.
+///
+/// Unbiased; its spread shrinks as `1/√samples`. Gradients flow to `q`'s
+/// parameters through the reparameterisation.
+pub fn monte_carlo_kl<P: LatentPrior + ?Sized>(
+    prior: &P,
+    q: &DiagonalGaussian,
+    samples: usize,
+    rng: &mut dyn RngCore,
+) -> Result<Tensor> {
+    if samples == 0 {
+        candle_core::bail!("monte_carlo_kl: samples must be positive");
+    }
+    let mut total: Option<Tensor> = None;
+    for _ in 0..samples {
+        let z = q.rsample(rng)?; // [b, d]
+        let term = (q.log_prob(&z)? - prior.log_prob(&z)?)?; // [b]
+        total = Some(match total {
+            None => term,
+            Some(t) => (t + term)?,
+        });
+    }
+    match total {
+        Some(t) => t.affine(1.0 / samples as f64, 0.0),
+        None => candle_core::bail!("monte_carlo_kl: no sample drawn"),
+    }
+}

@@ -1,0 +1,45 @@
+//! Binary cross-entropy, on logits and on probabilities.
+
+use candle_core::{Result, Tensor};
+
+use super::{same_shape, Reduction};
+
+/// Binary cross-entropy between `sigmoid(logits)` and `target`, in the stable form
+/// `max(l, 0) − l·t + ln(1 + e^{−|l|})`.
+///
+/// Finite for any finite logit (candle's own version takes `ln(sigmoid(l))`, which
+/// is −∞ once the sigmoid saturates). Gradient `sigmoid(l) − t`. Equals PyTorch's
+/// `binary_cross_entropy_with_logits` and TensorFlow's
+/// `sigmoid_cross_entropy_with_logits`.
+pub fn bce_with_logits(logits: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    same_shape("bce_with_logits", logits, target)?;
+    let softplus_neg_abs = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?; // ln(1 + e^{−|l|})
+    let loss = ((logits.relu()? - logits.mul(target)?)? + softplus_neg_abs)?;
+    reduction.apply(&loss)
+}
+
+/// Smallest probability whose logarithm is taken; below it the log term is
+/// the clamp value. (`ln` of it is ≈ −87, and `1/it` is finite in `f32`.)
+const P_FLOOR: f64 = 1.175_494_4e-38;
+/// PyTorch's clamp on the log terms of binary cross-entropy.
+const LOG_CLAMP: f64 = -100.0;
+
+/// `max(ln p, −100)`, with `ln 0 = −100` and a finite gradient everywhere.
+fn clamped_log(p: &Tensor) -> Result<Tensor> {
+    let positive = p.gt(0f64)?;
+    let log = p.maximum(P_FLOOR)?.log()?;
+    let floor = log.ones_like()?.affine(0.0, LOG_CLAMP)?;
+    positive.where_cond(&log, &floor)?.maximum(LOG_CLAMP)
+}
+
+/// Binary cross-entropy between probabilities `probs` and `target`:
+/// `−(t·ln p + (1 − t)·ln(1 − p))`, each log clamped at −100 as PyTorch's
+/// `binary_cross_entropy` does, so `p = 0` or `p = 1` stays finite.
+pub fn bce(probs: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
+    same_shape("bce", probs, target)?;
+    let log_p = clamped_log(probs)?;
+    let log_1mp = clamped_log(&probs.affine(-1.0, 1.0)?)?;
+    let one_minus_t = target.affine(-1.0, 1.0)?;
+    let loss = (target.mul(&log_p)? + one_minus_t.mul(&log_1mp)?)?.neg()?;
+    reduction.apply(&loss)
+}

@@ -1,0 +1,348 @@
+//! The tutorials' architectures as named presets with their defaults.
+//!
+//! | preset | tutorial | model |
+//! |---|---|---|
+//! | `cvae-tf` | TensorFlow 2 CVAE | conv VAE, logits, latent 2, Monte Carlo ELBO, Glorot init |
+//! | `conv-vae-bn` | PyTorch CVAE | conv VAE with batch norm, sigmoid, latent 32, PyTorch init |
+//! | `dense-vae` | TF1 dense VAE | 784→256→2, linear output, `0.5·Σ(x̂−x)²` + KL |
+//! | `digit-cvae` | digit-conditioned VAE | dense 128 sigmoid, z 10, classifier, σ = 0.5 |
+//! | `conv-ae` | Keras conv autoencoder | 8-filter convs, up-sampling decoder, code 10, MSE |
+//! | `conv-ae-2d` | Keras conv autoencoder | the same with a 2-D code |
+//!
+//! Parameter names follow each preset's PyTorch equivalent in
+//! `tests/fixtures/make_fixtures.py`; `docs/architecture.md` maps them to the
+//! tutorials' own layer names.
+
+use serde::{Deserialize, Serialize};
+
+use crate::losses::Reduction;
+use crate::nets::{
+    Activation, ConvBlockConfig, ConvDecoderConfig, ConvEncoderConfig, DenseDecoderConfig,
+    DenseEncoderConfig, ImageShape, MlpConfig, Norm, OutputKind, UpBlockConfig, Upsampling,
+};
+use crate::params::InitScheme;
+use crate::{Error, Result};
+
+use super::autoencoder::AeLoss;
+use super::config::{
+    AutoencoderConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig, ModelConfig, VaeConfig,
+};
+use super::digit::Conditioning;
+use super::vae::{KlEstimator, Likelihood, PosteriorParam, VaeLossConfig};
+
+/// A tutorial architecture with its defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The TensorFlow CVAE tutorial.
+    CvaeTf,
+    /// The PyTorch conv VAE with batch norm.
+    ConvVaeBn,
+    /// The TF1 dense VAE with a 2-D latent.
+    DenseVae,
+    /// The digit-conditioned VAE.
+    DigitCvae,
+    /// The Keras convolutional autoencoder (code 10).
+    ConvAe,
+    /// The Keras convolutional autoencoder with a 2-D code.
+    ConvAe2d,
+}
+
+impl Preset {
+    /// Every preset.
+    pub const ALL: [Preset; 6] = [
+        Preset::CvaeTf,
+        Preset::ConvVaeBn,
+        Preset::DenseVae,
+        Preset::DigitCvae,
+        Preset::ConvAe,
+        Preset::ConvAe2d,
+    ];
+
+    /// The preset's name, as accepted by [`str::parse`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::CvaeTf => "cvae-tf",
+            Preset::ConvVaeBn => "conv-vae-bn",
+            Preset::DenseVae => "dense-vae",
+            Preset::DigitCvae => "digit-cvae",
+            Preset::ConvAe => "conv-ae",
+            Preset::ConvAe2d => "conv-ae-2d",
+        }
+    }
+
+    /// The preset's model config, for MNIST-sized images.
+    pub fn config(self) -> ModelConfig {
+        match self {
+            Preset::CvaeTf => cvae_tf(2),
+            Preset::ConvVaeBn => conv_vae_bn(32),
+            Preset::DenseVae => dense_vae(2),
+            Preset::DigitCvae => digit_cvae(10, Conditioning::Predicted),
+            Preset::ConvAe => conv_ae(10),
+            Preset::ConvAe2d => conv_ae(2),
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Preset::ALL.iter().map(|p| p.name()).collect();
+                Error::config(
+                    "preset",
+                    format!("unknown preset `{s}`; expected one of {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+const MNIST: ImageShape = ImageShape::MNIST;
+
+fn conv(
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    norm: Norm,
+    activation: Activation,
+) -> ConvBlockConfig {
+    ConvBlockConfig {
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        norm,
+        activation,
+    }
+}
+
+fn up(
+    upsampling: Upsampling,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    activation: Activation,
+) -> UpBlockConfig {
+    UpBlockConfig {
+        upsampling,
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        norm: Norm::None,
+        activation,
+    }
+}
+
+/// The TensorFlow CVAE: Conv(32,3,s2)+ReLU, Conv(64,3,s2)+ReLU, Dense(2·latent);
+/// Dense(7·7·32)+ReLU, ConvT(64,3,s2)+ReLU, ConvT(32,3,s2)+ReLU, ConvT(1,3,s1)
+/// giving logits; single-sample Monte Carlo ELBO; Glorot-uniform init.
+pub fn cvae_tf(latent_dim: usize) -> ModelConfig {
+    use Activation::{Identity, Relu};
+    let init = InitScheme::GlorotUniform;
+    let t = Upsampling::Transposed { output_padding: 1 };
+    ModelConfig::Vae(VaeConfig {
+        latent_dim,
+        encoder: EncoderConfig::Conv(ConvEncoderConfig {
+            input: MNIST,
+            blocks: vec![
+                conv(32, 3, 2, 0, Norm::None, Relu),
+                conv(64, 3, 2, 0, Norm::None, Relu),
+            ],
+            output_dim: 2 * latent_dim,
+            init,
+        }),
+        decoder: DecoderConfig::Conv(ConvDecoderConfig {
+            input_dim: latent_dim,
+            start: ImageShape::new(32, 7, 7),
+            fc_activation: Relu,
+            blocks: vec![
+                up(t, 64, 3, 2, 1, Relu),
+                up(t, 32, 3, 2, 1, Relu),
+                up(
+                    Upsampling::Transposed { output_padding: 0 },
+                    1,
+                    3,
+                    1,
+                    1,
+                    Identity,
+                ),
+            ],
+            output: MNIST,
+            output_kind: OutputKind::Logits,
+            init,
+        }),
+        posterior: PosteriorParam::LogVariance,
+        loss: VaeLossConfig {
+            likelihood: Likelihood::Bernoulli,
+            kl: KlEstimator::SingleSample,
+            beta: 1.0,
+            reduction: Reduction::BatchMean,
+        },
+    })
+}
+
+/// The PyTorch conv VAE: Conv(64,4,s2,p1)+BN+LeakyReLU(0.2),
+/// Conv(128,4,s2,p1)+BN+LeakyReLU, Conv(128,3,s1,p1)+BN+LeakyReLU,
+/// Linear(6272→2·latent); Linear(latent→6272), ConvT(64,4,s2,p1)+ReLU,
+/// ConvT(1,4,s2,p1)+Sigmoid; BCE (sum) + analytic KL; PyTorch init.
+pub fn conv_vae_bn(latent_dim: usize) -> ModelConfig {
+    use Activation::{Identity, LeakyRelu, Relu};
+    let init = InitScheme::PyTorch;
+    let t = Upsampling::Transposed { output_padding: 0 };
+    let lrelu = LeakyRelu(0.2);
+    ModelConfig::Vae(VaeConfig {
+        latent_dim,
+        encoder: EncoderConfig::Conv(ConvEncoderConfig {
+            input: MNIST,
+            blocks: vec![
+                conv(64, 4, 2, 1, Norm::Batch, lrelu),
+                conv(128, 4, 2, 1, Norm::Batch, lrelu),
+                conv(128, 3, 1, 1, Norm::Batch, lrelu),
+            ],
+            output_dim: 2 * latent_dim,
+            init,
+        }),
+        decoder: DecoderConfig::Conv(ConvDecoderConfig {
+            input_dim: latent_dim,
+            start: ImageShape::new(128, 7, 7),
+            fc_activation: Identity,
+            blocks: vec![up(t, 64, 4, 2, 1, Relu), up(t, 1, 4, 2, 1, Identity)],
+            output: MNIST,
+            output_kind: OutputKind::Probabilities,
+            init,
+        }),
+        posterior: PosteriorParam::LogVariance,
+        loss: VaeLossConfig {
+            likelihood: Likelihood::Bernoulli,
+            kl: KlEstimator::Analytic,
+            beta: 1.0,
+            reduction: Reduction::Sum,
+        },
+    })
+}
+
+/// The TF1 dense VAE: 784→256 ReLU→(mean, log σ²); latent→256 ReLU→784 linear;
+/// loss `0.5·Σ(x̂ − x)²` + analytic KL, averaged over the batch; Glorot init.
+pub fn dense_vae(latent_dim: usize) -> ModelConfig {
+    let init = InitScheme::GlorotUniform;
+    ModelConfig::Vae(VaeConfig {
+        latent_dim,
+        encoder: EncoderConfig::Dense(DenseEncoderConfig {
+            input: MNIST,
+            hidden: vec![256],
+            activation: Activation::Relu,
+            output_dim: 2 * latent_dim,
+            init,
+        }),
+        decoder: DecoderConfig::Dense(DenseDecoderConfig {
+            input_dim: latent_dim,
+            hidden: vec![256],
+            activation: Activation::Relu,
+            output: MNIST,
+            output_kind: OutputKind::Linear,
+            init,
+        }),
+        posterior: PosteriorParam::LogVariance,
+        loss: VaeLossConfig {
+            likelihood: Likelihood::SquaredError { scale: 0.5 },
+            kl: KlEstimator::Analytic,
+            beta: 1.0,
+            reduction: Reduction::BatchMean,
+        },
+    })
+}
+
+/// The digit-conditioned VAE: dense 128-unit sigmoid encoder, decoder and
+/// classifier; variance `1e-5 + exp(·)`; decoder input `[z | class vector]`;
+/// Gaussian likelihood with σ = 0.5; classifier weight 10; Glorot init.
+pub fn digit_cvae(latent_dim: usize, conditioning: Conditioning) -> ModelConfig {
+    let init = InitScheme::GlorotUniform;
+    let classes = 10;
+    ModelConfig::DigitCvae(DigitCvaeConfig {
+        latent_dim,
+        classes,
+        encoder: EncoderConfig::Dense(DenseEncoderConfig {
+            input: MNIST,
+            hidden: vec![128],
+            activation: Activation::Sigmoid,
+            output_dim: 2 * latent_dim,
+            init,
+        }),
+        decoder: DecoderConfig::Dense(DenseDecoderConfig {
+            input_dim: latent_dim + classes,
+            hidden: vec![128],
+            activation: Activation::Sigmoid,
+            output: MNIST,
+            output_kind: OutputKind::Probabilities,
+            init,
+        }),
+        conditioning,
+        classifier: MlpConfig {
+            in_dim: MNIST.numel(),
+            hidden: vec![128],
+            out_dim: classes,
+            activation: Activation::Sigmoid,
+            out_activation: Activation::Identity,
+            init,
+        },
+        class_weight: 10.0,
+        posterior: PosteriorParam::ExpWithFloor { floor: 1e-5 },
+        loss: VaeLossConfig {
+            likelihood: Likelihood::Gaussian { sigma: 0.5 },
+            kl: KlEstimator::Analytic,
+            beta: 1.0,
+            reduction: Reduction::BatchMean,
+        },
+    })
+}
+
+/// The Keras conv autoencoder: Conv(8,3,s2), Conv(8,3,s1), Conv(8,3,s2),
+/// Conv(8,3,s1), all ReLU, Dense(code); Dense(7·7·64)+ReLU, Conv(64)+ReLU,
+/// up-sample 2×, Conv(32)+ReLU, up-sample 2×, Conv(1)+sigmoid; MSE; Glorot init.
+pub fn conv_ae(latent_dim: usize) -> ModelConfig {
+    use Activation::{Identity, Relu};
+    let init = InitScheme::GlorotUniform;
+    let near = Upsampling::NearestConv { scale: 2 };
+    ModelConfig::Autoencoder(AutoencoderConfig {
+        latent_dim,
+        encoder: EncoderConfig::Conv(ConvEncoderConfig {
+            input: MNIST,
+            blocks: vec![
+                conv(8, 3, 2, 1, Norm::None, Relu),
+                conv(8, 3, 1, 1, Norm::None, Relu),
+                conv(8, 3, 2, 1, Norm::None, Relu),
+                conv(8, 3, 1, 1, Norm::None, Relu),
+            ],
+            output_dim: latent_dim,
+            init,
+        }),
+        decoder: DecoderConfig::Conv(ConvDecoderConfig {
+            input_dim: latent_dim,
+            start: ImageShape::new(64, 7, 7),
+            fc_activation: Relu,
+            blocks: vec![
+                up(Upsampling::Conv, 64, 3, 1, 1, Relu),
+                up(near, 32, 3, 1, 1, Relu),
+                up(near, 1, 3, 1, 1, Identity),
+            ],
+            output: MNIST,
+            output_kind: OutputKind::Probabilities,
+            init,
+        }),
+        loss: AeLoss::Mse,
+        reduction: Reduction::Mean,
+    })
+}

@@ -1,0 +1,195 @@
+//! Dense (fully connected) encoder and decoder over flattened images.
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Module, ModuleT, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::mlp::{mlp, Mlp, MlpConfig};
+use super::{Activation, Decoder, Encoder, ImageShape, OutputKind};
+use crate::params::InitScheme;
+use crate::{Error, Result as VResult};
+
+/// Layout of a [`DenseEncoder`]: flatten, hidden layers, linear output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseEncoderConfig {
+    /// Shape of one input image.
+    pub input: ImageShape,
+    /// Widths of the hidden layers.
+    pub hidden: Vec<usize>,
+    /// Activation after each hidden layer.
+    pub activation: Activation,
+    /// Width of the output (`2 · latent` for a VAE's posterior parameters).
+    pub output_dim: usize,
+    /// How the weights start.
+    pub init: InitScheme,
+}
+
+impl DenseEncoderConfig {
+    fn mlp(&self) -> MlpConfig {
+        MlpConfig {
+            in_dim: self.input.numel(),
+            hidden: self.hidden.clone(),
+            out_dim: self.output_dim,
+            activation: self.activation,
+            out_activation: Activation::Identity,
+            init: self.init,
+        }
+    }
+
+    /// Checks the layout; errors name the field under `field`.
+    pub fn validate(&self, field: &str) -> VResult<()> {
+        check_shape(&self.input, &format!("{field}.input"))?;
+        if self.output_dim == 0 {
+            return Err(Error::config(
+                format!("{field}.output_dim"),
+                "must be positive",
+            ));
+        }
+        self.mlp().validate(field)
+    }
+}
+
+/// A dense encoder: `[b, c, h, w] → flatten → MLP → [b, output_dim]`.
+///
+/// Parameters: `hidden.{i}.weight|bias`, `out.weight|bias`.
+#[derive(Debug, Clone)]
+pub struct DenseEncoder {
+    input: ImageShape,
+    mlp: Mlp,
+}
+
+impl DenseEncoder {
+    /// Builds the encoder, creating its weights in `vb`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero size.
+    pub fn new(config: &DenseEncoderConfig, vb: VarBuilder) -> VResult<Self> {
+        config.validate("encoder")?;
+        Ok(Self {
+            input: config.input,
+            mlp: mlp(&config.mlp(), vb)?,
+        })
+    }
+}
+
+impl ModuleT for DenseEncoder {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Result<Tensor> {
+        self.input.check_batch(xs, "dense encoder")?;
+        let flat = xs.flatten_from(1)?; // [b, c·h·w]
+        self.mlp.forward(&flat) // [b, output_dim]
+    }
+}
+
+impl Encoder for DenseEncoder {
+    fn input_shape(&self) -> ImageShape {
+        self.input
+    }
+    fn output_dim(&self) -> usize {
+        self.mlp.out_dim()
+    }
+}
+
+/// Layout of a [`DenseDecoder`]: hidden layers, linear output, reshape to images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DenseDecoderConfig {
+    /// Width of the latent input.
+    pub input_dim: usize,
+    /// Widths of the hidden layers.
+    pub hidden: Vec<usize>,
+    /// Activation after each hidden layer.
+    pub activation: Activation,
+    /// Shape of one output image.
+    pub output: ImageShape,
+    /// What the outputs are: a sigmoid is applied for
+    /// [`OutputKind::Probabilities`], nothing otherwise.
+    pub output_kind: OutputKind,
+    /// How the weights start.
+    pub init: InitScheme,
+}
+
+impl DenseDecoderConfig {
+    fn mlp(&self) -> MlpConfig {
+        MlpConfig {
+            in_dim: self.input_dim,
+            hidden: self.hidden.clone(),
+            out_dim: self.output.numel(),
+            activation: self.activation,
+            out_activation: match self.output_kind {
+                OutputKind::Probabilities => Activation::Sigmoid,
+                OutputKind::Logits | OutputKind::Linear => Activation::Identity,
+            },
+            init: self.init,
+        }
+    }
+
+    /// Checks the layout; errors name the field under `field`.
+    pub fn validate(&self, field: &str) -> VResult<()> {
+        if self.input_dim == 0 {
+            return Err(Error::config(
+                format!("{field}.input_dim"),
+                "must be positive",
+            ));
+        }
+        check_shape(&self.output, &format!("{field}.output"))?;
+        self.mlp().validate(field)
+    }
+}
+
+/// A dense decoder: `[b, input_dim] → MLP → [b, c, h, w]`.
+///
+/// Parameters: `hidden.{i}.weight|bias`, `out.weight|bias`.
+#[derive(Debug, Clone)]
+pub struct DenseDecoder {
+    output: ImageShape,
+    output_kind: OutputKind,
+    mlp: Mlp,
+}
+
+impl DenseDecoder {
+    /// Builds the decoder, creating its weights in `vb`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero size.
+    pub fn new(config: &DenseDecoderConfig, vb: VarBuilder) -> VResult<Self> {
+        config.validate("decoder")?;
+        Ok(Self {
+            output: config.output,
+            output_kind: config.output_kind,
+            mlp: mlp(&config.mlp(), vb)?,
+        })
+    }
+}
+
+impl ModuleT for DenseDecoder {
+    fn forward_t(&self, z: &Tensor, _train: bool) -> Result<Tensor> {
+        let b = z.dim(0)?;
+        let out = self.mlp.forward(z)?; // [b, c·h·w]
+        let s = self.output;
+        out.reshape((b, s.channels, s.height, s.width)) // [b, c, h, w]
+    }
+}
+
+impl Decoder for DenseDecoder {
+    fn input_dim(&self) -> usize {
+        self.mlp.in_dim()
+    }
+    fn output_shape(&self) -> ImageShape {
+        self.output
+    }
+    fn output_kind(&self) -> OutputKind {
+        self.output_kind
+    }
+}
+
+/// Checks that an image shape has no zero size.
+pub(crate) fn check_shape(s: &ImageShape, field: &str) -> VResult<()> {
+    if s.channels == 0 || s.height == 0 || s.width == 0 {
+        return Err(Error::config(
+            field,
+            format!("image shape {s} has a zero size"),
+        ));
+    }
+    Ok(())
+}

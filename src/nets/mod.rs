@@ -1,0 +1,195 @@
+//! Networks: the [`Encoder`] and [`Decoder`] traits and the dense and
+//! convolutional networks that implement them.
+//!
+//! An encoder maps a batch of images `[batch, channels, height, width]` to one
+//! feature vector per image `[batch, output_dim]`: a code for a plain
+//! autoencoder, or the posterior parameters `[mean | log-variance]` for a VAE.
+//! A decoder maps latent vectors `[batch, input_dim]` back to images, as logits,
+//! probabilities or unbounded values (see [`OutputKind`]).
+
+mod conv;
+mod dense;
+mod layers;
+mod mlp;
+
+pub use conv::{
+    ConvBlockConfig, ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Norm,
+    UpBlockConfig, Upsampling,
+};
+pub use dense::{DenseDecoder, DenseDecoderConfig, DenseEncoder, DenseEncoderConfig};
+pub use layers::{batch_norm2d, conv2d, conv_transpose2d, linear};
+pub use mlp::{Mlp, MlpConfig};
+
+use candle_core::{Result, Tensor};
+use candle_nn::ModuleT;
+use serde::{Deserialize, Serialize};
+
+/// Maps a batch of images to one feature vector per image.
+///
+/// `forward_t(images, train)` takes `[batch, c, h, w]` (the [`input_shape`]) and
+/// returns `[batch, output_dim]`. `train` selects training behaviour (batch
+/// statistics in batch norm); `false` is evaluation.
+///
+/// [`input_shape`]: Encoder::input_shape
+pub trait Encoder: ModuleT + Send + Sync {
+    /// Shape of one input image.
+    fn input_shape(&self) -> ImageShape;
+    /// Width of the feature vector returned per image.
+    fn output_dim(&self) -> usize;
+}
+
+/// Maps latent vectors `[batch, input_dim]` to images `[batch, c, h, w]`.
+pub trait Decoder: ModuleT + Send + Sync {
+    /// Width of the latent vector it takes.
+    fn input_dim(&self) -> usize;
+    /// Shape of one output image.
+    fn output_shape(&self) -> ImageShape;
+    /// What its outputs mean: logits, probabilities, or unbounded values.
+    fn output_kind(&self) -> OutputKind;
+}
+
+impl ModuleT for Box<dyn Encoder> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        (**self).forward_t(xs, train)
+    }
+}
+
+impl Encoder for Box<dyn Encoder> {
+    fn input_shape(&self) -> ImageShape {
+        (**self).input_shape()
+    }
+    fn output_dim(&self) -> usize {
+        (**self).output_dim()
+    }
+}
+
+impl ModuleT for Box<dyn Decoder> {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        (**self).forward_t(xs, train)
+    }
+}
+
+impl Decoder for Box<dyn Decoder> {
+    fn input_dim(&self) -> usize {
+        (**self).input_dim()
+    }
+    fn output_shape(&self) -> ImageShape {
+        (**self).output_shape()
+    }
+    fn output_kind(&self) -> OutputKind {
+        (**self).output_kind()
+    }
+}
+
+/// The shape of one image: channels, height, width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageShape {
+    /// Number of channels (1 for grey digits).
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// MNIST's shape: 1×28×28.
+    pub const MNIST: ImageShape = ImageShape {
+        channels: 1,
+        height: 28,
+        width: 28,
+    };
+
+    /// A shape of `channels × height × width`.
+    pub const fn new(channels: usize, height: usize, width: usize) -> Self {
+        Self {
+            channels,
+            height,
+            width,
+        }
+    }
+
+    /// Number of values in one image.
+    pub const fn numel(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Checks that `xs` is a batch `[batch, c, h, w]` of this shape.
+    pub fn check_batch(&self, xs: &Tensor, what: &str) -> Result<usize> {
+        match xs.dims() {
+            [b, c, h, w] if (*c, *h, *w) == (self.channels, self.height, self.width) => Ok(*b),
+            dims => candle_core::bail!(
+                "{what}: expected images [batch, {}, {}, {}], got {dims:?}",
+                self.channels,
+                self.height,
+                self.width
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}", self.channels, self.height, self.width)
+    }
+}
+
+/// What a decoder's outputs are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputKind {
+    /// Bernoulli logits: pixel probabilities are `sigmoid(output)`.
+    Logits,
+    /// Probabilities in `[0, 1]` (a sigmoid is the last layer).
+    Probabilities,
+    /// Unbounded values (a linear last layer), e.g. a Gaussian mean.
+    Linear,
+}
+
+impl OutputKind {
+    /// Turns decoder outputs into displayable pixel values in `[0, 1]`.
+    pub fn to_pixels(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            OutputKind::Logits => candle_nn::ops::sigmoid(xs),
+            OutputKind::Probabilities => Ok(xs.clone()),
+            OutputKind::Linear => xs.clamp(0f32, 1f32),
+        }
+    }
+}
+
+/// An element-wise activation function.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// No activation.
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `x` for `x ≥ 0`, `slope · x` otherwise.
+    LeakyRelu(f64),
+    /// `1 / (1 + e^{−x})`.
+    Sigmoid,
+    /// Hyperbolic tangent.
+    Tanh,
+}
+
+impl Activation {
+    /// Applies the activation.
+    pub fn apply(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(xs.clone()),
+            Activation::Relu => xs.relu(),
+            Activation::LeakyRelu(slope) => {
+                // max(x, slope·x) for 0 ≤ slope ≤ 1; valid gradient on both sides.
+                let scaled = xs.affine(slope, 0.0)?;
+                if slope <= 1.0 {
+                    xs.maximum(&scaled)
+                } else {
+                    xs.minimum(&scaled)
+                }
+            }
+            Activation::Sigmoid => candle_nn::ops::sigmoid(xs),
+            Activation::Tanh => xs.tanh(),
+        }
+    }
+}

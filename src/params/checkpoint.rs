@@ -1,0 +1,110 @@
+//! Checkpoint files: named tensors plus string metadata in one safetensors file,
+//! written atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+use crate::{Error, Result};
+
+/// The contents of a checkpoint file.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    /// The tensors, by name.
+    pub tensors: HashMap<String, Tensor>,
+    /// The file's string metadata (the safetensors `__metadata__` header).
+    pub metadata: HashMap<String, String>,
+}
+
+/// Writes `tensors` and `metadata` to `path` as safetensors, atomically.
+///
+/// The bytes go to a temporary file in the same folder, which is flushed to disk and
+/// then renamed over `path`; a process killed at any moment leaves either the old
+/// file or the new one, never a partial file.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the folder cannot be written; [`Error::Checkpoint`] if the
+/// tensors cannot be serialised.
+pub fn write_checkpoint(
+    path: impl AsRef<Path>,
+    tensors: &BTreeMap<String, Tensor>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let cpu: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.to_device(&Device::Cpu)?)))
+        .collect::<candle_core::Result<_>>()?;
+    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let bytes =
+        safetensors::tensor::serialize(cpu.iter().map(|(k, t)| (k.as_str(), t)), Some(info))
+            .map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("cannot serialise: {e}"),
+            })?;
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "not a file path".into(),
+        })?
+        .to_string_lossy()
+        .into_owned();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Reads a checkpoint written by [`write_checkpoint`] (or any safetensors file),
+/// placing its tensors on `device`.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`] if it is not a
+/// valid safetensors file (truncated, bad header, unsupported dtype).
+pub fn read_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let st = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let mut tensors = HashMap::new();
+    for (name, view) in st.tensors() {
+        let t = candle_core::safetensors::Load::load(&view, device)
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+        tensors.insert(name, t);
+    }
+    Ok(Checkpoint { tensors, metadata })
+}

@@ -1,0 +1,268 @@
+//! Parameter storage: the trainable weights and buffers of a model, seeded
+//! initialisation, and checkpoints on disk.
+//!
+//! A [`ParamStore`] wraps a candle [`VarMap`]. Layers are built through the
+//! [`VarBuilder`] it hands out; every weight created that way is drawn from a
+//! seeded [`rand`] generator, so the same seed gives the same initial model bit for
+//! bit on the CPU (candle's own CPU generator cannot be seeded).
+
+mod checkpoint;
+mod init;
+
+pub use checkpoint::{read_checkpoint, write_checkpoint, Checkpoint};
+pub use init::InitScheme;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::{Init, VarBuilder, VarMap};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal, Uniform};
+
+use crate::{Error, Result};
+
+/// Suffixes of parameter names that are buffers (running statistics), not
+/// trainable weights.
+const BUFFER_SUFFIXES: [&str; 2] = [".running_mean", ".running_var"];
+
+/// Whether the parameter `name` is a buffer (a batch-norm running statistic)
+/// rather than a trainable weight.
+pub fn is_buffer(name: &str) -> bool {
+    BUFFER_SUFFIXES.iter().any(|s| name.ends_with(s))
+}
+
+/// The weights and buffers of one model, by PyTorch-style dotted name.
+#[derive(Clone)]
+pub struct ParamStore {
+    varmap: VarMap,
+    device: Device,
+}
+
+impl std::fmt::Debug for ParamStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParamStore")
+            .field("tensors", &self.len())
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+impl ParamStore {
+    /// An empty store whose tensors live on `device`.
+    pub fn new(device: &Device) -> Self {
+        Self {
+            varmap: VarMap::new(),
+            device: device.clone(),
+        }
+    }
+
+    /// The device the tensors live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// A [`VarBuilder`] that creates each missing tensor from its initialiser, drawing
+    /// from a [`ChaCha8Rng`] seeded with `seed`, and stores it here.
+    ///
+    /// Tensors are drawn in the order the layers ask for them, so building the same
+    /// architecture with the same seed gives the same weights.
+    pub fn var_builder(&self, seed: u64) -> VarBuilder<'static> {
+        let backend = SeededInit {
+            varmap: self.varmap.clone(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        };
+        VarBuilder::from_backend(Box::new(backend), DType::F32, self.device.clone())
+    }
+
+    /// Number of tensors (weights and buffers).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the store holds no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The trainable variables, sorted by name (buffers excluded).
+    pub fn trainable_vars(&self) -> Vec<Var> {
+        self.named_vars()
+            .into_iter()
+            .filter(|(n, _)| !is_buffer(n))
+            .map(|(_, v)| v)
+            .collect()
+    }
+
+    /// Every variable with its name, sorted by name.
+    pub fn named_vars(&self) -> Vec<(String, Var)> {
+        let map = self.lock();
+        let mut v: Vec<(String, Var)> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The variable called `name`, if any.
+    pub fn get(&self, name: &str) -> Option<Var> {
+        self.lock().get(name).cloned()
+    }
+
+    /// Number of trainable scalars.
+    pub fn num_trainable(&self) -> usize {
+        self.trainable_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// A copy of every tensor, by name, detached from the autograd graph.
+    pub fn snapshot(&self) -> BTreeMap<String, Tensor> {
+        self.named_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.as_detached_tensor()))
+            .collect()
+    }
+
+    /// Overwrites every variable with the tensor of the same name in `tensors`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tensor`] naming the first variable that is missing from `tensors` or
+    /// whose shape or dtype differs. Nothing is written unless every tensor fits.
+    pub fn assign(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+        let vars = self.named_vars();
+        for (name, var) in &vars {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| Error::tensor(name, "missing"))?;
+            if t.dims() != var.dims() {
+                return Err(Error::tensor(
+                    name,
+                    format!("shape {:?}, expected {:?}", t.dims(), var.dims()),
+                ));
+            }
+            if t.dtype() != var.dtype() {
+                return Err(Error::tensor(
+                    name,
+                    format!("dtype {:?}, expected {:?}", t.dtype(), var.dtype()),
+                ));
+            }
+        }
+        for (name, var) in &vars {
+            if let Some(t) = tensors.get(name) {
+                var.set(&t.to_device(&self.device)?)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Var>> {
+        // A poisoned lock only means another thread panicked while holding it; the
+        // map itself is still consistent (inserts are single operations).
+        self.varmap
+            .data()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A [`candle_nn::var_builder::SimpleBackend`] that draws missing tensors from a
+/// seeded generator and records them in a [`VarMap`].
+struct SeededInit {
+    varmap: VarMap,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+impl SeededInit {
+    fn draw(&self, shape: &Shape, init: Init, device: &Device) -> candle_core::Result<Tensor> {
+        let n = shape.elem_count();
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let data: Vec<f32> = match init {
+            Init::Const(c) => vec![c as f32; n],
+            Init::Uniform { lo, up } => {
+                if lo == up {
+                    vec![lo as f32; n]
+                } else {
+                    let d = Uniform::new(lo as f32, up as f32).map_err(candle_core::Error::wrap)?;
+                    (0..n).map(|_| d.sample(&mut *rng)).collect()
+                }
+            }
+            Init::Randn { mean, stdev } => {
+                let d = Normal::new(mean as f32, stdev as f32).map_err(candle_core::Error::wrap)?;
+                (0..n).map(|_| d.sample(&mut *rng)).collect()
+            }
+            Init::Kaiming {
+                dist,
+                fan,
+                non_linearity,
+            } => {
+                let dims = shape.dims();
+                let receptive: usize = dims.iter().skip(2).product();
+                let fan_v = match fan {
+                    candle_nn::init::FanInOut::FanIn => dims.get(1).copied().unwrap_or(1),
+                    candle_nn::init::FanInOut::FanOut => dims.first().copied().unwrap_or(1),
+                } * receptive.max(1);
+                let std = non_linearity.gain() / (fan_v.max(1) as f64).sqrt();
+                match dist {
+                    candle_nn::init::NormalOrUniform::Uniform => {
+                        let b = (3f64.sqrt() * std) as f32;
+                        let d = Uniform::new(-b, b).map_err(candle_core::Error::wrap)?;
+                        (0..n).map(|_| d.sample(&mut *rng)).collect()
+                    }
+                    candle_nn::init::NormalOrUniform::Normal => {
+                        let d = Normal::new(0f32, std as f32).map_err(candle_core::Error::wrap)?;
+                        (0..n).map(|_| d.sample(&mut *rng)).collect()
+                    }
+                }
+            }
+        };
+        Tensor::from_vec(data, shape.clone(), device)
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for SeededInit {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let data = self.varmap.data();
+        let mut map = data.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = map.get(name) {
+            if v.shape() != &s {
+                candle_core::bail!(
+                    "parameter `{name}` exists with shape {:?}, asked for {:?}",
+                    v.shape(),
+                    s
+                );
+            }
+            return Ok(v.as_tensor().clone());
+        }
+        let t = self.draw(&s, h, dev)?.to_dtype(dtype)?;
+        let var = Var::from_tensor(&t)?;
+        let t = var.as_tensor().clone();
+        map.insert(name.to_string(), var);
+        Ok(t)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let data = self.varmap.data();
+        let map = data.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(name) {
+            Some(v) => Ok(v.as_tensor().clone()),
+            None => candle_core::bail!("parameter `{name}` has no initialiser"),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        let data = self.varmap.data();
+        let map = data.lock().unwrap_or_else(|p| p.into_inner());
+        map.contains_key(name)
+    }
+}
