@@ -203,7 +203,8 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
         let (class_logits, condition) = match &self.classifier {
             Some(c) => {
                 let logits = c.forward(&xs.flatten_from(1)?)?; // [b, k]
-                let probs = candle_nn::ops::softmax_last_dim(&logits)?;
+                                                               // softmax, not softmax_last_dim: the latter has no backward pass.
+                let probs = candle_nn::ops::softmax(&logits, 1)?;
                 (Some(logits), probs)
             }
             None => match labels {

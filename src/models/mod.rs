@@ -7,7 +7,7 @@ mod autoencoder;
 mod config;
 mod digit;
 mod model;
-mod presets;
+pub mod presets;
 mod vae;
 
 pub use autoencoder::{AeLoss, Autoencoder, AutoencoderOutput};

@@ -1,0 +1,74 @@
+//! Helpers shared by the integration tests: fixture loading and tolerant tensor
+//! comparison.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+
+/// Path of a file in `tests/fixtures`.
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
+        .join(name)
+}
+
+/// Every tensor of a fixture file, on `device`.
+pub fn load_fixture(name: &str, device: &Device) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture_path(name), device)
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+/// The tensors under `prefix.`, with the prefix removed.
+pub fn with_prefix(all: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
+    let p = format!("{prefix}.");
+    all.iter()
+        .filter_map(|(k, v)| k.strip_prefix(&p).map(|n| (n.to_string(), v.clone())))
+        .collect()
+}
+
+/// A tensor's values as `f64`, flattened.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .expect("tensor to f64")
+}
+
+/// Asserts `actual ≈ expected` elementwise:
+/// `|a − e| ≤ rel · |e| + rel · 0.1 · max(max|e|, floor)`.
+///
+/// That is 1e-4 relative for every element that is not tiny next to the tensor's
+/// largest (`rel = 1e-4`), with an absolute allowance of a tenth of that relative
+/// to the tensor's scale for near-zero entries, whose float32 rounding no
+/// relative bound can hold.
+pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, rel: f64, floor: f64) {
+    assert_eq!(actual.dims(), expected.dims(), "{what}: shape");
+    let a = values(actual);
+    let e = values(expected);
+    let scale = e.iter().fold(floor, |m, v| m.max(v.abs()));
+    let mut worst = (0.0f64, 0usize);
+    for (i, (x, y)) in a.iter().zip(&e).enumerate() {
+        assert!(x.is_finite(), "{what}[{i}] is not finite: {x}");
+        let tol = rel * y.abs() + rel * 0.1 * scale;
+        let err = (x - y).abs();
+        if err / tol > worst.0 {
+            worst = (err / tol, i);
+        }
+    }
+    let i = worst.1;
+    assert!(
+        worst.0 <= 1.0,
+        "{what}: element {i} is {} but PyTorch says {} (error {:.3}× the tolerance)",
+        a[i],
+        e[i],
+        worst.0
+    );
+}
+
+/// The scalar value of a 0-dim or 1-element tensor.
+pub fn scalar(t: &Tensor) -> f64 {
+    values(t)[0]
+}
