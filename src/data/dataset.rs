@@ -44,7 +44,8 @@ impl fmt::Debug for Shuffle<'_> {
 }
 
 /// What [`Dataset::batches`] does with a final batch smaller than the batch size.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum LastBatch {
     /// Yield it (`ceil(len / batch_size)` batches).
     #[default]

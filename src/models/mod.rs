@@ -16,6 +16,7 @@ pub use config::{
 };
 pub use digit::{Conditioning, DigitConditionedVae, DigitCvaeLoss, DigitCvaeOutput};
 pub use model::{LossTerms, Model, Network};
+pub(crate) use model::CONFIG_KEY;
 pub use presets::Preset;
 pub use vae::{KlEstimator, Likelihood, PosteriorParam, Vae, VaeLossConfig, VaeOutput};
 

@@ -8,6 +8,7 @@ use candle_core::{Device, Tensor};
 use rand::RngCore;
 
 use crate::latent::{LatentPrior, StandardNormal};
+use crate::losses::Reduction;
 use crate::nets::{Decoder, Encoder, ImageShape, Mlp};
 use crate::params::{read_checkpoint, write_checkpoint, ParamStore};
 use crate::{Error, Result};
@@ -145,6 +146,26 @@ impl Model {
     /// Shape of one input image.
     pub fn input_shape(&self) -> ImageShape {
         self.config.input_shape()
+    }
+
+    /// How [`loss`](Model::loss) reduces over the batch: with
+    /// [`Reduction::Sum`] a batch's loss grows with its size, otherwise it is a
+    /// per-image (or per-pixel) mean.
+    pub fn reduction(&self) -> Reduction {
+        match &self.config {
+            ModelConfig::Autoencoder(c) => c.reduction,
+            ModelConfig::Vae(c) => c.loss.reduction,
+            ModelConfig::DigitCvae(c) => c.loss.reduction,
+        }
+    }
+
+    /// Classifier logits `[b, classes]` for `images`, for a digit-conditioned VAE
+    /// with a classifier; `None` for every other model.
+    pub fn classify(&self, images: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        match &self.network {
+            Network::DigitCvae(m) => m.classify(images),
+            _ => Ok(None),
+        }
     }
 
     /// The training loss for a batch of `images` (and `labels`, used by the

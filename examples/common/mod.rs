@@ -1,0 +1,116 @@
+//! Flags shared by the tutorial examples: `--epochs`, `--data`, `--out`,
+//! `--device`, `--seed` (and `--preset` where an example takes one).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use vaekit::data::Mnist;
+use vaekit::{Error, Result};
+
+/// The parsed command line of a tutorial example.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// Epochs to train (the tutorial's default when absent).
+    pub epochs: Option<usize>,
+    /// A folder with the four MNIST-format IDX files; the bundled digits when absent.
+    pub data: Option<PathBuf>,
+    /// Where outputs go.
+    pub out: PathBuf,
+    /// The device.
+    pub device: Device,
+    /// The seed.
+    pub seed: u64,
+    /// Extra `--name value` pairs the example asked for.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Args {
+    /// Parses `std::env::args()`, accepting the common flags plus `extra` names.
+    pub fn parse(default_out: &str, extra: &[&str], usage: &str) -> Result<Self> {
+        let mut args = Args {
+            epochs: None,
+            data: None,
+            out: PathBuf::from(default_out),
+            device: Device::Cpu,
+            seed: 0,
+            extra: Vec::new(),
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(flag) = it.next() {
+            if flag == "--help" || flag == "-h" {
+                println!("{usage}\n\nflags: --epochs N  --data DIR  --out DIR  --device cpu|cuda  --seed N{}",
+                    extra.iter().map(|e| format!("  --{e} VALUE")).collect::<String>());
+                std::process::exit(0);
+            }
+            let name = flag.strip_prefix("--").ok_or_else(|| {
+                Error::config(
+                    "arguments",
+                    format!("unexpected argument `{flag}` (try --help)"),
+                )
+            })?;
+            let value = it
+                .next()
+                .ok_or_else(|| Error::config(name, "needs a value"))?;
+            match name {
+                "epochs" => args.epochs = Some(parse_positive(name, &value)?),
+                "data" => args.data = Some(PathBuf::from(value)),
+                "out" => args.out = PathBuf::from(value),
+                "device" => args.device = vaekit::device_from_name(&value)?,
+                "seed" => {
+                    args.seed = value.parse().map_err(|_| {
+                        Error::config("seed", format!("`{value}` is not a whole number"))
+                    })?
+                }
+                other if extra.contains(&other) => args.extra.push((other.to_string(), value)),
+                other => return Err(Error::config(other, "unknown flag (try --help)")),
+            }
+        }
+        std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+        Ok(args)
+    }
+
+    /// The value of an extra flag.
+    pub fn extra(&self, name: &str) -> Option<&str> {
+        self.extra
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The digits: from `--data`, or the bundled 8,000 + 2,000.
+    pub fn digits(&self) -> Result<Mnist> {
+        match &self.data {
+            Some(dir) => Mnist::load_dir(dir),
+            None => Mnist::bundled(),
+        }
+    }
+}
+
+/// Parses a positive whole number for flag `name`.
+pub fn parse_positive(name: &str, value: &str) -> Result<usize> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(Error::config(
+            name,
+            format!("`{value}` is not a positive whole number"),
+        )),
+    }
+}
+
+/// Prints one line per epoch.
+pub fn print_epoch(report: &vaekit::train::EpochReport) {
+    let test: Vec<String> = report
+        .test
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    println!(
+        "epoch {:>3}  train loss {:.4}  test {}  {:.1}s  {:.0} img/s",
+        report.epoch,
+        report.train_loss(),
+        test.join("  "),
+        report.seconds,
+        report.images_per_s
+    );
+}

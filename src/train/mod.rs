@@ -1,0 +1,19 @@
+//! Training: the [`Trainer`] loop, its [`TrainConfig`], and the optimizers that
+//! update a model's variables from its gradients.
+//!
+//! [`optim`] holds PyTorch-exact Adam, AdamW, SGD and RMSprop, their serde-ready
+//! [`OptimizerConfig`], and the object-safe [`TrainOptimizer`] a training loop drives.
+
+mod config;
+pub mod optim;
+mod trainer;
+
+pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
+pub use optim::{
+    Adam, AdamParams, AdamW, AdamWParams, OptimizerConfig, OptimizerState, Rmsprop, RmspropParams,
+    Sgd, SgdParams, TrainOptimizer,
+};
+pub use trainer::{
+    evaluate, read_history, EpochReport, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE,
+    HISTORY_FILE,
+};

@@ -1,0 +1,576 @@
+//! The training loop: epochs of seeded batches, evaluation on the test set,
+//! history, checkpoints, early stopping and resume.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Tensor};
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::config::{Binarization, Progress, TrainConfig};
+use super::optim::TrainOptimizer;
+use crate::data::{Dataset, LastBatch, Shuffle};
+use crate::losses::Reduction;
+use crate::models::{Model, ModelConfig};
+use crate::params::{read_checkpoint, write_checkpoint};
+use crate::{Error, Result};
+
+/// File name of the resumable training checkpoint in the output folder.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// File name of the best model (lowest test loss) in the output folder.
+pub const BEST_MODEL_FILE: &str = "best.safetensors";
+/// File name of the per-epoch history in the output folder.
+pub const HISTORY_FILE: &str = "history.jsonl";
+
+/// Metadata key of the training state in a checkpoint.
+const STATE_KEY: &str = "vaekit.train_state";
+/// Separates the evaluation generator's seed from the training generator's.
+const EVAL_SEED_SALT: u64 = 0x5eed_e7a1_0000_0001;
+
+/// What one epoch did: mean loss terms per image on the training and test sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochReport {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Training terms (`loss`, then the model's terms), mean per image over the
+    /// epoch's batches (per pixel for a mean-reduced loss such as MSE).
+    pub train: Vec<(String, f64)>,
+    /// Test terms, likewise, in evaluation mode; `accuracy` for a model with a
+    /// classifier.
+    pub test: Vec<(String, f64)>,
+    /// Wall-clock seconds for the epoch (training and evaluation).
+    pub seconds: f64,
+    /// Training images per second.
+    pub images_per_s: f64,
+    /// Whether the test loss improved on the best so far.
+    pub improved: bool,
+}
+
+impl EpochReport {
+    /// The training loss.
+    pub fn train_loss(&self) -> f64 {
+        lookup(&self.train, "loss").unwrap_or(f64::NAN)
+    }
+
+    /// The test loss.
+    pub fn test_loss(&self) -> f64 {
+        lookup(&self.test, "loss").unwrap_or(f64::NAN)
+    }
+
+    /// A test term by name (`loss`, `reconstruction`, `kl`, `classification`,
+    /// `accuracy`).
+    pub fn test_metric(&self, name: &str) -> Option<f64> {
+        lookup(&self.test, name)
+    }
+
+    /// A training term by name.
+    pub fn train_metric(&self, name: &str) -> Option<f64> {
+        lookup(&self.train, name)
+    }
+
+    /// The report as one flat JSON object: `epoch`, `train_loss`, `test_loss`,
+    /// `train_<term>`, `test_<term>`, `seconds`, `images_per_s`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        m.insert("epoch".into(), self.epoch.into());
+        for (k, v) in &self.train {
+            m.insert(format!("train_{k}"), json_number(*v));
+        }
+        for (k, v) in &self.test {
+            m.insert(format!("test_{k}"), json_number(*v));
+        }
+        m.insert("seconds".into(), json_number(self.seconds));
+        m.insert("images_per_s".into(), json_number(self.images_per_s));
+        serde_json::Value::Object(m)
+    }
+}
+
+fn json_number(v: f64) -> serde_json::Value {
+    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+}
+
+fn lookup(terms: &[(String, f64)], name: &str) -> Option<f64> {
+    terms.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+}
+
+/// How a training run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainSummary {
+    /// Every epoch's report, resumed epochs included only for this call.
+    pub history: Vec<EpochReport>,
+    /// The last epoch completed.
+    pub last_epoch: usize,
+    /// The epoch with the lowest test loss, and that loss.
+    pub best: Option<(usize, f64)>,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// The state that survives a checkpoint: everything but weights and optimizer
+/// moments, which travel as tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TrainState {
+    config: TrainConfig,
+    epoch: usize,
+    rng_seed: String,
+    rng_stream: u64,
+    rng_word_pos: String,
+    best: Option<(usize, f64)>,
+    bad_epochs: usize,
+}
+
+fn rng_state(rng: &ChaCha8Rng) -> (String, u64, String) {
+    let seed: String = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
+    (seed, rng.get_stream(), rng.get_word_pos().to_string())
+}
+
+fn restore_rng(seed_hex: &str, stream: u64, word_pos: &str) -> Option<ChaCha8Rng> {
+    if seed_hex.len() != 64 {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(seed_hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    let mut rng = ChaCha8Rng::from_seed(seed);
+    rng.set_stream(stream);
+    rng.set_word_pos(word_pos.parse().ok()?);
+    Some(rng)
+}
+
+type EpochHook<'a> = Box<dyn FnMut(&EpochReport, &Model) -> Result<()> + 'a>;
+
+/// Trains a [`Model`]: seeded shuffling and noise, per-epoch evaluation on the
+/// test set, `history.jsonl`, atomic checkpoints, the best model, early stopping,
+/// and resume that finishes with the same weights as an uninterrupted run (CPU).
+///
+/// ```no_run
+/// use candle_core::Device;
+/// use vaekit::data::Mnist;
+/// use vaekit::models::{Model, Preset};
+/// use vaekit::train::{TrainConfig, Trainer};
+///
+/// let data = Mnist::bundled()?;
+/// let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)?;
+/// let config = TrainConfig { epochs: 2, ..TrainConfig::for_preset(Preset::DenseVae) };
+/// let summary = Trainer::new(config)?
+///     .output_dir("out/dense-vae")
+///     .on_epoch(|report, _model| {
+///         println!("epoch {}: test loss {:.2}", report.epoch, report.test_loss());
+///         Ok(())
+///     })
+///     .fit(&model, &data.train, &data.test)?;
+/// # Ok::<(), vaekit::Error>(())
+/// ```
+pub struct Trainer<'a> {
+    config: TrainConfig,
+    out_dir: Option<PathBuf>,
+    hooks: Vec<EpochHook<'a>>,
+}
+
+impl std::fmt::Debug for Trainer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("out_dir", &self.out_dir)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+impl<'a> Trainer<'a> {
+    /// A trainer with validated settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming a setting that cannot work.
+    pub fn new(config: TrainConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            out_dir: None,
+            hooks: Vec::new(),
+        })
+    }
+
+    /// Writes `history.jsonl`, `checkpoint.safetensors` (every epoch) and
+    /// `best.safetensors` (when the test loss improves) into `dir`.
+    pub fn output_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// Calls `hook` after every epoch (after the history and checkpoints are
+    /// written), e.g. to write pictures. An error from the hook stops training.
+    pub fn on_epoch(mut self, hook: impl FnMut(&EpochReport, &Model) -> Result<()> + 'a) -> Self {
+        self.hooks.push(Box::new(hook));
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Trains `model` from its current weights on `train`, evaluating on `test`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NonFinite`] naming the epoch, step and term if a loss is not
+    /// finite (the checkpoint of the last complete epoch is left as it was);
+    /// [`Error::Io`] if the output folder cannot be written; errors from hooks.
+    pub fn fit(&mut self, model: &Model, train: &Dataset, test: &Dataset) -> Result<TrainSummary> {
+        let mut opt = self.config.optimizer.build(model.params().trainable_vars())?;
+        let state = TrainState {
+            config: self.config.clone(),
+            epoch: 0,
+            rng_seed: String::new(),
+            rng_stream: 0,
+            rng_word_pos: String::new(),
+            best: None,
+            bad_epochs: 0,
+        };
+        let rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+        if let Some(dir) = &self.out_dir {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let h = dir.join(HISTORY_FILE);
+            std::fs::write(&h, b"").map_err(|e| Error::io(&h, e))?;
+        }
+        self.run(model, train, test, opt.as_mut(), state, rng)
+    }
+
+    /// Continues the run whose checkpoint is in the output folder: restores the
+    /// weights, optimizer state, generator and epoch, then trains to
+    /// [`TrainConfig::epochs`]. On the CPU the result is bit-identical to a run
+    /// that was never interrupted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] without an output folder; [`Error::Checkpoint`] if the
+    /// checkpoint is unreadable, was made for another model or with other
+    /// training settings; [`Error::Tensor`] naming a tensor that does not fit;
+    /// and the errors of [`fit`](Trainer::fit).
+    pub fn resume(&mut self, model: &Model, train: &Dataset, test: &Dataset) -> Result<TrainSummary> {
+        let dir = self
+            .out_dir
+            .clone()
+            .ok_or_else(|| Error::config("output_dir", "resuming needs the output folder of the run"))?;
+        let path = dir.join(CHECKPOINT_FILE);
+        let ckpt = read_checkpoint(&path, model.device())?;
+        let bad = |reason: String| Error::Checkpoint {
+            path: path.clone(),
+            reason,
+        };
+        let config_json = ckpt
+            .metadata
+            .get(crate::models::CONFIG_KEY)
+            .ok_or_else(|| bad("no model config: not a vaekit training checkpoint".into()))?;
+        let saved_model = ModelConfig::from_json(config_json).map_err(|e| bad(format!("model config: {e}")))?;
+        if &saved_model != model.config() {
+            return Err(bad("it was made for a different model config".into()));
+        }
+        let state: TrainState = ckpt
+            .metadata
+            .get(STATE_KEY)
+            .ok_or_else(|| bad("no training state: not a resumable checkpoint".into()))
+            .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("training state does not parse: {e}"))))?;
+        let same_run = TrainConfig {
+            epochs: self.config.epochs,
+            progress: self.config.progress,
+            ..state.config.clone()
+        } == self.config;
+        if !same_run {
+            return Err(bad(
+                "it was made with other training settings (only `epochs` and `progress` may change on resume)".into(),
+            ));
+        }
+        let rng = restore_rng(&state.rng_seed, state.rng_stream, &state.rng_word_pos)
+            .ok_or_else(|| bad("generator state does not parse".into()))?;
+        model.params().assign(&ckpt.tensors)?;
+        let mut opt = self.config.optimizer.build(model.params().trainable_vars())?;
+        opt.load_state(&ckpt.tensors).map_err(|e| bad(format!("optimizer state: {e}")))?;
+        truncate_history(&dir.join(HISTORY_FILE), state.epoch)?;
+        self.run(model, train, test, opt.as_mut(), state, rng)
+    }
+
+    fn run(
+        &mut self,
+        model: &Model,
+        train: &Dataset,
+        test: &Dataset,
+        opt: &mut dyn TrainOptimizer,
+        mut state: TrainState,
+        mut rng: ChaCha8Rng,
+    ) -> Result<TrainSummary> {
+        let cfg = self.config.clone();
+        let device = model.device().clone();
+        let (train_static, test_set) = match cfg.binarization {
+            Binarization::None => (None, None),
+            Binarization::Static => (Some(train.binarize_static()), Some(test.binarize_static())),
+            Binarization::Dynamic => {
+                let mut fixed = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
+                (None, Some(test.binarize_dynamic(&mut fixed)))
+            }
+        };
+        let test_set = test_set.as_ref().unwrap_or(test);
+        let steps_per_epoch = match cfg.last_batch {
+            LastBatch::Keep => train.len().div_ceil(cfg.batch_size),
+            LastBatch::Drop => train.len() / cfg.batch_size,
+        };
+        let bar = progress_bar(cfg.progress, (cfg.epochs - state.epoch.min(cfg.epochs)) * steps_per_epoch);
+        let mut history = Vec::new();
+        let mut stopped_early = false;
+        while state.epoch < cfg.epochs {
+            let epoch = state.epoch + 1;
+            let started = Instant::now();
+            let dynamic;
+            let train_set = match (&train_static, cfg.binarization) {
+                (Some(s), _) => s,
+                (None, Binarization::Dynamic) => {
+                    dynamic = train.binarize_dynamic(&mut rng);
+                    &dynamic
+                }
+                (None, _) => train,
+            };
+            let batches = train_set.batches(cfg.batch_size, Shuffle::Seeded(&mut rng), cfg.last_batch, &device)?;
+            let mut acc = TermAccumulator::default();
+            for (i, batch) in batches.enumerate() {
+                let batch = batch?;
+                let step = i + 1;
+                let terms = model.loss(&batch.images, Some(&batch.labels), &mut rng, true)?;
+                let b = batch.indices.len();
+                let values = acc.add(&terms, b, model.reduction())?;
+                if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
+                    bar.abandon();
+                    return Err(Error::NonFinite {
+                        epoch,
+                        step,
+                        term: (*term).to_string(),
+                        value: *value,
+                    });
+                }
+                opt.backward_step(&terms.total)?;
+                bar.inc(1);
+                if step % 10 == 0 || step == steps_per_epoch {
+                    bar.set_message(format!(
+                        "epoch {epoch}/{} loss {:.4} {:.0} img/s",
+                        cfg.epochs,
+                        acc.mean("loss"),
+                        acc.images as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                    ));
+                }
+            }
+            let train_seconds = started.elapsed().as_secs_f64();
+            let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
+            eval_rng.set_stream(epoch as u64);
+            let test_terms = evaluate(model, test_set, cfg.eval_batch_size, &mut eval_rng)?;
+            let train_terms = acc.means();
+            let test_loss = lookup(&test_terms, "loss").unwrap_or(f64::NAN);
+            if !test_loss.is_finite() {
+                bar.abandon();
+                return Err(Error::NonFinite {
+                    epoch,
+                    step: steps_per_epoch,
+                    term: "test loss".into(),
+                    value: test_loss,
+                });
+            }
+            let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
+            let improved = state.best.is_none_or(|(_, best)| test_loss < best - min_delta);
+            if improved {
+                state.best = Some((epoch, test_loss));
+                state.bad_epochs = 0;
+            } else {
+                state.bad_epochs += 1;
+            }
+            state.epoch = epoch;
+            let report = EpochReport {
+                epoch,
+                train: train_terms,
+                test: test_terms,
+                seconds: started.elapsed().as_secs_f64(),
+                images_per_s: acc.images as f64 / train_seconds.max(1e-9),
+                improved,
+            };
+            if let Some(dir) = &self.out_dir {
+                append_history(&dir.join(HISTORY_FILE), &report)?;
+                if improved {
+                    model.save(dir.join(BEST_MODEL_FILE))?;
+                }
+                save_training_checkpoint(&dir.join(CHECKPOINT_FILE), model, opt, &state, &rng)?;
+            }
+            for hook in &mut self.hooks {
+                hook(&report, model)?;
+            }
+            history.push(report);
+            if let Some(es) = cfg.early_stopping {
+                if state.bad_epochs >= es.patience {
+                    stopped_early = true;
+                    break;
+                }
+            }
+        }
+        bar.finish_and_clear();
+        Ok(TrainSummary {
+            history,
+            last_epoch: state.epoch,
+            best: state.best,
+            stopped_early,
+        })
+    }
+}
+
+/// Writes a resumable checkpoint: weights, buffers, optimizer state, generator
+/// and epoch, atomically.
+fn save_training_checkpoint(path: &Path, model: &Model, opt: &dyn TrainOptimizer, state: &TrainState, rng: &ChaCha8Rng) -> Result<()> {
+    let mut tensors = model.params().snapshot();
+    for (name, t) in opt.state()? {
+        tensors.insert(name, t);
+    }
+    let (rng_seed, rng_stream, rng_word_pos) = rng_state(rng);
+    let state = TrainState {
+        rng_seed,
+        rng_stream,
+        rng_word_pos,
+        ..state.clone()
+    };
+    let mut metadata = model.metadata();
+    let json = serde_json::to_string(&state).map_err(|e| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: format!("cannot serialise the training state: {e}"),
+    })?;
+    metadata.insert(STATE_KEY.to_string(), json);
+    write_checkpoint(path, &tensors, &metadata)
+}
+
+/// Per-image means of the loss terms over an epoch.
+#[derive(Default)]
+struct TermAccumulator {
+    names: Vec<&'static str>,
+    sums: Vec<f64>,
+    images: usize,
+}
+
+impl TermAccumulator {
+    /// Adds one batch of `b` images; returns its per-image values by name.
+    fn add(&mut self, terms: &crate::models::LossTerms, b: usize, reduction: Reduction) -> Result<Vec<(&'static str, f64)>> {
+        let mut scalars: Vec<&Tensor> = vec![&terms.total];
+        scalars.extend(terms.terms.iter().map(|(_, t)| t));
+        // One transfer for every term.
+        let values = Tensor::stack(&scalars, 0)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let scale = if reduction == Reduction::Sum { 1.0 / b as f64 } else { 1.0 };
+        let names: Vec<&'static str> = std::iter::once("loss").chain(terms.terms.iter().map(|(n, _)| *n)).collect();
+        if self.names.is_empty() {
+            self.names = names.clone();
+            self.sums = vec![0.0; names.len()];
+        }
+        let per_image: Vec<(&'static str, f64)> = names
+            .iter()
+            .zip(&values)
+            .map(|(n, v)| (*n, if *n == "classification" { *v } else { v * scale }))
+            .collect();
+        for (sum, (_, v)) in self.sums.iter_mut().zip(&per_image) {
+            *sum += v * b as f64;
+        }
+        self.images += b;
+        Ok(per_image)
+    }
+
+    fn mean(&self, name: &str) -> f64 {
+        self.names
+            .iter()
+            .position(|n| *n == name)
+            .map_or(f64::NAN, |i| self.sums[i] / self.images.max(1) as f64)
+    }
+
+    fn means(&self) -> Vec<(String, f64)> {
+        self.names
+            .iter()
+            .zip(&self.sums)
+            .map(|(n, s)| (n.to_string(), s / self.images.max(1) as f64))
+            .collect()
+    }
+}
+
+/// Mean loss terms per image on `data` in evaluation mode, plus `accuracy` for a
+/// model with a classifier.
+pub fn evaluate(model: &Model, data: &Dataset, batch_size: usize, rng: &mut dyn RngCore) -> Result<Vec<(String, f64)>> {
+    let mut acc = TermAccumulator::default();
+    let mut correct = 0usize;
+    let mut has_classifier = false;
+    for batch in data.batches(batch_size, Shuffle::None, LastBatch::Keep, model.device())? {
+        let batch = batch?;
+        let terms = model.loss(&batch.images, Some(&batch.labels), rng, false)?;
+        acc.add(&terms, batch.indices.len(), model.reduction())?;
+        if let Some(logits) = model.classify(&batch.images)? {
+            has_classifier = true;
+            let pred = logits.argmax(1)?; // [b]
+            let hits = pred.eq(&batch.labels)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+            correct += hits as usize;
+        }
+    }
+    let mut out = acc.means();
+    if has_classifier {
+        out.push(("accuracy".into(), correct as f64 / data.len().max(1) as f64));
+    }
+    Ok(out)
+}
+
+fn append_history(path: &Path, report: &EpochReport) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{}", report.to_json()).map_err(|e| Error::io(path, e))
+}
+
+/// Keeps the first `epochs` lines of a history file (dropping epochs a resumed
+/// run will redo).
+fn truncate_history(path: &Path, epochs: usize) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let kept: String = text.lines().take(epochs).map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, kept).map_err(|e| Error::io(path, e))
+}
+
+fn progress_bar(progress: Progress, steps: usize) -> indicatif::ProgressBar {
+    match progress {
+        Progress::Hidden => indicatif::ProgressBar::hidden(),
+        Progress::Auto => {
+            let bar = indicatif::ProgressBar::with_draw_target(Some(steps as u64), indicatif::ProgressDrawTarget::stderr());
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]") {
+                bar.set_style(style);
+            }
+            bar
+        }
+    }
+}
+
+/// Reads the per-epoch history a run wrote.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read; [`Error::Data`] for a line that is
+/// not a JSON object.
+pub fn read_history(path: impl AsRef<Path>) -> Result<Vec<HashMap<String, serde_json::Value>>> {
+    let path = path.as_ref();
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Data {
+                path: path.to_path_buf(),
+                reason: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
