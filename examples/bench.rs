@@ -1,0 +1,204 @@
+//! Training and inference throughput of the tutorial workloads, one JSON object
+//! per line, for scripts to compare.
+//!
+//! ```text
+//! cargo run --release --example bench -- --workload conv-vae-bn --device cpu --steps 50
+//! cargo run --release --example bench -- --workload all
+//! ```
+//!
+//! Fields: `workload`, `device`, `batch`, `params`, `train_images_per_s` (steady
+//! state, after `--warmup` steps), `infer_images_per_s` (encode + decode of the
+//! 2,000 test images at batch 1,000), `first_step_ms` (from process start to the
+//! end of the first training step; on a GPU this includes kernel start-up),
+//! `peak_rss_mib` (the process's peak resident memory), `threads` (CPU threads
+//! candle uses).
+
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vaekit::data::{LastBatch, Mnist, Shuffle};
+use vaekit::models::{Model, Preset};
+use vaekit::train::TrainConfig;
+use vaekit::{Error, Result};
+
+const WORKLOADS: [(&str, Preset); 5] = [
+    ("dense-vae", Preset::DenseVae),
+    ("cvae-tf", Preset::CvaeTf),
+    ("conv-vae-bn", Preset::ConvVaeBn),
+    ("digit-cvae", Preset::DigitCvae),
+    ("conv-ae", Preset::ConvAe),
+];
+
+struct Flags {
+    workload: String,
+    device: String,
+    steps: usize,
+    warmup: usize,
+}
+
+fn parse() -> Result<Flags> {
+    let mut f = Flags {
+        workload: "all".into(),
+        device: "cpu".into(),
+        steps: 50,
+        warmup: 5,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| Error::config(flag.trim_start_matches('-'), "needs a value"))?;
+        let number = |name: &str| -> Result<usize> {
+            value
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| {
+                    Error::config(name, format!("`{value}` is not a positive whole number"))
+                })
+        };
+        match flag.as_str() {
+            "--workload" => f.workload = value.clone(),
+            "--device" => f.device = value.clone(),
+            "--steps" => f.steps = number("steps")?,
+            "--warmup" => f.warmup = number("warmup")?,
+            other => {
+                return Err(Error::config(
+                    other.trim_start_matches('-'),
+                    "unknown flag; use --workload, --device, --steps, --warmup",
+                ))
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<serde_json::Value> {
+    let device = vaekit::device_from_name(&flags.device)?;
+    let digits = Mnist::bundled()?;
+    let config = TrainConfig::for_preset(preset);
+    let model = Model::from_preset(preset, &device, 0)?;
+    let mut opt = config.optimizer.build(model.params().trainable_vars())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let train = match config.binarization {
+        vaekit::train::Binarization::None => digits.train.clone(),
+        _ => digits.train.binarize_static(),
+    };
+    // Enough batches for warm-up plus the timed steps, cycling over the data.
+    let batches: Vec<_> = train
+        .batches(
+            config.batch_size,
+            Shuffle::Seeded(&mut rng),
+            LastBatch::Drop,
+            &device,
+        )?
+        .collect::<Result<_>>()?;
+    let mut step = |i: usize| -> Result<()> {
+        let b = &batches[i % batches.len()];
+        let loss = model.loss(&b.images, Some(&b.labels), &mut rng, true)?;
+        opt.backward_step(&loss.total)?;
+        Ok(())
+    };
+    step(0)?;
+    device.synchronize()?;
+    let first_step_ms = started.elapsed().as_secs_f64() * 1e3;
+    for i in 1..flags.warmup {
+        step(i)?;
+    }
+    device.synchronize()?;
+    let t = Instant::now();
+    for i in 0..flags.steps {
+        step(flags.warmup + i)?;
+    }
+    device.synchronize()?;
+    let train_images_per_s = (flags.steps * config.batch_size) as f64 / t.elapsed().as_secs_f64();
+
+    let test: Vec<_> = digits
+        .test
+        .batches(1000, Shuffle::None, LastBatch::Keep, &device)?
+        .collect::<Result<_>>()?;
+    let infer = |labels: bool| -> Result<()> {
+        for b in &test {
+            model.reconstruct(&b.images, labels.then_some(&b.labels))?;
+        }
+        Ok(())
+    };
+    infer(true)?; // warm-up
+    device.synchronize()?;
+    let t = Instant::now();
+    infer(true)?;
+    device.synchronize()?;
+    let infer_images_per_s = digits.test.len() as f64 / t.elapsed().as_secs_f64();
+
+    Ok(serde_json::json!({
+        "workload": name,
+        "device": vaekit::device::device_name(&device),
+        "batch": config.batch_size,
+        "params": model.params().num_trainable(),
+        "train_images_per_s": train_images_per_s.round(),
+        "infer_images_per_s": infer_images_per_s.round(),
+        "first_step_ms": (first_step_ms * 10.0).round() / 10.0,
+        "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
+        "threads": candle_core::utils::get_num_threads(),
+        "steps": flags.steps,
+    }))
+}
+
+fn main() -> Result<()> {
+    let started = Instant::now();
+    let flags = parse()?;
+    if flags.workload == "all" {
+        // One process per workload, so memory and start-up are measured alone.
+        let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
+        for (name, _) in WORKLOADS {
+            let status = std::process::Command::new(&exe)
+                .args(["--workload", name, "--device", &flags.device])
+                .args([
+                    "--steps",
+                    &flags.steps.to_string(),
+                    "--warmup",
+                    &flags.warmup.to_string(),
+                ])
+                .status()
+                .map_err(|e| Error::io(&exe, e))?;
+            if !status.success() {
+                return Err(Error::config(
+                    "workload",
+                    format!("`{name}` failed: {status}"),
+                ));
+            }
+        }
+        return Ok(());
+    }
+    let (name, preset) = WORKLOADS
+        .iter()
+        .find(|(n, _)| *n == flags.workload)
+        .copied()
+        .ok_or_else(|| {
+            let names: Vec<&str> = WORKLOADS.iter().map(|(n, _)| *n).collect();
+            Error::config(
+                "workload",
+                format!(
+                    "unknown workload `{}`; expected all or one of {}",
+                    flags.workload,
+                    names.join(", ")
+                ),
+            )
+        })?;
+    println!("{}", run(name, preset, &flags, started)?);
+    Ok(())
+}
