@@ -79,7 +79,11 @@ pub fn mlp(config: &MlpConfig, vb: VarBuilder) -> Result<Mlp> {
 }
 
 impl Mlp {
-    /// Builds an MLP; see [`mlp`].
+    /// Builds an MLP from `config`, creating its weights in `vb`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a zero width.
     pub fn new(config: &MlpConfig, vb: VarBuilder) -> VResult<Self> {
         config.validate("mlp")?;
         Ok(mlp(config, vb)?)
