@@ -1,0 +1,195 @@
+//! Faults from outside: a process killed while it saves checkpoints, and a
+//! training run killed mid-epoch. The test binary re-runs itself as the child
+//! (the `#[ignore]`d entry points below, selected with `--ignored --exact`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use vaekit::data::{Dataset, Mnist};
+use vaekit::models::{Model, Preset};
+use vaekit::train::{Progress, TrainConfig, Trainer, HISTORY_FILE};
+
+/// Where a child works, passed through the environment.
+const DIR_VAR: &str = "VAEKIT_FAULT_DIR";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vaekit-faults-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn spawn_child(test: &str, dir: &Path) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(DIR_VAR, dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn weights(model: &Model) -> Vec<(String, Vec<f32>)> {
+    model
+        .params()
+        .snapshot()
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect()
+}
+
+/// Child: saves the model over and over, changing a weight each time.
+#[test]
+#[ignore = "child process of kill_during_checkpoint_saves_leaves_a_loadable_file"]
+fn child_saves_checkpoints_forever() {
+    let dir = PathBuf::from(std::env::var(DIR_VAR).expect("run by the parent test"));
+    let model = Model::from_preset(Preset::ConvVaeBn, &Device::Cpu, 1).unwrap();
+    let var = model.params().get("decoder.fc.bias").unwrap();
+    for i in 0u32.. {
+        var.set(&Tensor::full(i as f32, var.dims(), &Device::Cpu).unwrap())
+            .unwrap();
+        model.save(dir.join("model.safetensors")).unwrap();
+    }
+}
+
+#[test]
+fn kill_during_checkpoint_saves_leaves_a_loadable_file() {
+    let dir = temp_dir("saves");
+    let path = dir.join("model.safetensors");
+    Model::from_preset(Preset::ConvVaeBn, &Device::Cpu, 1)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    // conv-vae-bn's checkpoint is ~2.7 MB, so a kill often lands mid-write.
+    const KILLS: u64 = 40;
+    let mut last_values = std::collections::BTreeSet::new();
+    for k in 0..KILLS {
+        let mut child = spawn_child("child_saves_checkpoints_forever", &dir);
+        std::thread::sleep(Duration::from_millis(150 + 37 * (k % 9)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let model = Model::load(&path, &Device::Cpu)
+            .unwrap_or_else(|e| panic!("kill {k}: the checkpoint does not load: {e}"));
+        let bias = model.params().get("decoder.fc.bias").unwrap();
+        let v = bias
+            .as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // A whole save: every element of the bias has the same value.
+        assert!(v.iter().all(|x| *x == v[0]), "kill {k}: a torn write");
+        last_values.insert(v[0] as u32);
+    }
+    // The children really were saving (many distinct saves were caught).
+    assert!(
+        last_values.len() > 1,
+        "children never completed a save: {last_values:?}"
+    );
+    println!(
+        "{KILLS} kills during saves survived; {} distinct checkpoints seen",
+        last_values.len()
+    );
+}
+
+fn head(d: &Dataset, n: usize) -> Dataset {
+    let px = d.height() * d.width();
+    Dataset::new(
+        d.images()[..n * px].to_vec(),
+        d.labels()[..n].to_vec(),
+        d.height(),
+        d.width(),
+    )
+    .unwrap()
+}
+
+fn fault_config() -> TrainConfig {
+    TrainConfig {
+        epochs: 4,
+        batch_size: 10,
+        seed: 3,
+        progress: Progress::Hidden,
+        ..TrainConfig::for_preset(Preset::DigitCvae)
+    }
+}
+
+fn fault_data() -> (Dataset, Dataset) {
+    let digits = Mnist::bundled().unwrap();
+    (head(&digits.train, 3000), head(&digits.test, 200))
+}
+
+/// Child: the training run that gets killed.
+#[test]
+#[ignore = "child process of training_killed_mid_epoch_resumes_to_the_same_weights"]
+fn child_trains() {
+    let dir = PathBuf::from(std::env::var(DIR_VAR).expect("run by the parent test"));
+    let (train, test) = fault_data();
+    let model = Model::from_preset(Preset::DigitCvae, &Device::Cpu, 3).unwrap();
+    Trainer::new(fault_config())
+        .unwrap()
+        .output_dir(dir)
+        .fit(&model, &train, &test)
+        .unwrap();
+}
+
+fn epochs_done(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join(HISTORY_FILE)).map_or(0, |t| t.lines().count())
+}
+
+#[test]
+fn training_killed_mid_epoch_resumes_to_the_same_weights() {
+    let (train, test) = fault_data();
+    let straight = Model::from_preset(Preset::DigitCvae, &Device::Cpu, 3).unwrap();
+    Trainer::new(fault_config())
+        .unwrap()
+        .fit(&straight, &train, &test)
+        .unwrap();
+
+    let dir = temp_dir("train");
+    let mut child = spawn_child("child_trains", &dir);
+    let started = Instant::now();
+    // Kill shortly after epoch 1's checkpoint is on disk, i.e. inside epoch 2.
+    while epochs_done(&dir) < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the child never finished an epoch"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited early"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let done = epochs_done(&dir);
+    assert!(
+        done < fault_config().epochs,
+        "the child finished before it was killed"
+    );
+
+    let resumed = Model::from_preset(Preset::DigitCvae, &Device::Cpu, 123).unwrap();
+    let summary = Trainer::new(fault_config())
+        .unwrap()
+        .output_dir(&dir)
+        .resume(&resumed, &train, &test)
+        .unwrap();
+    assert_eq!(summary.last_epoch, fault_config().epochs);
+    assert_eq!(
+        weights(&resumed),
+        weights(&straight),
+        "resumed after a kill in epoch {}",
+        done + 1
+    );
+    println!("killed in epoch {}, resumed, weights identical", done + 1);
+}
