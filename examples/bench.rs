@@ -158,8 +158,15 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
     }))
 }
 
-fn main() -> Result<()> {
+fn main() {
     let started = Instant::now();
+    if let Err(e) = bench(started) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn bench(started: Instant) -> Result<()> {
     let flags = parse()?;
     if flags.workload == "all" {
         // One process per workload, so memory and start-up are measured alone.

@@ -10,7 +10,11 @@ mod common;
 use vaekit::models::{Model, Preset};
 use vaekit::train::{TrainConfig, Trainer};
 
-fn main() -> vaekit::Result<()> {
+fn main() {
+    common::run(train);
+}
+
+fn train() -> vaekit::Result<()> {
     let args = common::Args::parse(
         "out/train_preset",
         &["preset", "batch-size"],

@@ -51,6 +51,7 @@ impl Args {
             })?;
             let value = it
                 .next()
+                .filter(|v| !v.starts_with("--"))
                 .ok_or_else(|| Error::config(name, "needs a value"))?;
             match name {
                 "epochs" => args.epochs = Some(parse_positive(name, &value)?),
@@ -113,4 +114,13 @@ pub fn print_epoch(report: &vaekit::train::EpochReport) {
         report.seconds,
         report.images_per_s
     );
+}
+
+/// Runs an example's body, printing an error as one readable line (not `Debug`)
+/// and exiting with status 2.
+pub fn run(body: impl FnOnce() -> Result<()>) {
+    if let Err(e) = body() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
 }
