@@ -124,3 +124,53 @@ pub fn run(body: impl FnOnce() -> Result<()>) {
         std::process::exit(2);
     }
 }
+
+/// Appends an epoch's train and test terms to per-term series (for loss curves).
+pub fn record_curves(curves: &mut Vec<(String, Vec<f64>)>, report: &vaekit::train::EpochReport) {
+    let named = report
+        .train
+        .iter()
+        .map(|(k, v)| (format!("train {k}"), *v))
+        .chain(report.test.iter().map(|(k, v)| (format!("test {k}"), *v)));
+    for (name, v) in named {
+        match curves.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => s.push(v),
+            None => curves.push((name, vec![v])),
+        }
+    }
+}
+
+/// Plots the series whose names are in `keep` (all when empty).
+#[cfg(feature = "pictures")]
+pub fn save_curves(
+    curves: &[(String, Vec<f64>)],
+    keep: &[&str],
+    path: impl AsRef<std::path::Path>,
+    title: &str,
+) -> Result<()> {
+    let series: Vec<(&str, &[f64])> = curves
+        .iter()
+        .filter(|(n, _)| keep.is_empty() || keep.contains(&n.as_str()))
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    vaekit::pictures::loss_curves(&series, path, title)
+}
+
+/// Rows of a `[n, 2]` tensor as points.
+pub fn points_2d(z: &candle_core::Tensor) -> Result<Vec<(f32, f32)>> {
+    let rows = z.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r[0], r.get(1).copied().unwrap_or(0.0)))
+        .collect())
+}
+
+/// The first `n` images of `data` as one batch on `device`.
+pub fn first_images(
+    data: &vaekit::data::Dataset,
+    n: usize,
+    device: &Device,
+) -> Result<vaekit::data::Batch> {
+    let n = n.min(data.len());
+    data.batch(&(0..n).collect::<Vec<_>>(), device)
+}

@@ -347,6 +347,11 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
         Elbo::new(r.apply(&recon)?, r.apply(&kl)?, self.loss.beta)
     }
 
+    /// The decoder's output (from [`VaeOutput::decoded`]) as pixels in `[0, 1]`.
+    pub fn to_pixels(&self, decoded: &Tensor) -> Result<Tensor> {
+        self.decoder.output_kind().to_pixels(decoded)
+    }
+
     /// Decodes latent vectors `[n, latent]` to pixels in `[0, 1]` (evaluation mode).
     pub fn decode_pixels(&self, z: &Tensor) -> Result<Tensor> {
         let out = self.decoder.forward_t(z, false)?;
