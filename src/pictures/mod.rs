@@ -1,0 +1,69 @@
+//! Pictures of models and their training: image grids, animated GIFs, latent
+//! manifolds, plots, digit grids and interpolations, and a self-contained HTML
+//! latent explorer (feature `pictures`, on by default).
+//!
+//! Every function takes plain data or candle tensors of pixels in `[0, 1]`,
+//! shaped `[n, c, h, w]` with `c` = 1 (grey) or 3 (RGB), the shape
+//! [`Model::reconstruct`](crate::models::Model::reconstruct),
+//! [`Model::decode`](crate::models::Model::decode) and
+//! [`Model::sample`](crate::models::Model::sample) return. Pixels become bytes
+//! as `round(clamp(p, 0, 1) · 255)`.
+//!
+//! | file | what it makes |
+//! |---|---|
+//! | [`image_grid`], [`comparison_grid`], [`save_png`] | tiles of images, originals over reconstructions |
+//! | [`write_gif`], [`FrameRecorder`] | an animated GIF, e.g. one frame per epoch |
+//! | [`normal_quantile_grid`], [`linear_grid`], [`manifold`] | the decoded grid of a 2-D latent space |
+//! | [`latent_scatter`], [`loss_curves`] | plots (plotters, PNG) |
+//! | [`digit_grid`], [`interpolation_strip`] | digit-conditioned samples; a walk between two codes |
+//! | [`write_latent_explorer`] | one HTML file with sliders that runs the decoder live |
+//!
+//! Plot text is rendered with DejaVu Sans, compiled into vaekit (see
+//! `assets/fonts/README.md`), so no system fonts are needed.
+//!
+//! ```
+//! use candle_core::Device;
+//! use rand::SeedableRng;
+//! use vaekit::models::{Model, Preset};
+//! use vaekit::pictures::{image_grid, GridStyle};
+//!
+//! let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)?;
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+//! let samples = model.sample(12, &mut rng)?; // [12, 1, 28, 28]
+//! let grid = image_grid(&samples, 6, GridStyle { scale: 2, padding: 2, background: 255 })?;
+//! assert_eq!((grid.width(), grid.height()), (6 * (28 * 2 + 2) + 2, 2 * (28 * 2 + 2) + 2));
+//! # Ok::<(), vaekit::Error>(())
+//! ```
+
+mod digits;
+mod explorer;
+mod gif;
+mod grid;
+mod manifold;
+mod plots;
+
+pub use digits::{digit_grid, interpolation_strip};
+pub use explorer::{write_latent_explorer, LatentScatter};
+pub use gif::{write_gif, FrameRecorder};
+pub use grid::{comparison_grid, image_grid, save_png, GridStyle};
+pub use manifold::{
+    inverse_normal_cdf, linear_grid, manifold, manifold_codes, normal_quantile_grid,
+};
+pub use plots::{latent_scatter, loss_curves, LOSS_PLOT_SIZE, SCATTER_PLOT_SIZE};
+
+use std::path::Path;
+
+use crate::Error;
+
+/// An [`Error::Io`] for a picture that could not be encoded or written to `path`.
+pub(crate) fn picture_error(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::io(path, std::io::Error::other(reason.to_string()))
+}
+
+/// An [`Error::Io`] from an `image` error while writing `path`.
+pub(crate) fn image_error(path: &Path, e: image::ImageError) -> Error {
+    match e {
+        image::ImageError::IoError(io) => Error::io(path, io),
+        other => picture_error(path, other),
+    }
+}
