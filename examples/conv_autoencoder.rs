@@ -1,8 +1,8 @@
-//! The Keras convolutional autoencoder: four 8-filter 3×3 convs (strides 2, 1, 2,
-//! 1) to a 10-D code, a dense + up-sampling decoder with a sigmoid output, MSE,
-//! RMSprop 3e-4, batch 64, up to 100 epochs with early stopping (patience 5) and
-//! the best model kept on the test loss. Then a second autoencoder with a 2-D
-//! code (RMSprop 1e-3) to look at its latent space.
+//! The Keras convolutional autoencoder: four 8-filter 3×3 convs with strides
+//! 2, 1, 2 and 1 to a 10-D code, a dense + up-sampling decoder with a sigmoid
+//! output, MSE, RMSprop 3e-4, batch 64, up to 100 epochs with early stopping
+//! (patience 5) and the best model kept on the test loss. Then a second
+//! autoencoder with a 2-D code (RMSprop 1e-3) to look at its latent space.
 //!
 //! Writes `ae10/` (history, `best.safetensors`, `reconstructions.png`) and
 //! `ae2/` (history, `best.safetensors`, `latent_scatter.png`, `latent_grid.png`:
