@@ -29,7 +29,8 @@ pub fn device_from_name(name: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| Error::Device(format!("cannot open CUDA device {ordinal}: {e}")))
+    Device::new_cuda(ordinal)
+        .map_err(|e| Error::Device(format!("cannot open CUDA device {ordinal}: {e}")))
 }
 
 #[cfg(not(feature = "cuda"))]

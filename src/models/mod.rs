@@ -15,8 +15,8 @@ pub use config::{
     AutoencoderConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig, ModelConfig, VaeConfig,
 };
 pub use digit::{Conditioning, DigitConditionedVae, DigitCvaeLoss, DigitCvaeOutput};
-pub use model::{LossTerms, Model, Network};
 pub(crate) use model::CONFIG_KEY;
+pub use model::{LossTerms, Model, Network};
 pub use presets::Preset;
 pub use vae::{KlEstimator, Likelihood, PosteriorParam, Vae, VaeLossConfig, VaeOutput};
 

@@ -103,7 +103,10 @@ impl TrainConfig {
                 return Err(Error::config("early_stopping.patience", "must be positive"));
             }
             if !(es.min_delta.is_finite() && es.min_delta >= 0.0) {
-                return Err(Error::config("early_stopping.min_delta", format!("{} must be finite and ≥ 0", es.min_delta)));
+                return Err(Error::config(
+                    "early_stopping.min_delta",
+                    format!("{} must be finite and ≥ 0", es.min_delta),
+                ));
             }
         }
         self.optimizer.validate()
@@ -112,8 +115,18 @@ impl TrainConfig {
     /// The tutorial's training settings for `preset` (its optimizer, learning
     /// rate, batch size, epochs, binarisation and early stopping).
     pub fn for_preset(preset: Preset) -> Self {
-        let adam = |lr: f64| OptimizerConfig::Adam(AdamParams { lr, ..Default::default() });
-        let rmsprop = |lr: f64| OptimizerConfig::Rmsprop(RmspropParams { lr, ..Default::default() });
+        let adam = |lr: f64| {
+            OptimizerConfig::Adam(AdamParams {
+                lr,
+                ..Default::default()
+            })
+        };
+        let rmsprop = |lr: f64| {
+            OptimizerConfig::Rmsprop(RmspropParams {
+                lr,
+                ..Default::default()
+            })
+        };
         let base = TrainConfig::default();
         match preset {
             // Adam 1e-4, batch 32, 100 epochs, static binarisation.

@@ -224,7 +224,10 @@ impl<'a> Trainer<'a> {
     /// finite (the checkpoint of the last complete epoch is left as it was);
     /// [`Error::Io`] if the output folder cannot be written; errors from hooks.
     pub fn fit(&mut self, model: &Model, train: &Dataset, test: &Dataset) -> Result<TrainSummary> {
-        let mut opt = self.config.optimizer.build(model.params().trainable_vars())?;
+        let mut opt = self
+            .config
+            .optimizer
+            .build(model.params().trainable_vars())?;
         let state = TrainState {
             config: self.config.clone(),
             epoch: 0,
@@ -254,11 +257,15 @@ impl<'a> Trainer<'a> {
     /// checkpoint is unreadable, was made for another model or with other
     /// training settings; [`Error::Tensor`] naming a tensor that does not fit;
     /// and the errors of [`fit`](Trainer::fit).
-    pub fn resume(&mut self, model: &Model, train: &Dataset, test: &Dataset) -> Result<TrainSummary> {
-        let dir = self
-            .out_dir
-            .clone()
-            .ok_or_else(|| Error::config("output_dir", "resuming needs the output folder of the run"))?;
+    pub fn resume(
+        &mut self,
+        model: &Model,
+        train: &Dataset,
+        test: &Dataset,
+    ) -> Result<TrainSummary> {
+        let dir = self.out_dir.clone().ok_or_else(|| {
+            Error::config("output_dir", "resuming needs the output folder of the run")
+        })?;
         let path = dir.join(CHECKPOINT_FILE);
         let ckpt = read_checkpoint(&path, model.device())?;
         let bad = |reason: String| Error::Checkpoint {
@@ -269,7 +276,8 @@ impl<'a> Trainer<'a> {
             .metadata
             .get(crate::models::CONFIG_KEY)
             .ok_or_else(|| bad("no model config: not a vaekit training checkpoint".into()))?;
-        let saved_model = ModelConfig::from_json(config_json).map_err(|e| bad(format!("model config: {e}")))?;
+        let saved_model =
+            ModelConfig::from_json(config_json).map_err(|e| bad(format!("model config: {e}")))?;
         if &saved_model != model.config() {
             return Err(bad("it was made for a different model config".into()));
         }
@@ -277,7 +285,10 @@ impl<'a> Trainer<'a> {
             .metadata
             .get(STATE_KEY)
             .ok_or_else(|| bad("no training state: not a resumable checkpoint".into()))
-            .and_then(|s| serde_json::from_str(s).map_err(|e| bad(format!("training state does not parse: {e}"))))?;
+            .and_then(|s| {
+                serde_json::from_str(s)
+                    .map_err(|e| bad(format!("training state does not parse: {e}")))
+            })?;
         let same_run = TrainConfig {
             epochs: self.config.epochs,
             progress: self.config.progress,
@@ -291,8 +302,12 @@ impl<'a> Trainer<'a> {
         let rng = restore_rng(&state.rng_seed, state.rng_stream, &state.rng_word_pos)
             .ok_or_else(|| bad("generator state does not parse".into()))?;
         model.params().assign(&ckpt.tensors)?;
-        let mut opt = self.config.optimizer.build(model.params().trainable_vars())?;
-        opt.load_state(&ckpt.tensors).map_err(|e| bad(format!("optimizer state: {e}")))?;
+        let mut opt = self
+            .config
+            .optimizer
+            .build(model.params().trainable_vars())?;
+        opt.load_state(&ckpt.tensors)
+            .map_err(|e| bad(format!("optimizer state: {e}")))?;
         truncate_history(&dir.join(HISTORY_FILE), state.epoch)?;
         self.run(model, train, test, opt.as_mut(), state, rng)
     }
@@ -321,7 +336,10 @@ impl<'a> Trainer<'a> {
             LastBatch::Keep => train.len().div_ceil(cfg.batch_size),
             LastBatch::Drop => train.len() / cfg.batch_size,
         };
-        let bar = progress_bar(cfg.progress, (cfg.epochs - state.epoch.min(cfg.epochs)) * steps_per_epoch);
+        let bar = progress_bar(
+            cfg.progress,
+            (cfg.epochs - state.epoch.min(cfg.epochs)) * steps_per_epoch,
+        );
         let mut history = Vec::new();
         let mut stopped_early = false;
         while state.epoch < cfg.epochs {
@@ -336,7 +354,12 @@ impl<'a> Trainer<'a> {
                 }
                 (None, _) => train,
             };
-            let batches = train_set.batches(cfg.batch_size, Shuffle::Seeded(&mut rng), cfg.last_batch, &device)?;
+            let batches = train_set.batches(
+                cfg.batch_size,
+                Shuffle::Seeded(&mut rng),
+                cfg.last_batch,
+                &device,
+            )?;
             let mut acc = TermAccumulator::default();
             for (i, batch) in batches.enumerate() {
                 let batch = batch?;
@@ -380,7 +403,9 @@ impl<'a> Trainer<'a> {
                 });
             }
             let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
-            let improved = state.best.is_none_or(|(_, best)| test_loss < best - min_delta);
+            let improved = state
+                .best
+                .is_none_or(|(_, best)| test_loss < best - min_delta);
             if improved {
                 state.best = Some((epoch, test_loss));
                 state.bad_epochs = 0;
@@ -426,7 +451,13 @@ impl<'a> Trainer<'a> {
 
 /// Writes a resumable checkpoint: weights, buffers, optimizer state, generator
 /// and epoch, atomically.
-fn save_training_checkpoint(path: &Path, model: &Model, opt: &dyn TrainOptimizer, state: &TrainState, rng: &ChaCha8Rng) -> Result<()> {
+fn save_training_checkpoint(
+    path: &Path,
+    model: &Model,
+    opt: &dyn TrainOptimizer,
+    state: &TrainState,
+    rng: &ChaCha8Rng,
+) -> Result<()> {
     let mut tensors = model.params().snapshot();
     for (name, t) in opt.state()? {
         tensors.insert(name, t);
@@ -457,13 +488,26 @@ struct TermAccumulator {
 
 impl TermAccumulator {
     /// Adds one batch of `b` images; returns its per-image values by name.
-    fn add(&mut self, terms: &crate::models::LossTerms, b: usize, reduction: Reduction) -> Result<Vec<(&'static str, f64)>> {
+    fn add(
+        &mut self,
+        terms: &crate::models::LossTerms,
+        b: usize,
+        reduction: Reduction,
+    ) -> Result<Vec<(&'static str, f64)>> {
         let mut scalars: Vec<&Tensor> = vec![&terms.total];
         scalars.extend(terms.terms.iter().map(|(_, t)| t));
         // One transfer for every term.
-        let values = Tensor::stack(&scalars, 0)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let scale = if reduction == Reduction::Sum { 1.0 / b as f64 } else { 1.0 };
-        let names: Vec<&'static str> = std::iter::once("loss").chain(terms.terms.iter().map(|(n, _)| *n)).collect();
+        let values = Tensor::stack(&scalars, 0)?
+            .to_dtype(DType::F64)?
+            .to_vec1::<f64>()?;
+        let scale = if reduction == Reduction::Sum {
+            1.0 / b as f64
+        } else {
+            1.0
+        };
+        let names: Vec<&'static str> = std::iter::once("loss")
+            .chain(terms.terms.iter().map(|(n, _)| *n))
+            .collect();
         if self.names.is_empty() {
             self.names = names.clone();
             self.sums = vec![0.0; names.len()];
@@ -471,7 +515,16 @@ impl TermAccumulator {
         let per_image: Vec<(&'static str, f64)> = names
             .iter()
             .zip(&values)
-            .map(|(n, v)| (*n, if *n == "classification" { *v } else { v * scale }))
+            .map(|(n, v)| {
+                (
+                    *n,
+                    if *n == "classification" {
+                        *v
+                    } else {
+                        v * scale
+                    },
+                )
+            })
             .collect();
         for (sum, (_, v)) in self.sums.iter_mut().zip(&per_image) {
             *sum += v * b as f64;
@@ -498,7 +551,12 @@ impl TermAccumulator {
 
 /// Mean loss terms per image on `data` in evaluation mode, plus `accuracy` for a
 /// model with a classifier.
-pub fn evaluate(model: &Model, data: &Dataset, batch_size: usize, rng: &mut dyn RngCore) -> Result<Vec<(String, f64)>> {
+pub fn evaluate(
+    model: &Model,
+    data: &Dataset,
+    batch_size: usize,
+    rng: &mut dyn RngCore,
+) -> Result<Vec<(String, f64)>> {
     let mut acc = TermAccumulator::default();
     let mut correct = 0usize;
     let mut has_classifier = false;
@@ -509,7 +567,11 @@ pub fn evaluate(model: &Model, data: &Dataset, batch_size: usize, rng: &mut dyn 
         if let Some(logits) = model.classify(&batch.images)? {
             has_classifier = true;
             let pred = logits.argmax(1)?; // [b]
-            let hits = pred.eq(&batch.labels)?.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?;
+            let hits = pred
+                .eq(&batch.labels)?
+                .to_dtype(DType::F32)?
+                .sum_all()?
+                .to_scalar::<f32>()?;
             correct += hits as usize;
         }
     }
@@ -537,7 +599,11 @@ fn truncate_history(path: &Path, epochs: usize) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(Error::io(path, e)),
     };
-    let kept: String = text.lines().take(epochs).map(|l| format!("{l}\n")).collect();
+    let kept: String = text
+        .lines()
+        .take(epochs)
+        .map(|l| format!("{l}\n"))
+        .collect();
     std::fs::write(path, kept).map_err(|e| Error::io(path, e))
 }
 
@@ -545,8 +611,13 @@ fn progress_bar(progress: Progress, steps: usize) -> indicatif::ProgressBar {
     match progress {
         Progress::Hidden => indicatif::ProgressBar::hidden(),
         Progress::Auto => {
-            let bar = indicatif::ProgressBar::with_draw_target(Some(steps as u64), indicatif::ProgressDrawTarget::stderr());
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]") {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(steps as u64),
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
+            ) {
                 bar.set_style(style);
             }
             bar
