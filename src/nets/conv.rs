@@ -7,14 +7,15 @@
 //! convolution (which avoids checkerboard artefacts).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{
-    BatchNorm, Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig, Linear, Module,
-    ModuleT, VarBuilder,
-};
+use candle_nn::{Linear, Module, ModuleT, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::dense::check_shape;
-use super::layers::{batch_norm2d, conv2d, conv_transpose2d, linear};
+use super::layers::{
+    batch_norm2d, conv2d, conv_transpose2d, linear, BatchNorm2d, Conv2d, Conv2dConfig,
+    ConvTranspose2d, ConvTranspose2dConfig,
+};
+use super::ops;
 use super::{Activation, Decoder, Encoder, ImageShape, OutputKind};
 use crate::params::InitScheme;
 use crate::{Error, Result as VResult};
@@ -133,15 +134,14 @@ enum Layer {
 struct Block {
     upsample: usize,
     layer: Layer,
-    bn: Option<BatchNorm>,
+    bn: Option<BatchNorm2d>,
     activation: Activation,
 }
 
 impl Block {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let xs = if self.upsample > 1 {
-            let (_, _, h, w) = xs.dims4()?;
-            xs.upsample_nearest2d(h * self.upsample, w * self.upsample)? // [b, c, s·h, s·w]
+            ops::upsample_nearest2d(xs, self.upsample)? // [b, c, s·h, s·w]
         } else {
             xs.clone()
         };
@@ -153,7 +153,12 @@ impl Block {
             Some(bn) => bn.forward_t(&ys, train)?,
             None => ys,
         };
-        self.activation.apply(&ys)
+        match self.activation {
+            // One pass each way on the CPU, with PyTorch's gradient.
+            Activation::Relu => ops::leaky_relu(&ys, 0.0),
+            Activation::LeakyRelu(slope) => ops::leaky_relu(&ys, slope),
+            other => other.apply(&ys),
+        }
     }
 }
 
@@ -185,7 +190,6 @@ impl ConvEncoder {
             let cfg = Conv2dConfig {
                 padding: b.padding,
                 stride: b.stride,
-                ..Default::default()
             };
             let conv = conv2d(
                 in_c,
@@ -420,7 +424,6 @@ impl ConvDecoder {
                         padding: b.padding,
                         output_padding,
                         stride: b.stride,
-                        dilation: 1,
                     };
                     let c = conv_transpose2d(
                         in_c,
@@ -440,7 +443,6 @@ impl ConvDecoder {
                     let cfg = Conv2dConfig {
                         padding: b.padding,
                         stride: b.stride,
-                        ..Default::default()
                     };
                     let c = conv2d(
                         in_c,

@@ -11,13 +11,17 @@ mod conv;
 mod dense;
 mod layers;
 mod mlp;
+pub mod ops;
 
 pub use conv::{
     ConvBlockConfig, ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Norm,
     UpBlockConfig, Upsampling,
 };
 pub use dense::{DenseDecoder, DenseDecoderConfig, DenseEncoder, DenseEncoderConfig};
-pub use layers::{batch_norm2d, conv2d, conv_transpose2d, linear};
+pub use layers::{
+    batch_norm2d, conv2d, conv_transpose2d, linear, BatchNorm2d, Conv2d, Conv2dConfig,
+    ConvTranspose2d, ConvTranspose2dConfig,
+};
 pub use mlp::{Mlp, MlpConfig};
 
 use candle_core::{Result, Tensor};
