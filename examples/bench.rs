@@ -22,6 +22,11 @@ use vaekit::models::{Model, Preset};
 use vaekit::train::TrainConfig;
 use vaekit::{Error, Result};
 
+/// See `examples/common/mod.rs`: glibc's malloc turns candle's per-step
+/// megabyte buffers into fresh `mmap`s; mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const WORKLOADS: [(&str, Preset); 5] = [
     ("dense-vae", Preset::DenseVae),
     ("cvae-tf", Preset::CvaeTf),
@@ -111,6 +116,10 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         let b = &batches[i % batches.len()];
         let loss = model.loss(&b.images, Some(&b.labels), &mut rng, true)?;
         opt.backward_step(&loss.total)?;
+        // Read the loss back, as a training loop does (it also waits for the GPU).
+        loss.total
+            .to_dtype(candle_core::DType::F32)?
+            .to_scalar::<f32>()?;
         Ok(())
     };
     step(0)?;
