@@ -26,6 +26,7 @@ use vaekit::nets::{
     OutputKind,
 };
 use vaekit::params::{read_checkpoint, write_checkpoint, InitScheme, ParamStore};
+use vaekit::train::TrainConfig;
 use vaekit::Error;
 
 /// Metadata key of the model config in a checkpoint (`Model::save` writes it).
@@ -928,4 +929,59 @@ fn model_level_helpers_agree_with_the_network() {
     let terms = digit.loss(&x, Some(&labels), &mut rng(0), true).unwrap();
     let names: Vec<&str> = terms.terms.iter().map(|(n, _)| *n).collect();
     assert_eq!(names, ["reconstruction", "kl", "classification"]);
+}
+
+/// The codes of `images` through the tracked network (evaluation mode).
+fn tracked_codes(model: &Model, images: &Tensor) -> Tensor {
+    match model.network() {
+        Network::Autoencoder(ae) => ae.encode(images, false).unwrap(),
+        Network::Vae(vae) => vae.posterior(images, false).unwrap().mean().clone(),
+        Network::DigitCvae(m) => m.posterior(images, false).unwrap().mean().clone(),
+    }
+}
+
+#[test]
+fn inference_records_no_graph_and_sees_every_training_update() {
+    let (images, labels) = digits();
+    for preset in Preset::ALL {
+        let model = Model::from_preset(preset, &Device::Cpu, 5).unwrap();
+        let mut opt = TrainConfig::for_preset(preset)
+            .optimizer
+            .build(model.params().trainable_vars())
+            .unwrap();
+        // Training steps move the weights and the batch-norm statistics in place.
+        for step in 0..3 {
+            let loss = model
+                .loss(&images, Some(&labels), &mut rng(step), true)
+                .unwrap();
+            opt.backward_step(&loss.total).unwrap();
+        }
+
+        let tracked = model
+            .loss(&images, Some(&labels), &mut rng(9), false)
+            .unwrap();
+        let untracked = model
+            .eval_loss(&images, Some(&labels), &mut rng(9))
+            .unwrap();
+        assert!(tracked.total.track_op(), "{preset}: loss keeps its graph");
+        assert!(!untracked.total.track_op(), "{preset}: eval_loss has none");
+        assert_eq!(tracked.terms.len(), untracked.terms.len(), "{preset}");
+        for ((name, a), (_, b)) in tracked.terms.iter().zip(&untracked.terms) {
+            assert_eq!(tensor_bits(a), tensor_bits(b), "{preset}: term {name}");
+        }
+
+        let codes = model.encode(&images).unwrap();
+        assert!(!codes.track_op(), "{preset}: encode");
+        assert_eq!(
+            tensor_bits(&codes),
+            tensor_bits(&tracked_codes(&model, &images)),
+            "{preset}: encode uses the trained weights and statistics"
+        );
+        let pixels = model.reconstruct(&images, Some(&labels)).unwrap();
+        assert!(!pixels.track_op(), "{preset}: reconstruct");
+        assert!(
+            !model.sample(3, &mut rng(1)).unwrap().track_op(),
+            "{preset}"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use candle_nn::VarBuilder;
 use rand::RngCore;
 
 use crate::latent::{LatentPrior, StandardNormal};
@@ -63,6 +64,10 @@ pub struct Model {
     config: ModelConfig,
     params: ParamStore,
     network: Network,
+    /// The same network over untracked views of the same parameter storage,
+    /// for inference: its results carry no autograd graph, so intermediates are
+    /// freed as soon as the next layer has used them.
+    frozen: Network,
 }
 
 impl Model {
@@ -75,41 +80,13 @@ impl Model {
     pub fn new(config: &ModelConfig, device: &Device, seed: u64) -> Result<Self> {
         config.validate()?;
         let params = ParamStore::new(device);
-        let vb = params.var_builder(seed);
-        let network = match config {
-            ModelConfig::Autoencoder(c) => Network::Autoencoder(Autoencoder::new(
-                c.encoder.build(vb.pp("encoder"))?,
-                c.decoder.build(vb.pp("decoder"))?,
-            )?),
-            ModelConfig::Vae(c) => Network::Vae(Vae::new(
-                c.encoder.build(vb.pp("encoder"))?,
-                c.decoder.build(vb.pp("decoder"))?,
-                StandardNormal::new(c.latent_dim),
-                c.posterior,
-                c.loss,
-            )?),
-            ModelConfig::DigitCvae(c) => {
-                let encoder = c.encoder.build(vb.pp("encoder"))?;
-                let classifier = match c.conditioning {
-                    Conditioning::Predicted => Some(Mlp::new(&c.classifier, vb.pp("classifier"))?),
-                    Conditioning::Given => None,
-                };
-                let decoder = c.decoder.build(vb.pp("decoder"))?;
-                Network::DigitCvae(DigitConditionedVae::new(
-                    encoder,
-                    decoder,
-                    classifier,
-                    c.classes,
-                    c.class_weight,
-                    c.posterior,
-                    c.loss,
-                )?)
-            }
-        };
+        let network = build_network(config, params.var_builder(seed))?;
+        let frozen = build_network(config, params.untracked_var_builder())?;
         Ok(Self {
             config: config.clone(),
             params,
             network,
+            frozen,
         })
     }
 
@@ -162,7 +139,7 @@ impl Model {
     /// Classifier logits `[b, classes]` for `images`, for a digit-conditioned VAE
     /// with a classifier; `None` for every other model.
     pub fn classify(&self, images: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        match &self.network {
+        match &self.frozen {
             Network::DigitCvae(m) => m.classify(images),
             _ => Ok(None),
         }
@@ -179,49 +156,28 @@ impl Model {
         rng: &mut dyn RngCore,
         train: bool,
     ) -> candle_core::Result<LossTerms> {
-        match &self.network {
-            Network::Autoencoder(ae) => {
-                let (loss, reduction) = match &self.config {
-                    ModelConfig::Autoencoder(c) => (c.loss, c.reduction),
-                    _ => candle_core::bail!("model config does not match its network"),
-                };
-                let out = ae.forward_t(images, train)?;
-                let total = ae.loss(&out, images, loss, reduction)?;
-                Ok(LossTerms {
-                    total: total.clone(),
-                    terms: vec![("reconstruction", total)],
-                })
-            }
-            Network::Vae(vae) => {
-                let out = vae.forward_t(images, rng, train)?;
-                let elbo = vae.loss(&out, images, rng)?;
-                Ok(LossTerms {
-                    total: elbo.total,
-                    terms: vec![("reconstruction", elbo.reconstruction), ("kl", elbo.kl)],
-                })
-            }
-            Network::DigitCvae(m) => {
-                let labels = labels.ok_or_else(|| {
-                    candle_core::Error::Msg("the digit-conditioned VAE needs labels".into())
-                })?;
-                let out = m.forward_t(images, Some(labels), rng, train)?;
-                let l = m.loss(&out, images, labels, rng)?;
-                let mut terms = vec![("reconstruction", l.reconstruction), ("kl", l.kl)];
-                if let Some(ce) = l.classification {
-                    terms.push(("classification", ce));
-                }
-                Ok(LossTerms {
-                    total: l.total,
-                    terms,
-                })
-            }
-        }
+        network_loss(&self.network, &self.config, images, labels, rng, train)
+    }
+
+    /// The loss in evaluation mode (running batch-norm statistics) without
+    /// gradient tracking, as under PyTorch's `torch.no_grad()`: what
+    /// [`Trainer`](crate::train::Trainer) reports on test data. Its memory is
+    /// that of one layer's activations at a time, not of the whole forward pass.
+    /// Use [`loss`](Model::loss) with `train == false` for gradients through an
+    /// evaluation-mode forward pass.
+    pub fn eval_loss(
+        &self,
+        images: &Tensor,
+        labels: Option<&Tensor>,
+        rng: &mut dyn RngCore,
+    ) -> candle_core::Result<LossTerms> {
+        network_loss(&self.frozen, &self.config, images, labels, rng, false)
     }
 
     /// Codes `[b, latent]` for `images`: the code of an autoencoder, the posterior
     /// mean of a VAE (evaluation mode).
     pub fn encode(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-        match &self.network {
+        match &self.frozen {
             Network::Autoencoder(ae) => ae.encode(images, false),
             Network::Vae(vae) => Ok(vae.posterior(images, false)?.mean().clone()),
             Network::DigitCvae(m) => Ok(m.posterior(images, false)?.mean().clone()),
@@ -235,7 +191,7 @@ impl Model {
         images: &Tensor,
         labels: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
-        match &self.network {
+        match &self.frozen {
             Network::Autoencoder(ae) => {
                 let out = ae.forward_t(images, false)?;
                 ae.decoder().output_kind().to_pixels(&out.decoded)
@@ -248,7 +204,7 @@ impl Model {
     /// Decodes codes `z` `[n, latent]` to pixels. The digit-conditioned VAE
     /// decodes with the class vectors of `digits` `[n]`, which it requires.
     pub fn decode(&self, z: &Tensor, digits: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        match &self.network {
+        match &self.frozen {
             Network::Autoencoder(ae) => ae.decode_pixels(z),
             Network::Vae(vae) => vae.decode_pixels(z),
             Network::DigitCvae(m) => match digits {
@@ -262,7 +218,7 @@ impl Model {
     /// it decodes `N(0, I)` codes, which is what its tutorial's latent grid does.
     pub fn sample(&self, n: usize, rng: &mut dyn RngCore) -> candle_core::Result<Tensor> {
         let z = StandardNormal::new(self.latent_dim()).sample(n, rng, self.device())?;
-        match &self.network {
+        match &self.frozen {
             Network::DigitCvae(m) => {
                 let digits: Vec<u32> = (0..n).map(|i| (i % m.classes()) as u32).collect();
                 m.generate(&z, &Tensor::from_vec(digits, n, self.device())?)
@@ -331,5 +287,87 @@ impl Model {
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let ckpt = read_checkpoint(path, self.device())?;
         self.params.assign(&ckpt.tensors)
+    }
+}
+
+/// Builds the network `config` describes from the tensors of `vb`.
+fn build_network(config: &ModelConfig, vb: VarBuilder) -> Result<Network> {
+    Ok(match config {
+        ModelConfig::Autoencoder(c) => Network::Autoencoder(Autoencoder::new(
+            c.encoder.build(vb.pp("encoder"))?,
+            c.decoder.build(vb.pp("decoder"))?,
+        )?),
+        ModelConfig::Vae(c) => Network::Vae(Vae::new(
+            c.encoder.build(vb.pp("encoder"))?,
+            c.decoder.build(vb.pp("decoder"))?,
+            StandardNormal::new(c.latent_dim),
+            c.posterior,
+            c.loss,
+        )?),
+        ModelConfig::DigitCvae(c) => {
+            let encoder = c.encoder.build(vb.pp("encoder"))?;
+            let classifier = match c.conditioning {
+                Conditioning::Predicted => Some(Mlp::new(&c.classifier, vb.pp("classifier"))?),
+                Conditioning::Given => None,
+            };
+            let decoder = c.decoder.build(vb.pp("decoder"))?;
+            Network::DigitCvae(DigitConditionedVae::new(
+                encoder,
+                decoder,
+                classifier,
+                c.classes,
+                c.class_weight,
+                c.posterior,
+                c.loss,
+            )?)
+        }
+    })
+}
+
+/// The loss terms of `network` (built from `config`) on a batch.
+fn network_loss(
+    network: &Network,
+    config: &ModelConfig,
+    images: &Tensor,
+    labels: Option<&Tensor>,
+    rng: &mut dyn RngCore,
+    train: bool,
+) -> candle_core::Result<LossTerms> {
+    match network {
+        Network::Autoencoder(ae) => {
+            let (loss, reduction) = match config {
+                ModelConfig::Autoencoder(c) => (c.loss, c.reduction),
+                _ => candle_core::bail!("model config does not match its network"),
+            };
+            let out = ae.forward_t(images, train)?;
+            let total = ae.loss(&out, images, loss, reduction)?;
+            Ok(LossTerms {
+                total: total.clone(),
+                terms: vec![("reconstruction", total)],
+            })
+        }
+        Network::Vae(vae) => {
+            let out = vae.forward_t(images, rng, train)?;
+            let elbo = vae.loss(&out, images, rng)?;
+            Ok(LossTerms {
+                total: elbo.total,
+                terms: vec![("reconstruction", elbo.reconstruction), ("kl", elbo.kl)],
+            })
+        }
+        Network::DigitCvae(m) => {
+            let labels = labels.ok_or_else(|| {
+                candle_core::Error::Msg("the digit-conditioned VAE needs labels".into())
+            })?;
+            let out = m.forward_t(images, Some(labels), rng, train)?;
+            let l = m.loss(&out, images, labels, rng)?;
+            let mut terms = vec![("reconstruction", l.reconstruction), ("kl", l.kl)];
+            if let Some(ce) = l.classification {
+                terms.push(("classification", ce));
+            }
+            Ok(LossTerms {
+                total: l.total,
+                terms,
+            })
+        }
     }
 }

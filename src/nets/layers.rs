@@ -317,9 +317,12 @@ impl BatchNorm2d {
 
     fn forward_eval(&self, xs: &Tensor) -> Result<Tensor> {
         // As PyTorch: y = x·α + β, α = weight / √(running_var + ε), β = bias − running_mean·α.
+        // The running statistics are buffers: no gradient flows into them.
         let c = self.weight.dim(0)?;
-        let alpha = (&self.weight / (self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
-        let beta = (&self.bias - (self.running_mean.as_tensor() * &alpha)?)?;
+        let running_var = self.running_var.as_detached_tensor();
+        let running_mean = self.running_mean.as_detached_tensor();
+        let alpha = (&self.weight / (running_var + self.eps)?.sqrt()?)?;
+        let beta = (&self.bias - (running_mean * &alpha)?)?;
         xs.broadcast_mul(&alpha.reshape((1, c, 1, 1))?)? // [b, c, h, w]
             .broadcast_add(&beta.reshape((1, c, 1, 1))?)
     }

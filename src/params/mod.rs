@@ -12,7 +12,7 @@ mod init;
 pub use checkpoint::{read_checkpoint, write_checkpoint, Checkpoint};
 pub use init::InitScheme;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use candle_core::{DType, Device, Shape, Tensor, Var};
@@ -76,6 +76,29 @@ impl ParamStore {
         VarBuilder::from_backend(Box::new(backend), DType::F32, self.device.clone())
     }
 
+    /// A [`VarBuilder`] over the store's existing tensors as untracked views of
+    /// the same storage: layers built from it compute with the current weights
+    /// (updates made through the store show through) but record no autograd
+    /// graph, so their results keep no intermediates alive. Batch-norm running
+    /// statistics stay variables, so that layers can update them in place.
+    ///
+    /// Asking it for a tensor the store does not hold is an error.
+    pub fn untracked_var_builder(&self) -> VarBuilder<'static> {
+        let tensors: HashMap<String, Tensor> = self
+            .named_vars()
+            .into_iter()
+            .map(|(name, var)| {
+                let t = if is_buffer(&name) {
+                    var.as_tensor().clone()
+                } else {
+                    var.as_detached_tensor()
+                };
+                (name, t)
+            })
+            .collect();
+        VarBuilder::from_tensors(tensors, DType::F32, &self.device)
+    }
+
     /// Number of tensors (weights and buffers).
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -113,7 +136,9 @@ impl ParamStore {
         self.trainable_vars().iter().map(|v| v.elem_count()).sum()
     }
 
-    /// A copy of every tensor, by name, detached from the autograd graph.
+    /// Every tensor, by name, detached from the autograd graph. The tensors
+    /// share storage with the parameters, so later updates show through them:
+    /// copy (`Tensor::copy`) what must outlive the next training step.
     pub fn snapshot(&self) -> BTreeMap<String, Tensor> {
         self.named_vars()
             .into_iter()
@@ -127,7 +152,7 @@ impl ParamStore {
     ///
     /// [`Error::Tensor`] naming the first variable that is missing from `tensors` or
     /// whose shape or dtype differs. Nothing is written unless every tensor fits.
-    pub fn assign(&self, tensors: &std::collections::HashMap<String, Tensor>) -> Result<()> {
+    pub fn assign(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
         let vars = self.named_vars();
         for (name, var) in &vars {
             let t = tensors
@@ -154,7 +179,7 @@ impl ParamStore {
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Var>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Var>> {
         // A poisoned lock only means another thread panicked while holding it; the
         // map itself is still consistent (inserts are single operations).
         self.varmap

@@ -562,7 +562,7 @@ pub fn evaluate(
     let mut has_classifier = false;
     for batch in data.batches(batch_size, Shuffle::None, LastBatch::Keep, model.device())? {
         let batch = batch?;
-        let terms = model.loss(&batch.images, Some(&batch.labels), rng, false)?;
+        let terms = model.eval_loss(&batch.images, Some(&batch.labels), rng)?;
         acc.add(&terms, batch.indices.len(), model.reduction())?;
         if let Some(logits) = model.classify(&batch.images)? {
             has_classifier = true;
