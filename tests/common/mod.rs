@@ -61,7 +61,7 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, rel: f64, fl
     let i = worst.1;
     assert!(
         worst.0 <= 1.0,
-        "{what}: element {i} is {} but PyTorch says {} (error {:.3}× the tolerance)",
+        "{what}: element {i} is {} but the reference has {} (error {:.3}× the tolerance)",
         a[i],
         e[i],
         worst.0
