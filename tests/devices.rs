@@ -6,40 +6,20 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 #[cfg(feature = "cuda")]
 use candle_core::Tensor;
 use candle_core::{DType, Device};
 #[cfg(feature = "cuda")]
 use common::assert_close;
+use common::{head, temp_dir};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vaekit::data::{Batch, Dataset, LastBatch, Mnist, Shuffle};
+use vaekit::data::{Batch, LastBatch, Mnist, Shuffle};
 use vaekit::models::{Model, Preset};
 use vaekit::train::{read_history, Binarization, Progress, TrainConfig, Trainer, HISTORY_FILE};
 
 fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vaekit-devices-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The first `n` images of `d`.
-fn head(d: &Dataset, n: usize) -> Dataset {
-    let px = d.height() * d.width();
-    Dataset::new(
-        d.images()[..n * px].to_vec(),
-        d.labels()[..n].to_vec(),
-        d.height(),
-        d.width(),
-    )
-    .unwrap()
 }
 
 /// The first `n` bundled training digits on `device`, binarised as `preset`
@@ -117,7 +97,10 @@ fn inference_runs(device: &Device) {
 
 /// A model saved from `device` loads back onto it with the same outputs.
 fn save_and_load_round_trip(device: &Device) {
-    let dir = temp_dir(&format!("save-{}", vaekit::device::device_name(device)));
+    let dir = temp_dir(&format!(
+        "devices-save-{}",
+        vaekit::device::device_name(device)
+    ));
     for preset in [Preset::ConvVaeBn, Preset::DigitCvae] {
         let model = Model::from_preset(preset, device, 3).unwrap();
         let b = batch(preset, 8, device);
@@ -139,7 +122,10 @@ fn save_and_load_round_trip(device: &Device) {
 /// The trainer runs an epoch on `device` and writes its history.
 fn trainer_runs_an_epoch(device: &Device) {
     let digits = Mnist::bundled().unwrap();
-    let dir = temp_dir(&format!("trainer-{}", vaekit::device::device_name(device)));
+    let dir = temp_dir(&format!(
+        "devices-trainer-{}",
+        vaekit::device::device_name(device)
+    ));
     let model = Model::from_preset(Preset::ConvVaeBn, device, 0).unwrap();
     let config = TrainConfig {
         epochs: 1,

@@ -2,6 +2,8 @@
 //! training run killed mid-epoch. The test binary re-runs itself as the child
 //! (the `#[ignore]`d entry points below, selected with `--ignored --exact`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -11,15 +13,10 @@ use vaekit::data::{Dataset, Mnist};
 use vaekit::models::{Model, Preset};
 use vaekit::train::{Progress, TrainConfig, Trainer, HISTORY_FILE};
 
+use common::{head, temp_dir};
+
 /// Where a child works, passed through the environment.
 const DIR_VAR: &str = "VAEKIT_FAULT_DIR";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vaekit-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn spawn_child(test: &str, dir: &Path) -> Child {
     Command::new(std::env::current_exe().unwrap())
@@ -63,7 +60,7 @@ fn child_saves_checkpoints_forever() {
 
 #[test]
 fn kill_during_checkpoint_saves_leaves_a_loadable_file() {
-    let dir = temp_dir("saves");
+    let dir = temp_dir("faults-saves");
     let path = dir.join("model.safetensors");
     Model::from_preset(Preset::ConvVaeBn, &Device::Cpu, 1)
         .unwrap()
@@ -99,17 +96,6 @@ fn kill_during_checkpoint_saves_leaves_a_loadable_file() {
         "{KILLS} kills during saves survived; {} distinct checkpoints seen",
         last_values.len()
     );
-}
-
-fn head(d: &Dataset, n: usize) -> Dataset {
-    let px = d.height() * d.width();
-    Dataset::new(
-        d.images()[..n * px].to_vec(),
-        d.labels()[..n].to_vec(),
-        d.height(),
-        d.width(),
-    )
-    .unwrap()
 }
 
 fn fault_config() -> TrainConfig {
@@ -154,7 +140,7 @@ fn training_killed_mid_epoch_resumes_to_the_same_weights() {
         .fit(&straight, &train, &test)
         .unwrap();
 
-    let dir = temp_dir("train");
+    let dir = temp_dir("faults-train");
     let mut child = spawn_child("child_trains", &dir);
     let started = Instant::now();
     // Kill shortly after epoch 1's checkpoint is on disk, i.e. inside epoch 2.

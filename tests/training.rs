@@ -2,10 +2,10 @@
 //! checkpoints are written, resume is bit-identical, a non-finite loss stops
 //! training with an error that names where, and early stopping stops.
 
-use std::path::PathBuf;
+mod common;
 
 use candle_core::{Device, Tensor};
-use vaekit::data::{Dataset, Mnist};
+use vaekit::data::Mnist;
 use vaekit::models::{Model, Preset};
 use vaekit::train::{
     read_history, Binarization, EarlyStopping, Progress, TrainConfig, Trainer, BEST_MODEL_FILE,
@@ -13,24 +13,7 @@ use vaekit::train::{
 };
 use vaekit::Error;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vaekit-training-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The first `n` images of `d`.
-fn head(d: &Dataset, n: usize) -> Dataset {
-    let px = d.height() * d.width();
-    Dataset::new(
-        d.images()[..n * px].to_vec(),
-        d.labels()[..n].to_vec(),
-        d.height(),
-        d.width(),
-    )
-    .unwrap()
-}
+use common::{head, temp_dir};
 
 fn quiet(preset: Preset, epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -52,7 +35,7 @@ fn weights(model: &Model) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn dense_vae_learns_real_digits_and_writes_history_and_best_model() {
     let digits = Mnist::bundled().unwrap();
-    let dir = temp_dir("dense");
+    let dir = temp_dir("training-dense");
     let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0).unwrap();
     let mut seen = Vec::new();
     let summary = Trainer::new(quiet(Preset::DenseVae, 3))
@@ -130,14 +113,14 @@ fn resume_finishes_with_the_same_weights_as_an_uninterrupted_run() {
             config.binarization = Binarization::None;
         }
         let straight = Model::from_preset(preset, &Device::Cpu, 7).unwrap();
-        let dir_a = temp_dir(&format!("straight-{preset}"));
+        let dir_a = temp_dir(&format!("training-straight-{preset}"));
         Trainer::new(config.clone())
             .unwrap()
             .output_dir(&dir_a)
             .fit(&straight, &train, &test)
             .unwrap();
 
-        let dir_b = temp_dir(&format!("resumed-{preset}"));
+        let dir_b = temp_dir(&format!("training-resumed-{preset}"));
         let first = Model::from_preset(preset, &Device::Cpu, 7).unwrap();
         let one_epoch = TrainConfig {
             epochs: 1,
@@ -179,7 +162,7 @@ fn resume_finishes_with_the_same_weights_as_an_uninterrupted_run() {
 fn non_finite_loss_stops_with_epoch_step_and_term_and_keeps_the_last_good_checkpoint() {
     let digits = Mnist::bundled().unwrap();
     let (train, test) = (head(&digits.train, 300), head(&digits.test, 100));
-    let dir = temp_dir("nan");
+    let dir = temp_dir("training-nan");
     let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0).unwrap();
     let mut config = quiet(Preset::DenseVae, 3);
     config.batch_size = 100;
@@ -291,7 +274,7 @@ fn training_settings_that_cannot_work_name_the_field() {
 fn resume_refuses_a_checkpoint_of_another_model() {
     let digits = Mnist::bundled().unwrap();
     let (train, test) = (head(&digits.train, 200), head(&digits.test, 100));
-    let dir = temp_dir("other-model");
+    let dir = temp_dir("training-other-model");
     let dense = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0).unwrap();
     Trainer::new(quiet(Preset::DenseVae, 1))
         .unwrap()

@@ -1,5 +1,5 @@
-//! Helpers shared by the integration tests: fixture loading and tolerant tensor
-//! comparison.
+//! Helpers shared by the integration tests: fixture loading, tolerant tensor
+//! comparison, scratch directories and dataset slices.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -71,4 +71,25 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, rel: f64, fl
 /// The scalar value of a 0-dim or 1-element tensor.
 pub fn scalar(t: &Tensor) -> f64 {
     values(t)[0]
+}
+
+/// A fresh, empty scratch directory `vaekit-{name}-{pid}` in the system's
+/// temporary directory.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vaekit-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// The first `n` images of `d`, with their labels.
+pub fn head(d: &vaekit::data::Dataset, n: usize) -> vaekit::data::Dataset {
+    let px = d.height() * d.width();
+    vaekit::data::Dataset::new(
+        d.images()[..n * px].to_vec(),
+        d.labels()[..n].to_vec(),
+        d.height(),
+        d.width(),
+    )
+    .expect("a slice of a dataset is a dataset")
 }
