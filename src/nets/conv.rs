@@ -7,13 +7,13 @@
 //! convolution (which avoids checkerboard artefacts).
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, ModuleT, VarBuilder};
+use candle_nn::{Module, ModuleT, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::dense::check_shape;
 use super::layers::{
     batch_norm2d, conv2d, conv_transpose2d, linear, BatchNorm2d, Conv2d, Conv2dConfig,
-    ConvTranspose2d, ConvTranspose2dConfig,
+    ConvTranspose2d, ConvTranspose2dConfig, Linear,
 };
 use super::ops;
 use super::{Activation, Decoder, Encoder, ImageShape, OutputKind};
@@ -153,12 +153,7 @@ impl Block {
             Some(bn) => bn.forward_t(&ys, train)?,
             None => ys,
         };
-        match self.activation {
-            // One pass each way on the CPU, with PyTorch's gradient.
-            Activation::Relu => ops::leaky_relu(&ys, 0.0),
-            Activation::LeakyRelu(slope) => ops::leaky_relu(&ys, slope),
-            other => other.apply(&ys),
-        }
+        self.activation.apply(&ys)
     }
 }
 

@@ -7,10 +7,48 @@
 //! are slow there in training) and which use candle's on other devices.
 
 use candle_core::{DType, Result, Tensor, Var};
-use candle_nn::{BatchNorm, Init, Linear, Module, ModuleT, VarBuilder};
+use candle_nn::{BatchNorm, Init, Module, ModuleT, VarBuilder};
 
 use super::ops;
 use crate::params::InitScheme;
+
+/// A fully connected layer, computed by [`ops::linear`](super::ops::linear):
+/// one op with its own backward on the CPU, candle's matmul elsewhere.
+///
+/// Parameters: `weight` `[out, in]`, `bias` `[out]`, as in PyTorch's `Linear`.
+///
+/// # Shapes
+///
+/// `[batch, in]` → `[batch, out]` (any leading dimensions off the CPU path).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer with these weights (`weight` `[out, in]`, `bias` `[out]`).
+    /// Shapes are checked by the forward pass.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// The weights, `[out, in]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The bias, `[out]`, if any.
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        ops::linear(xs, &self.weight, self.bias.as_ref()) // [batch, out]
+    }
+}
 
 /// A fully connected layer `in_dim → out_dim` (weight `[out_dim, in_dim]`).
 pub fn linear(in_dim: usize, out_dim: usize, init: InitScheme, vb: VarBuilder) -> Result<Linear> {

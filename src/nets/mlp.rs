@@ -2,10 +2,11 @@
 //! linear output layer.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Linear, Module, VarBuilder};
+use candle_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::{layers::linear, Activation};
+use super::layers::{linear, Linear};
+use super::Activation;
 use crate::params::InitScheme;
 use crate::{Error, Result as VResult};
 

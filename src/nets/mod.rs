@@ -20,7 +20,7 @@ pub use conv::{
 pub use dense::{DenseDecoder, DenseDecoderConfig, DenseEncoder, DenseEncoderConfig};
 pub use layers::{
     batch_norm2d, conv2d, conv_transpose2d, linear, BatchNorm2d, Conv2d, Conv2dConfig,
-    ConvTranspose2d, ConvTranspose2dConfig,
+    ConvTranspose2d, ConvTranspose2dConfig, Linear,
 };
 pub use mlp::{Mlp, MlpConfig};
 
@@ -182,16 +182,10 @@ impl Activation {
     pub fn apply(self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Identity => Ok(xs.clone()),
-            Activation::Relu => xs.relu(),
-            Activation::LeakyRelu(slope) => {
-                // max(x, slope·x) for 0 ≤ slope ≤ 1; valid gradient on both sides.
-                let scaled = xs.affine(slope, 0.0)?;
-                if slope <= 1.0 {
-                    xs.maximum(&scaled)
-                } else {
-                    xs.minimum(&scaled)
-                }
-            }
+            // One pass each way on the CPU, with PyTorch's gradient (0 at x = 0 for
+            // a ReLU, `slope` for a leaky one).
+            Activation::Relu => ops::leaky_relu(xs, 0.0),
+            Activation::LeakyRelu(slope) => ops::leaky_relu(xs, slope),
             Activation::Sigmoid => candle_nn::ops::sigmoid(xs),
             Activation::Tanh => xs.tanh(),
         }

@@ -1,11 +1,12 @@
-//! vaekit's CPU convolutions (`nets::ops`) against candle's own `conv2d` and
-//! `conv_transpose2d`: forward values and the gradients of input, weight and
+//! vaekit's CPU kernels (`nets::ops`) against candle's own ops. The
+//! convolutions against candle's `conv2d` and `conv_transpose2d`: forward values and the gradients of input, weight and
 //! bias, through the backward pass of a random weighted sum `Σ y·r`, over every
 //! geometry the layers can use (kernel 1, 3, 4; stride 1, 2; padding 0, 1, 2;
 //! output padding below the stride; odd and even sizes; batch 1 and 3). Where
 //! candle's own backward pass has no answer (height and width that leave
 //! different remainders under the stride), a direct-loop reference in `f64`
-//! stands in.
+//! stands in. Then the fully connected layer against candle's matmul and
+//! broadcast add, nearest up-sampling, (leaky) ReLU and batch norm.
 
 mod common;
 
@@ -710,4 +711,87 @@ fn gradients_are_bit_identical_across_runs() {
         assert_eq!(bits(&again.db), bits(&first.db), "bias gradient");
         assert_eq!(bits(&again.dx), bits(&first.dx), "input gradient");
     }
+}
+
+/// candle's own linear layer: `x · wᵀ + b`.
+fn candle_linear(x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    x.broadcast_matmul(&w.t()?)?.broadcast_add(b)
+}
+
+/// The fused linear layer against candle's ops: output and every gradient, for
+/// batch sizes and widths around the GEMM's blocking, in f32 and f64.
+#[test]
+fn linear_matches_candle_forward_and_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(29);
+    for (dtype, (n, k, m)) in [
+        (DType::F32, (1, 1, 1)),
+        (DType::F32, (3, 5, 7)),
+        (DType::F32, (128, 784, 256)),
+        (DType::F32, (100, 256, 784)),
+        (DType::F32, (33, 2, 500)),
+        (DType::F64, (17, 31, 9)),
+    ] {
+        let (x, w, b) = (
+            randn(&mut rng, &[n, k], dtype),
+            randn(&mut rng, &[m, k], dtype),
+            randn(&mut rng, &[m], dtype),
+        );
+        let r = randn(&mut rng, &[n, m], dtype);
+        let ours = run(|x, w, b| ops::linear(x, w, Some(b)), &x, &w, &b, &r);
+        let theirs = run(candle_linear, &x, &w, &b, &r);
+        let what = format!("{dtype:?} [{n}, {k}] x [{m}, {k}]");
+        assert_close(&format!("{what} y"), &ours.y, &theirs.y, REL, 0.0);
+        assert_close(&format!("{what} dx"), &ours.dx, &theirs.dx, REL, 0.0);
+        assert_close(&format!("{what} dw"), &ours.dw, &theirs.dw, REL, 0.0);
+        assert_close(&format!("{what} db"), &ours.db, &theirs.db, REL, 0.0);
+    }
+}
+
+/// Data that records no graph gets no gradient, and the weights still do;
+/// a non-contiguous input and inputs of rank 3 (candle's path) work; shapes that
+/// do not fit are errors naming them.
+#[test]
+fn linear_inputs_without_gradient_other_layouts_and_bad_shapes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let (w, b) = (
+        randn(&mut rng, &[6, 4], DType::F32),
+        randn(&mut rng, &[6], DType::F32),
+    );
+    let (wv, bv) = (
+        Var::from_tensor(&w).expect("var"),
+        Var::from_tensor(&b).expect("var"),
+    );
+    let data = randn(&mut rng, &[5, 4], DType::F32);
+    let y = ops::linear(&data, wv.as_tensor(), Some(bv.as_tensor())).expect("linear");
+    let grads = y.sum_all().and_then(|t| t.backward()).expect("backward");
+    assert!(grads.get(&data).is_none(), "data has no gradient");
+    assert!(grads.get(wv.as_tensor()).is_some() && grads.get(bv.as_tensor()).is_some());
+    let want = candle_linear(&data, &w, &b).expect("candle");
+    assert_close("untracked input", &y, &want, REL, 0.0);
+
+    let transposed = randn(&mut rng, &[4, 5], DType::F32).t().expect("t");
+    assert!(!transposed.is_contiguous());
+    let y = ops::linear(&transposed, &w, Some(&b)).expect("non-contiguous");
+    let want = candle_linear(&transposed, &w, &b).expect("candle");
+    assert_close("non-contiguous input", &y, &want, REL, 0.0);
+
+    let x3 = randn(&mut rng, &[2, 3, 4], DType::F32);
+    let y = ops::linear(&x3, &w, Some(&b)).expect("rank 3");
+    assert_eq!(y.dims(), [2, 3, 6]);
+    let want = candle_linear(&x3, &w, &b).expect("candle");
+    assert_close("rank 3", &y, &want, REL, 0.0);
+    let y = ops::linear(&data, &w, None).expect("no bias");
+    let want = data.matmul(&w.t().expect("t")).expect("matmul");
+    assert_close("no bias", &y, &want, REL, 0.0);
+
+    let bad_in = randn(&mut rng, &[5, 3], DType::F32);
+    let msg = ops::linear(&bad_in, &w, Some(&b))
+        .expect_err("width")
+        .to_string();
+    assert!(msg.contains("[5, 3]") && msg.contains("[6, 4]"), "{msg}");
+    let bad_b = randn(&mut rng, &[5], DType::F32);
+    let msg = ops::linear(&data, &w, Some(&bad_b))
+        .expect_err("bias")
+        .to_string();
+    assert!(msg.contains("bias") && msg.contains("[5]"), "{msg}");
 }
