@@ -237,6 +237,58 @@ fn boxed_optimizers_match_pytorch_at_every_step() -> TestResult {
     Ok(())
 }
 
+/// The same values as `t` in a non-contiguous layout (a strided view).
+fn strided(t: &Tensor) -> candle_core::Result<Tensor> {
+    let view = Tensor::stack(&[t, t], t.rank())?
+        .narrow(t.rank(), 0, 1)?
+        .squeeze(t.rank())?;
+    assert!(!view.is_contiguous());
+    Ok(view)
+}
+
+/// Adam's in-place CPU kernels (taken for contiguous gradients) give the same bits as
+/// its tensor-op path (taken otherwise, and on other devices): parameters and state.
+#[test]
+fn adam_fused_and_tensor_op_paths_agree_bit_for_bit() -> TestResult {
+    let fx = fixture()?;
+    let mut compared = 0;
+    for case in cases() {
+        if !matches!(
+            case.config,
+            OptimizerConfig::Adam(_) | OptimizerConfig::AdamW(_)
+        ) {
+            continue;
+        }
+        let (fused_vars, op_vars) = (init_vars(&fx)?, init_vars(&fx)?);
+        let mut fused = case.config.build(fused_vars.clone())?;
+        let mut ops = case.config.build(op_vars.clone())?;
+        for k in 1..=STEPS {
+            let contiguous = grads(&fx, &fused_vars, &case, k)?;
+            let mut non_contiguous = GradStore::default();
+            for (var, fused_var) in op_vars.iter().zip(&fused_vars) {
+                if let Some(g) = contiguous.get(fused_var.as_tensor()) {
+                    assert!(g.is_contiguous());
+                    non_contiguous.insert(var.as_tensor(), strided(g)?);
+                }
+            }
+            fused.step(&contiguous)?;
+            ops.step(&non_contiguous)?;
+            for (a, b) in fused_vars.iter().zip(&op_vars) {
+                assert_eq!(bits(a)?, bits(b)?, "{} step {k}", case.name);
+            }
+            assert_eq!(
+                state_bits(fused.as_ref())?,
+                state_bits(ops.as_ref())?,
+                "{} step {k}",
+                case.name
+            );
+        }
+        compared += 1;
+    }
+    assert!(compared >= 2, "the fixture has Adam and AdamW cases");
+    Ok(())
+}
+
 /// Runs a case through candle's `Optimizer` interface of the concrete type.
 fn run_candle<O: Optimizer>(
     fx: &HashMap<String, Tensor>,

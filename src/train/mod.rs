@@ -5,6 +5,7 @@
 //! [`OptimizerConfig`], and the object-safe [`TrainOptimizer`] a training loop drives.
 
 mod config;
+mod fused;
 pub mod optim;
 mod trainer;
 

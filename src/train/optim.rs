@@ -53,6 +53,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
+use super::fused;
 use crate::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
@@ -392,8 +393,8 @@ struct Slot {
     var: Var,
     /// Updates applied to this variable so far.
     steps: u64,
-    /// Detached state tensors, in the order of [`Slots::buffer_names`]. They are replaced,
-    /// never written in place, so [`OptimizerState::state`] can hand out clones.
+    /// Detached state tensors, in the order of [`Slots::buffer_names`]. Adam's are written
+    /// in place on the CPU, so [`OptimizerState::state`] hands out copies.
     buffers: Vec<Tensor>,
 }
 
@@ -458,7 +459,7 @@ impl Slots {
             for (name, buffer) in self.buffer_names.iter().zip(&slot.buffers) {
                 state.push((
                     format!("{}.{name}.{}", self.prefix, slot.index),
-                    buffer.clone(),
+                    buffer.copy()?,
                 ));
             }
         }
@@ -596,15 +597,28 @@ fn sub_ratio_sqrt(
     step_size: f64,
 ) -> candle_core::Result<Tensor> {
     let root = sq.sqrt()?;
+    let (mul, add, step) = ratio_coefficients(theta.dtype(), inv_root, eps, step_size);
+    let ratio = num.div(&root.affine(mul, add)?)?;
+    match step {
+        None => theta.sub(&ratio),
+        Some(step) => theta.sub(&ratio.affine(step, 0.0)?),
+    }
+}
+
+/// How [`sub_ratio_sqrt`] computes `step_size · num / (sqrt(sq) · inv_root + eps)`: as
+/// `num / (sqrt(sq) · mul + add)` with the step size folded into the denominator (one
+/// tensor op fewer) when that is representable, else with `step` applied after.
+fn ratio_coefficients(
+    dtype: DType,
+    inv_root: f64,
+    eps: f64,
+    step_size: f64,
+) -> (f64, f64, Option<f64>) {
     let (mul, add) = (inv_root / step_size, eps / step_size);
-    if step_size != 0.0 && representable(theta.dtype(), mul) && representable(theta.dtype(), add) {
-        // Fold the step size into the denominator: one tensor op fewer.
-        theta.sub(&num.div(&root.affine(mul, add)?)?)
+    if step_size != 0.0 && representable(dtype, mul) && representable(dtype, add) {
+        (mul, add, None)
     } else {
-        theta.sub(
-            &num.div(&root.affine(inv_root, eps)?)?
-                .affine(step_size, 0.0)?,
-        )
+        (inv_root, eps, Some(step_size))
     }
 }
 
@@ -654,6 +668,23 @@ fn adam_step(
         let bias2 = 1.0 - beta2.powf(t as f64);
         let theta = slot.var.as_detached_tensor();
         let grad = l2_grad(grad.detach(), &theta, l2)?;
+        if fused::applies(&theta, &grad, &slot.buffers) {
+            // The same arithmetic in three in-place passes (see `fused`).
+            let (mul, add, step) =
+                ratio_coefficients(theta.dtype(), 1.0 / bias2.sqrt(), eps, lr / bias1);
+            let update = fused::Update {
+                keep: (decoupled_decay != 0.0).then_some(1.0 - decoupled_decay),
+                mul,
+                add,
+                step,
+            };
+            let [m, v] = &slot.buffers[..] else {
+                candle_core::bail!("Adam keeps two moment buffers per variable");
+            };
+            fused::adam(&theta, &grad, m, v, beta1, beta2, update)?;
+            slot.steps = t;
+            continue;
+        }
         let m = lerp(&slot.buffers[0], &grad, 1.0 - beta1)?;
         let v = ema_sq(&slot.buffers[1], &grad, beta2)?;
         let theta = if decoupled_decay == 0.0 {
