@@ -298,16 +298,100 @@ impl CustomOp3 for Linear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?; // [batch, out]
-                                       // An input that records no graph (a batch of data) needs no gradient.
+        let grad = grad.contiguous()?;
+        // An input that records no graph (a batch of data) needs no gradient.
         let dx = if x.track_op() {
-            Some(grad.matmul(w)?) // [batch, in]
+            Some(grad.apply_op2_no_bwd(w, &LinearGrad::Input)?) // [batch, in]
         } else {
             None
         };
-        let dw = grad.t()?.matmul(x)?; // [out, in]
-        let db = grad.sum(0)?; // [out]
+        let dw = grad.apply_op2_no_bwd(x, &LinearGrad::Weight)?; // [out, in]
+        let db = grad.apply_op2_no_bwd(x, &LinearGrad::Bias)?; // [out]
         Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+/// The gradients of [`Linear`] from the output gradient `g` `[n, m]` and the
+/// second argument: `g · w` with `w` `[m, k]` (input), `gᵀ · x` with `x`
+/// `[n, k]` (weight), or the column sums of `g` (bias; `x` then only gives its
+/// shape). One GEMM, or one pass, straight from the contiguous buffers.
+#[derive(Debug, Clone, Copy)]
+enum LinearGrad {
+    Input,
+    Weight,
+    Bias,
+}
+
+impl CustomOp2 for LinearGrad {
+    fn name(&self) -> &'static str {
+        "vaekit-linear-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        os: &CpuStorage,
+        ol: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let (n, m) = gl.shape().dims2()?;
+        let (rows, k) = ol.shape().dims2()?;
+        let expected_rows = match self {
+            LinearGrad::Input => m,
+            LinearGrad::Weight | LinearGrad::Bias => n,
+        };
+        if rows != expected_rows {
+            bail!("{name}: gradient {:?} with {:?}", gl.dims(), ol.dims());
+        }
+        let out = match (gs, os) {
+            (CpuStorage::F32(g), CpuStorage::F32(o)) => {
+                CpuStorage::F32(self.compute(slice(g, gl, name)?, slice(o, ol, name)?, (n, m, k)))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(o)) => {
+                CpuStorage::F64(self.compute(slice(g, gl, name)?, slice(o, ol, name)?, (n, m, k)))
+            }
+            (g, o) => bail!(
+                "{name}: unsupported dtypes {:?}, {:?}",
+                g.dtype(),
+                o.dtype()
+            ),
+        };
+        let shape = match self {
+            LinearGrad::Input => Shape::from((n, k)),
+            LinearGrad::Weight => Shape::from((m, k)),
+            LinearGrad::Bias => Shape::from(m),
+        };
+        Ok((out, shape))
+    }
+}
+
+impl LinearGrad {
+    fn compute<T: Elem>(self, g: &[T], other: &[T], (n, m, k): (usize, usize, usize)) -> Vec<T> {
+        let (_, parallelism) = plan(1);
+        match self {
+            LinearGrad::Input => {
+                let mut dx = vec![T::from_f64(0.0); n * k];
+                let (lhs, rhs) = (Mat::rows(g, m), Mat::rows(other, k));
+                matmul((n, k, m), (&mut dx, k), lhs, rhs, false, parallelism);
+                dx
+            }
+            LinearGrad::Weight => {
+                let mut dw = vec![T::from_f64(0.0); m * k];
+                let (lhs, rhs) = (Mat::transposed(g, m), Mat::rows(other, k));
+                matmul((m, k, n), (&mut dw, k), lhs, rhs, false, parallelism);
+                dw
+            }
+            LinearGrad::Bias => {
+                let mut db = vec![T::from_f64(0.0); m];
+                for row in g.chunks_exact(m.max(1)) {
+                    for (d, &v) in db.iter_mut().zip(row) {
+                        *d += v;
+                    }
+                }
+                db
+            }
+        }
     }
 }
 
