@@ -14,7 +14,8 @@ can compare throughput and memory on one machine:
                        a step is forward, loss, zero_grad, backward, optimizer step and
                        loss.item(), on batches built as tensors before timing
   infer_images_per_s   encode + decode (reconstruct) of the 2,000 test images at batch
-                       1,000 in eval mode under torch.no_grad(), after one warm-up pass
+                       1,000 in eval mode under torch.no_grad(): the median of 5 timed
+                       passes after one warm-up pass
   first_step_ms        from the first line of this script to the end of the first
                        training step, `import torch` included (the interpreter's own
                        start-up before that line is not counted, as the Rust bench
@@ -75,6 +76,7 @@ def memory_mib(field):
 MNIST_DIR = Path(__file__).resolve().parents[1] / "data" / "mnist-10k"
 LOG_2PI = math.log(2.0 * math.pi)
 INFER_BATCH = 1000
+INFER_PASSES = 5  # timed inference passes; the median is reported
 IMPORT_RSS_MIB = memory_mib("VmRSS")
 
 
@@ -389,11 +391,14 @@ def run(name, args):
             model.reconstruct(x, y)
 
     infer()  # warm-up
-    sync()
-    t = time.perf_counter()
-    infer()
-    sync()
-    infer_images_per_s = test_images.shape[0] / (time.perf_counter() - t)
+    seconds = []
+    for _ in range(INFER_PASSES):
+        sync()
+        t = time.perf_counter()
+        infer()
+        sync()
+        seconds.append(time.perf_counter() - t)
+    infer_images_per_s = test_images.shape[0] / sorted(seconds)[INFER_PASSES // 2]
 
     result = {
         "workload": name,
