@@ -306,20 +306,20 @@ impl CustomOp3 for Linear {
             None
         };
         let dw = grad.apply_op2_no_bwd(x, &LinearGrad::Weight)?; // [out, in]
-        let db = grad.apply_op2_no_bwd(x, &LinearGrad::Bias)?; // [out]
+                                                                 // The bias gradient is a per-channel sum, as for the convolutions.
+        let (n, m) = grad.dims2()?;
+        let db = grad.reshape((n, m, 1, 1))?.apply_op1_no_bwd(&ChannelSum)?; // [out]
         Ok((dx, Some(dw), Some(db)))
     }
 }
 
 /// The gradients of [`Linear`] from the output gradient `g` `[n, m]` and the
-/// second argument: `g · w` with `w` `[m, k]` (input), `gᵀ · x` with `x`
-/// `[n, k]` (weight), or the column sums of `g` (bias; `x` then only gives its
-/// shape). One GEMM, or one pass, straight from the contiguous buffers.
+/// second argument: `g · w` with `w` `[m, k]` (input) or `gᵀ · x` with `x`
+/// `[n, k]` (weight), one GEMM straight from the contiguous buffers.
 #[derive(Debug, Clone, Copy)]
 enum LinearGrad {
     Input,
     Weight,
-    Bias,
 }
 
 impl CustomOp2 for LinearGrad {
@@ -339,7 +339,7 @@ impl CustomOp2 for LinearGrad {
         let (rows, k) = ol.shape().dims2()?;
         let expected_rows = match self {
             LinearGrad::Input => m,
-            LinearGrad::Weight | LinearGrad::Bias => n,
+            LinearGrad::Weight => n,
         };
         if rows != expected_rows {
             bail!("{name}: gradient {:?} with {:?}", gl.dims(), ol.dims());
@@ -360,7 +360,6 @@ impl CustomOp2 for LinearGrad {
         let shape = match self {
             LinearGrad::Input => Shape::from((n, k)),
             LinearGrad::Weight => Shape::from((m, k)),
-            LinearGrad::Bias => Shape::from(m),
         };
         Ok((out, shape))
     }
@@ -381,15 +380,6 @@ impl LinearGrad {
                 let (lhs, rhs) = (Mat::transposed(g, m), Mat::rows(other, k));
                 matmul((m, k, n), (&mut dw, k), lhs, rhs, false, parallelism);
                 dw
-            }
-            LinearGrad::Bias => {
-                let mut db = vec![T::from_f64(0.0); m];
-                for row in g.chunks_exact(m.max(1)) {
-                    for (d, &v) in db.iter_mut().zip(row) {
-                        *d += v;
-                    }
-                }
-                db
             }
         }
     }
