@@ -408,6 +408,28 @@ struct Slots {
     slots: Vec<Slot>,
 }
 
+/// `OptimizerState` and `Debug` for an optimizer whose state lives in its
+/// `slots: Slots` and whose hyper-parameters are `params`.
+macro_rules! state_and_debug_from_slots {
+    ($name:ident) => {
+        impl OptimizerState for $name {
+            fn state(&self) -> candle_core::Result<Vec<(String, Tensor)>> {
+                self.slots.state()
+            }
+
+            fn load_state(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
+                self.slots.load_state(state)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.slots.debug(f, stringify!($name), &self.params)
+            }
+        }
+    };
+}
+
 impl Slots {
     /// Keeps the float variables (as candle's optimizers do) with zeroed buffers.
     fn new(
@@ -767,21 +789,7 @@ impl Optimizer for Adam {
     }
 }
 
-impl OptimizerState for Adam {
-    fn state(&self) -> candle_core::Result<Vec<(String, Tensor)>> {
-        self.slots.state()
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
-        self.slots.load_state(state)
-    }
-}
-
-impl fmt::Debug for Adam {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.slots.debug(f, "Adam", &self.params)
-    }
-}
+state_and_debug_from_slots!(Adam);
 
 /// Adam with decoupled weight decay, as `torch.optim.AdamW` (without `amsgrad`).
 ///
@@ -850,21 +858,7 @@ impl Optimizer for AdamW {
     }
 }
 
-impl OptimizerState for AdamW {
-    fn state(&self) -> candle_core::Result<Vec<(String, Tensor)>> {
-        self.slots.state()
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
-        self.slots.load_state(state)
-    }
-}
-
-impl fmt::Debug for AdamW {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.slots.debug(f, "AdamW", &self.params)
-    }
-}
+state_and_debug_from_slots!(AdamW);
 
 // ---------------------------------------------------------------------------------------------
 // SGD
@@ -961,21 +955,7 @@ impl Optimizer for Sgd {
     }
 }
 
-impl OptimizerState for Sgd {
-    fn state(&self) -> candle_core::Result<Vec<(String, Tensor)>> {
-        self.slots.state()
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
-        self.slots.load_state(state)
-    }
-}
-
-impl fmt::Debug for Sgd {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.slots.debug(f, "Sgd", &self.params)
-    }
-}
+state_and_debug_from_slots!(Sgd);
 
 // ---------------------------------------------------------------------------------------------
 // RMSprop
@@ -1097,21 +1077,7 @@ impl Optimizer for Rmsprop {
     }
 }
 
-impl OptimizerState for Rmsprop {
-    fn state(&self) -> candle_core::Result<Vec<(String, Tensor)>> {
-        self.slots.state()
-    }
-
-    fn load_state(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
-        self.slots.load_state(state)
-    }
-}
-
-impl fmt::Debug for Rmsprop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.slots.debug(f, "Rmsprop", &self.params)
-    }
-}
+state_and_debug_from_slots!(Rmsprop);
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
