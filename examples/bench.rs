@@ -19,7 +19,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::{LastBatch, Mnist, Shuffle};
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Mode, Model, Preset, Trainable};
 use vaekit::train::TrainConfig;
 use vaekit::{Error, Result};
 
@@ -118,7 +118,7 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         .collect::<Result<_>>()?;
     let mut step = |i: usize| -> Result<()> {
         let b = &batches[i % batches.len()];
-        let loss = model.loss(&b.images, Some(&b.labels), &mut rng, true)?;
+        let loss = model.batch_loss(b, &mut rng, Mode::Train)?;
         opt.backward_step(&loss.total)?;
         // Read the loss back, as a training loop does (it also waits for the GPU).
         loss.total

@@ -18,7 +18,7 @@ mod common;
 
 use vaekit::data::Mnist;
 use vaekit::models::{Model, Preset};
-use vaekit::pictures::{self, GridStyle};
+use vaekit::pictures::{self, ExplorerOptions, GridStyle, SliderRange};
 use vaekit::train::{TrainConfig, Trainer, BEST_MODEL_FILE};
 
 fn main() {
@@ -44,7 +44,7 @@ fn train(
     );
     let summary = Trainer::new(config)?
         .output_dir(&dir)
-        .on_epoch(|report, _| {
+        .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())
         })
@@ -90,14 +90,19 @@ fn conv_autoencoder() -> vaekit::Result<()> {
     )?;
     let coords = pictures::linear_grid(10, -5.0, 5.0)?;
     pictures::save_png(
-        &pictures::image_grid(&pictures::manifold(&ae2, &coords, None)?, 10, style)?,
+        &pictures::image_grid(
+            &pictures::manifold(ae2.decoder(), &coords, None, ae2.device())?,
+            10,
+            style,
+        )?,
         dir.join("latent_grid.png"),
     )?;
-    pictures::write_latent_explorer(
-        &ae2,
-        Some((&points, digits.test.labels())),
-        dir.join("explorer.html"),
-    )?;
+    let options = ExplorerOptions {
+        scatter: Some((&points, digits.test.labels())),
+        range: SliderRange::Scatter,
+        classes: 0,
+    };
+    pictures::write_latent_explorer(ae2.decoder(), &options, dir.join("explorer.html"))?;
     println!(
         "pictures, histories and best models in {}",
         args.out.display()

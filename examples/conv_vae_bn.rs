@@ -57,7 +57,7 @@ fn conv_vae_bn() -> vaekit::Result<()> {
     );
     Trainer::new(config)?
         .output_dir(&args.out)
-        .on_epoch(|report, model| {
+        .on_epoch(|report| {
             common::print_epoch(report);
             let grid = pictures::image_grid(&model.decode(&z, None)?, 8, style)?;
             pictures::save_png(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vaekit::models::{Model, Network, Preset};
+use vaekit::models::{Model, Preset};
 use vaekit::pictures::{self, FrameRecorder, GridStyle};
 use vaekit::train::{TrainConfig, Trainer};
 
@@ -29,6 +29,9 @@ fn cvae_tf() -> vaekit::Result<()> {
     let args = common::Args::parse("out/cvae_tf", &[], "The TensorFlow CVAE tutorial.")?;
     let digits = args.digits()?;
     let model = Model::from_preset(Preset::CvaeTf, &args.device, args.seed)?;
+    let vae = model
+        .as_vae()
+        .ok_or_else(|| vaekit::Error::config("preset", "cvae-tf builds a VAE"))?;
     let mut config = TrainConfig::for_preset(Preset::CvaeTf);
     config.seed = args.seed;
     config.epochs = args.epochs.unwrap_or(config.epochs);
@@ -51,16 +54,13 @@ fn cvae_tf() -> vaekit::Result<()> {
     );
     Trainer::new(config)?
         .output_dir(&args.out)
-        .on_epoch(|report, model| {
+        .on_epoch(|report| {
             println!(
                 "Epoch: {}, Test set ELBO: {:.4}, time elapse for current epoch: {:.2}s",
                 report.epoch,
                 -report.test_loss(),
                 report.seconds
             );
-            let Network::Vae(vae) = model.network() else {
-                unreachable!("cvae-tf is a VAE")
-            };
             let out_epoch = vae.forward_t(&test_sample, &mut noise, false)?; // z ~ q(z|x)
             let pixels = vae.to_pixels(&out_epoch.decoded)?;
             let grid = pictures::image_grid(&pixels, 4, style)?;

@@ -17,7 +17,7 @@ mod common;
 use std::time::Duration;
 
 use vaekit::models::{Model, Preset};
-use vaekit::pictures::{self, FrameRecorder, GridStyle};
+use vaekit::pictures::{self, ExplorerOptions, FrameRecorder, GridStyle, SliderRange};
 use vaekit::train::{TrainConfig, Trainer};
 
 fn main() {
@@ -51,10 +51,15 @@ fn dense_vae_2d() -> vaekit::Result<()> {
     );
     Trainer::new(config)?
         .output_dir(&args.out)
-        .on_epoch(|report, model| {
+        .on_epoch(|report| {
             common::print_epoch(report);
             common::record_curves(&mut curves, report);
-            frames.push(&pictures::manifold(model, &coords, None)?)
+            frames.push(&pictures::manifold(
+                model.decoder(),
+                &coords,
+                None,
+                model.device(),
+            )?)
         })
         .fit(&model, &digits.train, &digits.test)?;
 
@@ -79,7 +84,11 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         "test digits: latent means",
     )?;
     pictures::save_png(
-        &pictures::image_grid(&pictures::manifold(&model, &coords, None)?, 15, style)?,
+        &pictures::image_grid(
+            &pictures::manifold(model.decoder(), &coords, None, model.device())?,
+            15,
+            style,
+        )?,
         out.join("manifold.png"),
     )?;
     frames.finish(out.join("samples.gif"))?;
@@ -89,11 +98,12 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         out.join("loss_curves.png"),
         "dense VAE loss per epoch",
     )?;
-    pictures::write_latent_explorer(
-        &model,
-        Some((&points, digits.test.labels())),
-        out.join("explorer.html"),
-    )?;
+    let options = ExplorerOptions {
+        scatter: Some((&points, digits.test.labels())),
+        range: SliderRange::Prior,
+        classes: 0,
+    };
+    pictures::write_latent_explorer(model.decoder(), &options, out.join("explorer.html"))?;
     println!("pictures, history and checkpoints in {}", out.display());
     Ok(())
 }

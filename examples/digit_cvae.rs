@@ -29,7 +29,10 @@ fn main() {
 fn digit_cvae() -> vaekit::Result<()> {
     let args = common::Args::parse("out/digit_cvae", &[], "The digit-conditioned VAE.")?;
     let digits = args.digits()?;
-    let model = Model::from_preset(Preset::DigitCvae, &args.device, args.seed)?;
+    let built = Model::from_preset(Preset::DigitCvae, &args.device, args.seed)?;
+    let model = built.as_digit_cvae().ok_or_else(|| {
+        vaekit::Error::config("preset", "digit-cvae builds a digit-conditioned VAE")
+    })?;
     let mut config = TrainConfig::for_preset(Preset::DigitCvae);
     config.seed = args.seed;
     config.epochs = args.epochs.unwrap_or(config.epochs);
@@ -45,23 +48,20 @@ fn digit_cvae() -> vaekit::Result<()> {
     let mut classifier_loss = Vec::new();
     println!(
         "digit-conditioned VAE, z 10: {} parameters, {} epochs",
-        model.params().num_trainable(),
+        built.params().num_trainable(),
         config.epochs
     );
     Trainer::new(config)?
         .output_dir(&args.out)
-        .on_epoch(|report, model| {
+        .on_epoch(|report| {
             common::print_epoch(report);
             let term = |n: &str| report.train_metric(n).unwrap_or(f64::NAN);
             vae_loss.push(term("reconstruction") + term("kl"));
             classifier_loss.push(term("classification"));
-            let vaekit::models::Network::DigitCvae(m) = model.network() else {
-                unreachable!("digit-cvae")
-            };
-            rows.push(m.generate_grid(1, &mut rng, model.device())?); // [10, 1, 28, 28]
+            rows.push(model.generate_grid(1, &mut rng, &args.device)?); // [10, 1, 28, 28]
             Ok(())
         })
-        .fit(&model, &digits.train, &digits.test)?;
+        .fit(&built, &digits.train, &digits.test)?;
 
     let out = &args.out;
     pictures::loss_curves(
@@ -78,14 +78,24 @@ fn digit_cvae() -> vaekit::Result<()> {
         out.join("digits_by_epoch.png"),
     )?;
     pictures::save_png(
-        &pictures::digit_grid(&model, 10, &mut rng, style)?,
+        &pictures::digit_grid(model, 10, &mut rng, style)?,
         out.join("digit_grid.png"),
     )?;
     let pair = common::first_images(&digits.test, 2, &args.device)?;
-    let (a, b) = (pair.images.narrow(0, 0, 1)?, pair.images.narrow(0, 1, 1)?);
+    let codes = model.posterior(&pair.images, false)?.mean().clone(); // [2, 10]
     let labels: Vec<u32> = pair.labels.to_vec1()?;
-    let strip =
-        pictures::interpolation_strip(&model, &a, &b, 10, Some((labels[0], labels[1])), style)?;
+    let (from, to) = (
+        model.class_vector(labels[0])?,
+        model.class_vector(labels[1])?,
+    );
+    let strip = pictures::interpolation_strip(
+        model.decoder(),
+        &codes.get(0)?,
+        &codes.get(1)?,
+        10,
+        Some((&from, &to)),
+        style,
+    )?;
     pictures::save_png(&strip, out.join("interpolation.png"))?;
     println!("pictures, history and checkpoints in {}", out.display());
     Ok(())

@@ -38,7 +38,7 @@ fn train() -> vaekit::Result<()> {
     );
     let summary = Trainer::new(config)?
         .output_dir(&args.out)
-        .on_epoch(|report, _| {
+        .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())
         })

@@ -27,26 +27,23 @@
 //! optimizer step:
 //!
 //! ```
-//! use candle_core::Device;
-//! use rand::SeedableRng;
-//! use vaekit::data::{LastBatch, Mnist, Shuffle};
-//! use vaekit::models::{Model, Preset};
+//! use vaekit::prelude::*;
 //! use vaekit::train::OptimizerConfig;
 //!
 //! let device = Device::Cpu;
 //! let digits = Mnist::bundled()?;
 //! let model = Model::from_preset(Preset::DenseVae, &device, 42)?;
-//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+//! let mut rng = Generator::seed_from_u64(42);
 //! let batch = digits
 //!     .train
 //!     .batches(128, Shuffle::Seeded(&mut rng), LastBatch::Keep, &device)?
 //!     .next()
 //!     .expect("8,000 digits make at least one batch")?;
 //!
-//! let loss = model.loss(&batch.images, Some(&batch.labels), &mut rng, true)?;
+//! let loss = model.batch_loss(&batch, &mut rng, Mode::Train)?;
 //! let mut optimizer = OptimizerConfig::default().build(model.params().trainable_vars())?;
 //! optimizer.backward_step(&loss.total)?;
-//! assert_eq!(loss.terms[0].0, "reconstruction");
+//! assert_eq!(loss.terms[0].name, "reconstruction");
 //! assert!(loss.total.to_scalar::<f32>()?.is_finite());
 //! # Ok::<(), vaekit::Error>(())
 //! ```
@@ -71,7 +68,50 @@ pub mod nets;
 pub mod params;
 #[cfg(feature = "pictures")]
 pub mod pictures;
+mod tagged;
 pub mod train;
+
+/// The README's code blocks, compiled as doctests: its dependency lines
+/// (`vaekit` alone) must be enough for every block.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use device::device_from_name;
 pub use error::{Error, Result};
+
+/// candle's tensor library, re-exported so a user needs no separate dependency.
+pub use candle_core;
+/// candle's layers and `VarBuilder`, re-exported for writing your own encoder or
+/// decoder.
+pub use candle_nn;
+/// The random-number traits (`SeedableRng`, `RngCore`, …) of the version vaekit
+/// uses: a generator passed to vaekit must implement these.
+pub use rand;
+
+/// The seeded generator vaekit draws every random number from (ChaCha with 8
+/// rounds): `Generator::seed_from_u64(seed)`.
+pub type Generator = rand_chacha::ChaCha8Rng;
+
+/// What most programs need, in one `use vaekit::prelude::*;`.
+pub mod prelude {
+    pub use crate::candle_core::{DType, Device, Module, ModuleT, Tensor};
+    pub use crate::candle_nn::VarBuilder;
+    pub use crate::data::{Batch, Dataset, LastBatch, Mnist, Shuffle};
+    pub use crate::latent::{
+        DiagonalGaussian, GaussianMixturePrior, LatentPrior, PosteriorParam, PriorConfig,
+        StandardNormal, VampPrior,
+    };
+    pub use crate::models::{
+        Autoencoder, DigitConditionedVae, KlEstimator, Likelihood, LossTerms, Mode, Model,
+        ModelConfig, Per, Preset, Term, Trainable, Vae, VaeLossConfig,
+    };
+    pub use crate::nets::{
+        ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Decoder, DenseDecoder,
+        DenseDecoderConfig, DenseEncoder, DenseEncoderConfig, Encoder, ImageShape, OutputKind,
+    };
+    pub use crate::params::ParamStore;
+    pub use crate::rand::{RngCore, SeedableRng};
+    pub use crate::train::{TrainConfig, Trainer};
+    pub use crate::{Error, Generator, Result};
+}

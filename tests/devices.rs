@@ -15,7 +15,7 @@ use common::{head, temp_dir};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::{Batch, LastBatch, Mnist, Shuffle};
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Mode, Model, Preset, Trainable};
 use vaekit::train::{read_history, Binarization, Progress, TrainConfig, Trainer, HISTORY_FILE};
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -40,7 +40,7 @@ fn batch(preset: Preset, n: usize, device: &Device) -> Batch {
 
 fn loss_value(model: &Model, b: &Batch, seed: u64) -> f64 {
     model
-        .eval_loss(&b.images, Some(&b.labels), &mut rng(seed))
+        .evaluate(b, &mut rng(seed))
         .unwrap()
         .total
         .to_dtype(DType::F64)
@@ -62,7 +62,7 @@ fn every_preset_trains(device: &Device) {
             .unwrap();
         let before = loss_value(&model, &b, 7);
         for step in 0..10 {
-            let loss = model.loss(&b.images, Some(&b.labels), &mut rng(step), true);
+            let loss = model.batch_loss(&b, &mut rng(step), Mode::Train);
             opt.backward_step(&loss.unwrap().total).unwrap();
         }
         let after = loss_value(&model, &b, 7);
@@ -105,7 +105,7 @@ fn save_and_load_round_trip(device: &Device) {
         let model = Model::from_preset(preset, device, 3).unwrap();
         let b = batch(preset, 8, device);
         // A training step moves the batch-norm statistics away from their start.
-        let loss = model.loss(&b.images, Some(&b.labels), &mut rng(0), true);
+        let loss = model.batch_loss(&b, &mut rng(0), Mode::Train);
         drop(loss.unwrap());
         let path = dir.join(format!("{preset}.safetensors"));
         model.save(&path).unwrap();

@@ -19,8 +19,9 @@ use serde_json::Value;
 use vaekit::data::{LastBatch, Mnist, Shuffle};
 use vaekit::models::presets::{cvae_tf, digit_cvae};
 use vaekit::models::{Conditioning, DecoderConfig, Model, ModelConfig, Preset};
+use vaekit::models::{Mode, Trainable};
 use vaekit::nets::{Activation, Norm};
-use vaekit::pictures::write_latent_explorer;
+use vaekit::pictures::{write_latent_explorer, ExplorerOptions, SliderRange};
 
 /// The Chromium binary, or `None` (after saying so) when the browser tests are
 /// skipped with `VAEKIT_SKIP_BROWSER=1`.
@@ -223,12 +224,18 @@ fn check_explorer(
     let dir = out_dir(test);
     let page = dir.join("explorer.html");
     let data = with_scatter.then(|| scatter(model, 300));
-    write_latent_explorer(
-        model,
-        data.as_ref().map(|(p, l)| (p.as_slice(), l.as_slice())),
-        &page,
-    )
-    .expect("write the explorer");
+    // An autoencoder's codes have no prior: its sliders span the scatter.
+    let range = if model.as_autoencoder().is_some() {
+        SliderRange::Scatter
+    } else {
+        SliderRange::Prior
+    };
+    let options = ExplorerOptions {
+        scatter: data.as_ref().map(|(p, l)| (p.as_slice(), l.as_slice())),
+        range,
+        classes: model.as_digit_cvae().map_or(0, |m| m.classes()),
+    };
+    write_latent_explorer(model.decoder(), &options, &page).expect("write the explorer");
     let html = std::fs::read_to_string(&page).expect("read the page");
     assert!(!html.contains("://"), "the page must not load anything");
     assert!(!html.contains("<script src"), "no external script");
@@ -340,7 +347,7 @@ fn batch_norm_conv_decoder_explorer_decodes_like_vaekit() {
     for batch in batches.take(3) {
         let batch = batch.expect("batch");
         model
-            .loss(&batch.images, None, &mut rng, true)
+            .batch_loss(&batch, &mut rng, Mode::Train)
             .expect("training-mode pass");
     }
     let mean = model
@@ -377,7 +384,11 @@ fn explorer_screenshot_shows_the_page() {
     let dir = out_dir("screenshot");
     let page = dir.join("explorer.html");
     let (points, labels) = scatter(&model, 500);
-    write_latent_explorer(&model, Some((&points, &labels)), &page).expect("write");
+    let options = ExplorerOptions {
+        scatter: Some((&points, &labels)),
+        ..ExplorerOptions::default()
+    };
+    write_latent_explorer(model.decoder(), &options, &page).expect("write");
     let shot = dir.join("explorer.png");
     let url = format!("file://{}?test=1&z1=1.2&z2=-0.6", page.display());
     run_chromium(

@@ -4,11 +4,12 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use common::{assert_close, load_fixture, with_prefix};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vaekit::models::{Conditioning, Model, Network, Preset};
+use vaekit::data::Batch;
+use vaekit::models::{Conditioning, Mode, Model, Preset, Trainable};
 
 const REL: f64 = 1e-4;
 
@@ -84,9 +85,7 @@ fn check_vae(
 ) -> (Model, std::collections::HashMap<String, Tensor>) {
     let (model, f) = model_with_fixture(&preset.config(), fixture);
     let (x, eps) = (input(&f, "x"), input(&f, "eps"));
-    let Network::Vae(vae) = model.network() else {
-        panic!("{preset} is a VAE")
-    };
+    let vae = model.as_vae().expect("a VAE preset");
     let o = vae.forward_with_eps(&x, &eps, true).unwrap();
     assert_close("mean", o.posterior.mean(), &out(&f, "mean"), REL, 0.0);
     assert_close("logvar", o.posterior.logvar(), &out(&f, "logvar"), REL, 0.0);
@@ -139,9 +138,7 @@ fn conv_vae_bn_matches_pytorch_in_training_and_evaluation() {
         assert_close(name, v.as_tensor(), expected, REL, 0.0);
     }
     // Evaluation uses those running statistics.
-    let Network::Vae(vae) = model.network() else {
-        unreachable!()
-    };
+    let vae = model.as_vae().expect("a VAE preset");
     let o = vae
         .forward_with_eps(&input(&f, "x"), &input(&f, "eps"), false)
         .unwrap();
@@ -158,17 +155,18 @@ fn conv_vae_bn_matches_pytorch_in_training_and_evaluation() {
 fn conv_ae_matches_pytorch() {
     let (model, f) = model_with_fixture(&Preset::ConvAe.config(), "conv_ae.safetensors");
     let x = input(&f, "x");
-    let Network::Autoencoder(ae) = model.network() else {
-        panic!("conv-ae is an autoencoder")
-    };
+    let ae = model.as_autoencoder().expect("conv-ae is an autoencoder");
     let o = ae.forward_t(&x, true).unwrap();
     assert_close("code", &o.code, &out(&f, "code"), REL, 0.0);
     assert_close("decoded", &o.decoded, &out(&f, "decoded"), REL, 0.0);
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let terms = model.loss(&x, None, &mut rng, true).unwrap();
+    let labels = Tensor::zeros(x.dim(0).unwrap(), DType::U32, x.device()).unwrap();
+    let terms = model
+        .batch_loss(&Batch::new(x.clone(), labels), &mut rng, Mode::Train)
+        .unwrap();
     assert_close(
         "reconstruction",
-        &terms.terms[0].1,
+        &terms.terms[0].value,
         &out(&f, "reconstruction"),
         REL,
         0.0,
@@ -181,9 +179,7 @@ fn check_digit(conditioning: Conditioning, fixture: &str) {
     let config = vaekit::models::presets::digit_cvae(10, conditioning);
     let (model, f) = model_with_fixture(&config, fixture);
     let (x, eps, labels) = (input(&f, "x"), input(&f, "eps"), input(&f, "labels"));
-    let Network::DigitCvae(m) = model.network() else {
-        panic!("digit-cvae")
-    };
+    let m = model.as_digit_cvae().expect("digit-cvae");
     let o = m.forward_with_eps(&x, Some(&labels), &eps, true).unwrap();
     assert_close("mean", o.posterior.mean(), &out(&f, "mean"), REL, 0.0);
     assert_close("logvar", o.posterior.logvar(), &out(&f, "logvar"), REL, 0.0);

@@ -13,7 +13,9 @@ use image::{AnimationDecoder, DynamicImage, GrayImage, Rgb};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::Mnist;
-use vaekit::models::{Model, Network, Preset};
+use vaekit::models::{Model, Preset};
+use vaekit::nets::{Decoder, ImageShape, OutputKind};
+use vaekit::pictures::ExplorerOptions;
 use vaekit::pictures::{
     comparison_grid, digit_grid, image_grid, interpolation_strip, inverse_normal_cdf,
     latent_scatter, linear_grid, loss_curves, manifold, manifold_codes, normal_quantile_grid,
@@ -330,7 +332,7 @@ fn manifold_equals_decoding_each_code() {
     for preset in [Preset::DenseVae, Preset::ConvAe2d, Preset::CvaeTf] {
         let model = Model::from_preset(preset, &device, 5).expect("model");
         let coords = normal_quantile_grid(4, 0.05, 0.95).expect("coords");
-        let grid = manifold(&model, &coords, None).expect("manifold");
+        let grid = manifold(model.decoder(), &coords, None, &device).expect("manifold");
         assert_eq!(grid.dims(), &[16, 1, 28, 28]);
         for r in 0..4 {
             for c in 0..4 {
@@ -359,29 +361,36 @@ fn pictures_need_the_right_model() {
     let device = Device::Cpu;
     let conv_ae = Model::from_preset(Preset::ConvAe, &device, 0).expect("model");
     let coords = linear_grid(3, -1.0, 1.0).expect("coords");
-    match manifold(&conv_ae, &coords, None) {
+    match manifold(conv_ae.decoder(), &coords, None, &device) {
         Err(Error::Config { field, reason }) => {
-            assert_eq!(field, "model.latent_dim");
+            assert_eq!(field, "decoder.input_dim");
             assert!(reason.contains("10"), "{reason}");
         }
         other => panic!("expected a config error, got {other:?}"),
     }
     let path = out_dir("errors").join("explorer.html");
     assert!(matches!(
-        write_latent_explorer(&conv_ae, None, &path),
+        write_latent_explorer(conv_ae.decoder(), &ExplorerOptions::default(), &path),
         Err(Error::Config { .. })
     ));
     assert!(!path.exists());
+    // A decoder of the user's own cannot run in the page: the error names it.
+    match write_latent_explorer(&OwnDecoder, &ExplorerOptions::default(), &path) {
+        Err(Error::Config { field, reason }) => {
+            assert_eq!(field, "decoder");
+            assert!(reason.contains("OwnDecoder"), "{reason}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert!(!path.exists());
 
     let dense = Model::from_preset(Preset::DenseVae, &device, 0).expect("model");
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    assert!(matches!(
-        digit_grid(&dense, 2, &mut rng, STYLE),
-        Err(Error::Config { .. })
-    ));
     let (images, _) = digits(2);
-    let (a, b) = (images.get(0).expect("a"), images.get(1).expect("b"));
-    assert!(interpolation_strip(&dense, &a, &b, 1, None, STYLE).is_err());
+    let codes = dense.encode(&images).expect("codes");
+    let (a, b) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
+    assert!(interpolation_strip(dense.decoder(), &a, &b, 1, None, STYLE).is_err());
+    let wide = Tensor::zeros(3, DType::F32, &device).expect("3 values");
+    assert!(interpolation_strip(dense.decoder(), &a, &wide, 4, None, STYLE).is_err());
     let flat = images.flatten_from(1).expect("flat");
     assert!(
         image_grid(&flat, 2, STYLE).is_err(),
@@ -391,8 +400,12 @@ fn pictures_need_the_right_model() {
     assert!(image_grid(&images, 2, GridStyle { scale: 0, ..STYLE }).is_err());
 
     let cvae = Model::from_preset(Preset::DigitCvae, &device, 0).expect("model");
-    assert!(interpolation_strip(&cvae, &a, &b, 4, None, STYLE).is_err());
-    assert!(interpolation_strip(&cvae, &a, &b, 4, Some((1, 10)), STYLE).is_err());
+    let m = cvae.as_digit_cvae().expect("digit-cvae");
+    let codes = cvae.encode(&images).expect("codes");
+    let (a, b) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
+    // The decoder takes a class vector after z: without one it is an error.
+    assert!(interpolation_strip(m.decoder(), &a, &b, 4, None, STYLE).is_err());
+    assert!(m.class_vector(10).is_err(), "10 is not a digit");
 
     let points = [(0.0f32, 1.0f32); 3];
     let plot = out_dir("errors").join("scatter.png");
@@ -410,12 +423,10 @@ fn digit_grid_has_a_row_per_style_and_a_column_per_digit() {
         background: 0,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let grid = digit_grid(&model, 3, &mut rng, style).expect("grid");
+    let m = model.as_digit_cvae().expect("digit-cvae");
+    let grid = digit_grid(m, 3, &mut rng, style).expect("grid");
     assert_eq!(grid.width() as usize, 10 * (28 + 2) + 2);
     assert_eq!(grid.height() as usize, 3 * (28 + 2) + 2);
-    let Network::DigitCvae(m) = model.network() else {
-        panic!("digit-cvae is a digit-conditioned VAE")
-    };
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let pixels = m.generate_grid(3, &mut rng, &device).expect("generate");
     let v = values(&pixels);
@@ -439,16 +450,16 @@ fn interpolation_strip_runs_from_one_code_to_the_other() {
     let device = Device::Cpu;
     let model = Model::from_preset(Preset::DenseVae, &device, 4).expect("model");
     let (images, _) = digits(2);
-    let (a, b) = (images.get(0).expect("a"), images.get(1).expect("b"));
     let style = GridStyle {
         scale: 1,
         padding: 1,
         background: 255,
     };
-    let strip = interpolation_strip(&model, &a, &b, 6, None, style).expect("strip");
+    let codes = model.encode(&images).expect("encode");
+    let (za, zb) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
+    let strip = interpolation_strip(model.decoder(), &za, &zb, 6, None, style).expect("strip");
     assert_eq!((strip.width(), strip.height()), (6 * 29 + 1, 29 + 1));
     let strip = strip.to_luma8();
-    let codes = model.encode(&images).expect("encode");
     let ends = model.decode(&codes, None).expect("decode");
     let mid = codes
         .get(0)
@@ -462,10 +473,36 @@ fn interpolation_strip_runs_from_one_code_to_the_other() {
     assert_tile(&strip, 0, 5, &e[784..], (28, 28), style, "b");
     assert_tile(&strip, 0, 2, &m, (28, 28), style, "t = 0.4");
 
-    // The digit-conditioned VAE takes its digits from `labels`.
+    // The digit-conditioned VAE's decoder takes the class vectors given.
     let cvae = Model::from_preset(Preset::DigitCvae, &device, 4).expect("model");
-    let strip = interpolation_strip(&cvae, &a, &b, 4, Some((3, 3)), style).expect("strip");
+    let m = cvae.as_digit_cvae().expect("digit-cvae");
+    let codes = cvae.encode(&images).expect("encode");
+    let (za, zb) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
+    let three = m.class_vector(3).expect("digit 3");
+    let strip = interpolation_strip(m.decoder(), &za, &zb, 4, Some((&three, &three)), style)
+        .expect("strip");
     assert_eq!((strip.width(), strip.height()), (4 * 29 + 1, 30));
+    let digits3 = Tensor::new(&[3u32, 3], &device).expect("digits");
+    let ends = values(&cvae.decode(&codes, Some(&digits3)).expect("decode"));
+    let strip = strip.to_luma8();
+    assert_tile(
+        &strip,
+        0,
+        0,
+        &ends[..784],
+        (28, 28),
+        style,
+        "digit 3 from a",
+    );
+    assert_tile(
+        &strip,
+        0,
+        3,
+        &ends[784..],
+        (28, 28),
+        style,
+        "digit 3 from b",
+    );
 }
 
 /// Distinct colours of a picture and whether it has every colour of `want`.
@@ -540,4 +577,25 @@ fn loss_curves_draw_one_line_per_term() {
     let path = dir.join("short.png");
     loss_curves(&[("loss", &[3.0, f64::NAN, 2.0][..])], &path, "short").expect("plot");
     assert!(path.exists());
+}
+
+/// A decoder of a user's own (all-zero logits), which the explorer cannot export.
+struct OwnDecoder;
+
+impl candle_core::ModuleT for OwnDecoder {
+    fn forward_t(&self, z: &Tensor, _train: bool) -> candle_core::Result<Tensor> {
+        Tensor::zeros((z.dim(0)?, 1, 28, 28), DType::F32, z.device())
+    }
+}
+
+impl Decoder for OwnDecoder {
+    fn input_dim(&self) -> usize {
+        2
+    }
+    fn output_shape(&self) -> ImageShape {
+        ImageShape::MNIST
+    }
+    fn output_kind(&self) -> OutputKind {
+        OutputKind::Logits
+    }
 }

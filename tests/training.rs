@@ -41,7 +41,7 @@ fn dense_vae_learns_real_digits_and_writes_history_and_best_model() {
     let summary = Trainer::new(quiet(Preset::DenseVae, 3))
         .unwrap()
         .output_dir(&dir)
-        .on_epoch(|r, _| {
+        .on_epoch(|r| {
             seen.push(r.epoch);
             Ok(())
         })
@@ -169,7 +169,7 @@ fn non_finite_loss_stops_with_epoch_step_and_term_and_keeps_the_last_good_checkp
     let err = Trainer::new(config)
         .unwrap()
         .output_dir(&dir)
-        .on_epoch(|report, model| {
+        .on_epoch(|report| {
             if report.epoch == 1 {
                 // Corrupt one weight after epoch 1's checkpoint is written.
                 let var = model.params().get("decoder.out.bias").unwrap();

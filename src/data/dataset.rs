@@ -65,6 +65,29 @@ pub struct Batch {
     pub indices: Vec<usize>,
 }
 
+impl Batch {
+    /// A batch of `images` `[b, c, h, w]` with their `labels` `[b]`, numbered
+    /// `0..b` (for batches made outside a [`Dataset`]).
+    pub fn new(images: Tensor, labels: Tensor) -> Self {
+        let b = images.dims().first().copied().unwrap_or(0);
+        Self {
+            images,
+            labels,
+            indices: (0..b).collect(),
+        }
+    }
+
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.images.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Whether the batch holds no image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Dataset {
     /// Builds a dataset from `images` (`labels.len() * height * width` values
     /// in `[0, 1]`, image after image, row-major) and one label per image.

@@ -1,20 +1,27 @@
-//! Latent distributions: the diagonal-Gaussian posterior and the priors a VAE
-//! regularises it towards.
+//! Latent distributions: the diagonal-Gaussian posterior, how an encoder
+//! parameterises it, and the priors a VAE regularises it towards (standard
+//! normal, Gaussian mixture, VampPrior).
 //!
 //! Every random draw takes the caller's generator (`&mut dyn RngCore`), so a
 //! seeded [`rand`] generator makes a run reproducible bit for bit on the CPU,
 //! whatever the device.
 
+mod config;
 mod gaussian;
 mod mixture;
 mod noise;
+mod posterior;
 mod standard_normal;
+mod vamp;
 
+pub use config::PriorConfig;
 pub use gaussian::DiagonalGaussian;
 pub(crate) use gaussian::LN_2PI;
-pub use mixture::GaussianMixturePrior;
+pub use mixture::{gaussian_mixture_prior, mixture_log_prob, GaussianMixturePrior, MixtureConfig};
 pub use noise::standard_normal;
+pub use posterior::PosteriorParam;
 pub use standard_normal::StandardNormal;
+pub use vamp::{vamp_prior, VampConfig, VampPrior};
 
 use candle_core::{Device, Result, Tensor};
 use rand::RngCore;

@@ -1,10 +1,14 @@
 //! The plain deterministic autoencoder.
 
 use candle_core::{Result, Tensor};
+use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
+use crate::data::Batch;
 use crate::losses::{bce, bce_with_logits, mse, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
+use crate::params::ParamStore;
 use crate::{Error, Result as VResult};
 
 /// Reconstruction loss of an [`Autoencoder`].
@@ -15,6 +19,52 @@ pub enum AeLoss {
     Mse,
     /// Binary cross-entropy (on logits or probabilities, as the decoder outputs).
     Bce,
+}
+
+/// The loss of an [`Autoencoder`]: which reconstruction loss, and how it is
+/// reduced over the batch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AeLossConfig {
+    /// The reconstruction loss.
+    pub loss: AeLoss,
+    /// Its reduction ([`Reduction::Mean`], per pixel, is Keras's `mse`).
+    pub reduction: Reduction,
+}
+
+impl Default for AeLossConfig {
+    /// Mean squared error per pixel, as Keras's `mse`.
+    fn default() -> Self {
+        Self {
+            loss: AeLoss::Mse,
+            reduction: Reduction::Mean,
+        }
+    }
+}
+
+impl AeLossConfig {
+    /// Checks that the loss fits a decoder of `kind`; errors name fields under
+    /// `field`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for BCE on a linear decoder, or a reduction that does
+    /// not give a scalar.
+    pub fn validate(&self, field: &str, kind: OutputKind) -> VResult<()> {
+        if self.loss == AeLoss::Bce && kind == OutputKind::Linear {
+            return Err(Error::config(
+                format!("{field}.loss"),
+                "BCE needs a decoder with logits or probabilities",
+            ));
+        }
+        if self.reduction == Reduction::None {
+            return Err(Error::config(
+                format!("{field}.reduction"),
+                "must reduce to a scalar (sum, batch_mean or mean)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// What an autoencoder's forward pass returns.
@@ -30,18 +80,21 @@ pub struct AutoencoderOutput {
 /// width `latent_dim`.
 #[derive(Debug, Clone)]
 pub struct Autoencoder<E, D> {
+    params: ParamStore,
     encoder: E,
     decoder: D,
+    loss: AeLossConfig,
 }
 
 impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
-    /// Pairs `encoder` and `decoder`.
+    /// Pairs `encoder` and `decoder`, whose weights live in `params`, trained
+    /// with `loss`.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] if the encoder's output width is not the decoder's input
-    /// width, or the image shapes differ.
-    pub fn new(encoder: E, decoder: D) -> VResult<Self> {
+    /// width, the image shapes differ, or the loss does not fit the decoder.
+    pub fn new(params: &ParamStore, encoder: E, decoder: D, loss: AeLossConfig) -> VResult<Self> {
         if encoder.output_dim() != decoder.input_dim() {
             return Err(Error::config(
                 "decoder.input_dim",
@@ -62,7 +115,18 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
                 ),
             ));
         }
-        Ok(Self { encoder, decoder })
+        loss.validate("loss", decoder.output_kind())?;
+        Ok(Self {
+            params: params.clone(),
+            encoder,
+            decoder,
+            loss,
+        })
+    }
+
+    /// The loss settings.
+    pub fn loss_config(&self) -> &AeLossConfig {
+        &self.loss
     }
 
     /// The encoder.
@@ -99,14 +163,9 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
     }
 
     /// The reconstruction loss of `out` against the input `xs`.
-    pub fn loss(
-        &self,
-        out: &AutoencoderOutput,
-        xs: &Tensor,
-        loss: AeLoss,
-        reduction: Reduction,
-    ) -> Result<Tensor> {
-        match (loss, self.decoder.output_kind()) {
+    pub fn loss(&self, out: &AutoencoderOutput, xs: &Tensor) -> Result<Tensor> {
+        let reduction = self.loss.reduction;
+        match (self.loss.loss, self.decoder.output_kind()) {
             (AeLoss::Mse, kind) => mse(&kind.to_pixels(&out.decoded)?, xs, reduction),
             (AeLoss::Bce, OutputKind::Logits) => bce_with_logits(&out.decoded, xs, reduction),
             (AeLoss::Bce, OutputKind::Probabilities) => bce(&out.decoded, xs, reduction),
@@ -114,5 +173,23 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
                 candle_core::bail!("autoencoder: BCE needs a decoder with logits or probabilities")
             }
         }
+    }
+}
+
+impl<E: Encoder, D: Decoder> Trainable for Autoencoder<E, D> {
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// One term, `reconstruction`, which is also the total.
+    fn batch_loss(&self, batch: &Batch, _rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
+        let out = self.forward_t(&batch.images, mode.is_train())?;
+        let total = self.loss(&out, &batch.images)?;
+        let per = Per::from(self.loss.reduction);
+        Ok(LossTerms {
+            total: total.clone(),
+            per,
+            terms: vec![Term::new("reconstruction", total, per)],
+        })
     }
 }

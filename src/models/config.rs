@@ -1,116 +1,20 @@
-//! Serialisable model configs: every part of every model, as plain data.
+//! Serialisable model configs: every part of every model, as plain data, and
+//! [`CheckedModelConfig`], a config checked once that the builders trust.
 //!
 //! A config is stored in each checkpoint, so a saved model loads back into the
 //! right architecture with one call ([`Model::load`](super::Model::load)).
 
-use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::losses::Reduction;
-use crate::nets::{
-    ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Decoder, DenseDecoder,
-    DenseDecoderConfig, DenseEncoder, DenseEncoderConfig, Encoder, ImageShape, MlpConfig,
-    OutputKind,
-};
+use crate::latent::{PosteriorParam, PriorConfig};
+use crate::nets::{ImageShape, MlpConfig};
 use crate::{Error, Result};
 
-use super::autoencoder::AeLoss;
+pub use crate::nets::{DecoderConfig, EncoderConfig};
+
+use super::autoencoder::AeLossConfig;
 use super::digit::Conditioning;
-use super::vae::{PosteriorParam, VaeLossConfig};
-
-/// An encoder of either family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum EncoderConfig {
-    /// A [`DenseEncoder`].
-    Dense(DenseEncoderConfig),
-    /// A [`ConvEncoder`].
-    Conv(ConvEncoderConfig),
-}
-
-impl EncoderConfig {
-    /// Builds the encoder, creating its weights in `vb`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for a layout that cannot work.
-    pub fn build(&self, vb: VarBuilder) -> Result<Box<dyn Encoder>> {
-        Ok(match self {
-            EncoderConfig::Dense(c) => Box::new(DenseEncoder::new(c, vb)?),
-            EncoderConfig::Conv(c) => Box::new(ConvEncoder::new(c, vb)?),
-        })
-    }
-
-    /// Shape of one input image.
-    pub fn input_shape(&self) -> ImageShape {
-        match self {
-            EncoderConfig::Dense(c) => c.input,
-            EncoderConfig::Conv(c) => c.input,
-        }
-    }
-
-    /// Width of the output.
-    pub fn output_dim(&self) -> usize {
-        match self {
-            EncoderConfig::Dense(c) => c.output_dim,
-            EncoderConfig::Conv(c) => c.output_dim,
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        match self {
-            EncoderConfig::Dense(c) => c.validate("encoder"),
-            EncoderConfig::Conv(c) => c.validate("encoder"),
-        }
-    }
-}
-
-/// A decoder of either family.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum DecoderConfig {
-    /// A [`DenseDecoder`].
-    Dense(DenseDecoderConfig),
-    /// A [`ConvDecoder`].
-    Conv(ConvDecoderConfig),
-}
-
-impl DecoderConfig {
-    /// Builds the decoder, creating its weights in `vb`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for a layout that cannot work.
-    pub fn build(&self, vb: VarBuilder) -> Result<Box<dyn Decoder>> {
-        Ok(match self {
-            DecoderConfig::Dense(c) => Box::new(DenseDecoder::new(c, vb)?),
-            DecoderConfig::Conv(c) => Box::new(ConvDecoder::new(c, vb)?),
-        })
-    }
-
-    /// Width of the latent input.
-    pub fn input_dim(&self) -> usize {
-        match self {
-            DecoderConfig::Dense(c) => c.input_dim,
-            DecoderConfig::Conv(c) => c.input_dim,
-        }
-    }
-
-    /// What the outputs are.
-    pub fn output_kind(&self) -> OutputKind {
-        match self {
-            DecoderConfig::Dense(c) => c.output_kind,
-            DecoderConfig::Conv(c) => c.output_kind,
-        }
-    }
-
-    fn validate(&self) -> Result<()> {
-        match self {
-            DecoderConfig::Dense(c) => c.validate("decoder"),
-            DecoderConfig::Conv(c) => c.validate("decoder"),
-        }
-    }
-}
+use super::vae::{check_vae_parts, VaeLossConfig};
 
 /// A plain autoencoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,14 +25,15 @@ pub struct AutoencoderConfig {
     pub encoder: EncoderConfig,
     /// The decoder (its input width is `latent_dim`).
     pub decoder: DecoderConfig,
-    /// The reconstruction loss.
-    pub loss: AeLoss,
-    /// Its reduction ([`Reduction::Mean`] is Keras's `mse`).
-    pub reduction: Reduction,
+    /// The reconstruction loss and its reduction (JSON keys `loss` and
+    /// `reduction`).
+    #[serde(flatten)]
+    pub loss: AeLossConfig,
 }
 
-/// A VAE with a standard-normal prior.
+/// A VAE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VaeConfig {
     /// Width of the latent space.
     pub latent_dim: usize,
@@ -136,6 +41,9 @@ pub struct VaeConfig {
     pub encoder: EncoderConfig,
     /// The decoder (its input width is `latent_dim`).
     pub decoder: DecoderConfig,
+    /// The prior (standard normal when absent).
+    #[serde(default)]
+    pub prior: PriorConfig,
     /// How the encoder's outputs parameterise the variance.
     pub posterior: PosteriorParam,
     /// The loss.
@@ -144,6 +52,7 @@ pub struct VaeConfig {
 
 /// A digit-conditioned VAE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DigitCvaeConfig {
     /// Width of `z`.
     pub latent_dim: usize,
@@ -168,8 +77,9 @@ pub struct DigitCvaeConfig {
 }
 
 /// Any model vaekit builds, tagged by `kind` in JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ModelConfig {
     /// A plain autoencoder.
     Autoencoder(AutoencoderConfig),
@@ -179,6 +89,32 @@ pub enum ModelConfig {
     DigitCvae(DigitCvaeConfig),
 }
 
+crate::tagged::tagged_deserialize!(ModelConfig, "kind", {
+    "autoencoder" => Autoencoder(AutoencoderConfig),
+    "vae" => Vae(VaeConfig),
+    "digit_cvae" => DigitCvae(DigitCvaeConfig),
+});
+
+/// A [`ModelConfig`] whose every field has been checked, and whose parts fit
+/// together: what [`Model::from_checked`](super::Model::from_checked) builds
+/// without checking again. Made only by [`ModelConfig::check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedModelConfig(ModelConfig);
+
+impl std::ops::Deref for CheckedModelConfig {
+    type Target = ModelConfig;
+    fn deref(&self) -> &ModelConfig {
+        &self.0
+    }
+}
+
+impl CheckedModelConfig {
+    /// The config.
+    pub fn get(&self) -> &ModelConfig {
+        &self.0
+    }
+}
+
 fn positive(v: usize, field: &str) -> Result<()> {
     if v == 0 {
         return Err(Error::config(field, "must be positive"));
@@ -186,95 +122,95 @@ fn positive(v: usize, field: &str) -> Result<()> {
     Ok(())
 }
 
-fn equal(v: usize, expected: usize, field: &str, what: &str) -> Result<()> {
-    if v != expected {
-        return Err(Error::config(
-            field,
-            format!("{v} must equal {what} = {expected}"),
-        ));
-    }
-    Ok(())
-}
-
 impl ModelConfig {
-    /// Checks every field and that the parts fit together.
+    /// Checks every field and that the parts fit together, once: the same
+    /// checks the parts' constructors make when a model is assembled by hand.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the first field that cannot work.
-    pub fn validate(&self) -> Result<()> {
+    pub fn check(&self) -> Result<CheckedModelConfig> {
         match self {
             ModelConfig::Autoencoder(c) => {
                 positive(c.latent_dim, "latent_dim")?;
-                c.encoder.validate()?;
-                c.decoder.validate()?;
-                equal(
-                    c.encoder.output_dim(),
-                    c.latent_dim,
-                    "encoder.output_dim",
-                    "latent_dim",
-                )?;
-                equal(
-                    c.decoder.input_dim(),
-                    c.latent_dim,
-                    "decoder.input_dim",
-                    "latent_dim",
-                )?;
+                c.encoder.validate("encoder")?;
+                c.decoder.validate("decoder")?;
+                for (v, field) in [
+                    (c.encoder.output_dim(), "encoder.output_dim"),
+                    (c.decoder.input_dim(), "decoder.input_dim"),
+                ] {
+                    if v != c.latent_dim {
+                        return Err(Error::config(
+                            field,
+                            format!("{v} must equal latent_dim = {}", c.latent_dim),
+                        ));
+                    }
+                }
+                check_same_shape(&c.encoder, &c.decoder)?;
+                c.loss.validate("loss", c.decoder.output_kind())?;
             }
             ModelConfig::Vae(c) => {
-                positive(c.latent_dim, "latent_dim")?;
-                c.encoder.validate()?;
-                c.decoder.validate()?;
-                equal(
+                c.encoder.validate("encoder")?;
+                c.decoder.validate("decoder")?;
+                check_vae_parts(
                     c.encoder.output_dim(),
-                    2 * c.latent_dim,
-                    "encoder.output_dim",
-                    "2 × latent_dim",
-                )?;
-                equal(
+                    c.encoder.input_shape(),
                     c.decoder.input_dim(),
+                    c.decoder.output_shape(),
                     c.latent_dim,
-                    "decoder.input_dim",
-                    "latent_dim",
+                    0,
                 )?;
+                c.prior.validate("prior")?;
+                c.posterior.validate("posterior")?;
                 c.loss.validate("loss", c.decoder.output_kind())?;
             }
             ModelConfig::DigitCvae(c) => {
-                positive(c.latent_dim, "latent_dim")?;
                 positive(c.classes, "classes")?;
-                c.encoder.validate()?;
-                c.decoder.validate()?;
-                equal(
+                c.encoder.validate("encoder")?;
+                c.decoder.validate("decoder")?;
+                check_vae_parts(
                     c.encoder.output_dim(),
-                    2 * c.latent_dim,
-                    "encoder.output_dim",
-                    "2 × latent_dim",
-                )?;
-                equal(
+                    c.encoder.input_shape(),
                     c.decoder.input_dim(),
-                    c.latent_dim + c.classes,
-                    "decoder.input_dim",
-                    "latent_dim + classes",
+                    c.decoder.output_shape(),
+                    c.latent_dim,
+                    c.classes,
                 )?;
                 if c.conditioning == Conditioning::Predicted {
                     c.classifier.validate("classifier")?;
-                    equal(
-                        c.classifier.in_dim,
-                        c.encoder.input_shape().numel(),
-                        "classifier.in_dim",
-                        "the image size",
-                    )?;
-                    equal(
-                        c.classifier.out_dim,
-                        c.classes,
-                        "classifier.out_dim",
-                        "classes",
-                    )?;
+                    for (v, want, field, what) in [
+                        (
+                            c.classifier.in_dim,
+                            c.encoder.input_shape().numel(),
+                            "classifier.in_dim",
+                            "the image size",
+                        ),
+                        (
+                            c.classifier.out_dim,
+                            c.classes,
+                            "classifier.out_dim",
+                            "classes",
+                        ),
+                    ] {
+                        if v != want {
+                            return Err(Error::config(
+                                field,
+                                format!("{v} must equal {what} = {want}"),
+                            ));
+                        }
+                    }
                 }
+                if !(c.class_weight.is_finite() && c.class_weight >= 0.0) {
+                    return Err(Error::config(
+                        "class_weight",
+                        format!("{} must be finite and ≥ 0", c.class_weight),
+                    ));
+                }
+                c.posterior.validate("posterior")?;
                 c.loss.validate("loss", c.decoder.output_kind())?;
             }
         }
-        Ok(())
+        Ok(CheckedModelConfig(self.clone()))
     }
 
     /// Width of the latent space.
@@ -288,10 +224,24 @@ impl ModelConfig {
 
     /// Shape of one input image.
     pub fn input_shape(&self) -> ImageShape {
+        self.encoder().input_shape()
+    }
+
+    /// The encoder's config.
+    pub fn encoder(&self) -> &EncoderConfig {
         match self {
-            ModelConfig::Autoencoder(c) => c.encoder.input_shape(),
-            ModelConfig::Vae(c) => c.encoder.input_shape(),
-            ModelConfig::DigitCvae(c) => c.encoder.input_shape(),
+            ModelConfig::Autoencoder(c) => &c.encoder,
+            ModelConfig::Vae(c) => &c.encoder,
+            ModelConfig::DigitCvae(c) => &c.encoder,
+        }
+    }
+
+    /// The decoder's config.
+    pub fn decoder(&self) -> &DecoderConfig {
+        match self {
+            ModelConfig::Autoencoder(c) => &c.decoder,
+            ModelConfig::Vae(c) => &c.decoder,
+            ModelConfig::DigitCvae(c) => &c.decoder,
         }
     }
 
@@ -301,15 +251,52 @@ impl ModelConfig {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// Parses a config from JSON and validates it.
+    /// Parses a config from JSON and checks it.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the field that does not parse or cannot work.
-    pub fn from_json(json: &str) -> Result<Self> {
-        let config: ModelConfig = serde_json::from_str(json)
-            .map_err(|e| Error::config("config", format!("does not parse: {e}")))?;
-        config.validate()?;
-        Ok(config)
+    /// [`Error::Config`] naming the field that does not parse (its path, such as
+    /// `encoder.blocks[1].kernel`) or cannot work.
+    pub fn from_json(json: &str) -> Result<CheckedModelConfig> {
+        let config: ModelConfig = parse_json(json)?;
+        config.check()
     }
+}
+
+fn check_same_shape(encoder: &EncoderConfig, decoder: &DecoderConfig) -> Result<()> {
+    if encoder.input_shape() != decoder.output_shape() {
+        return Err(Error::config(
+            "decoder.output",
+            format!(
+                "{} does not match the encoder's input {}",
+                decoder.output_shape(),
+                encoder.input_shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses JSON into `T`; an error names the path of the field at fault
+/// (through the tagged enums too, see `crate::tagged`).
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
+    use crate::tagged::{join, PATH_MARK};
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let outer = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let (path, reason) = match message.split_once(PATH_MARK) {
+            Some((_, rest)) => match rest.split_once(PATH_MARK) {
+                Some((inner, msg)) => (join(&outer, inner), msg.to_string()),
+                None => (outer, message.replace(PATH_MARK, "")),
+            },
+            None => (outer, message),
+        };
+        let field = if path == "." {
+            "config".to_string()
+        } else {
+            path
+        };
+        Error::config(field, reason)
+    })
 }

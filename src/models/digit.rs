@@ -6,12 +6,14 @@ use candle_nn::Module;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior};
+use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
+use super::vae::{check_vae_parts, VaeLossConfig};
+use crate::data::Batch;
+use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam};
 use crate::losses::{cross_entropy, Reduction};
 use crate::nets::{Decoder, Encoder};
+use crate::params::ParamStore;
 use crate::{Error, Result as VResult};
-
-use super::vae::{PosteriorParam, VaeLossConfig};
 
 /// Where the decoder's class vector comes from during training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +26,16 @@ pub enum Conditioning {
     /// The label is given: the decoder sees its one-hot vector (the classic
     /// conditional VAE, conditioning the decoder). No classifier is built.
     Given,
+}
+
+/// The class side of a digit-conditioned VAE: how many classes, and the weight
+/// of the classifier's cross-entropy in the loss (used with a classifier).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClassConditioning {
+    /// Number of classes (10 digits).
+    pub classes: usize,
+    /// Weight of the classifier's cross-entropy.
+    pub class_weight: f64,
 }
 
 /// What the digit-conditioned VAE's forward pass returns.
@@ -57,6 +69,7 @@ pub struct DigitCvaeLoss {
 /// A VAE whose decoder takes `[z | class vector]`, with an optional classifier.
 #[derive(Debug, Clone)]
 pub struct DigitConditionedVae<E, D, C> {
+    params: ParamStore,
     encoder: E,
     decoder: D,
     classifier: Option<C>,
@@ -68,62 +81,50 @@ pub struct DigitConditionedVae<E, D, C> {
 }
 
 impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
-    /// Assembles the model. `classifier` must be `Some` exactly when
-    /// `conditioning` is [`Conditioning::Predicted`]; it maps flattened images to
-    /// `classes` logits.
+    /// Assembles the model from parts whose weights live in `params`.
+    /// `classifier` (for [`Conditioning::Predicted`]; `None` for
+    /// [`Conditioning::Given`]) maps flattened images to `classes` logits.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] if the widths disagree or the classifier's presence does
-    /// not match `conditioning`.
+    /// [`Error::Config`] if the widths disagree (encoder output ≠ 2 × latent,
+    /// decoder input ≠ latent + classes), the image shapes differ, or a setting
+    /// cannot work.
     pub fn new(
+        params: &ParamStore,
         encoder: E,
         decoder: D,
         classifier: Option<C>,
-        classes: usize,
-        class_weight: f64,
+        conditioning: ClassConditioning,
         posterior: PosteriorParam,
         loss: VaeLossConfig,
     ) -> VResult<Self> {
+        let ClassConditioning {
+            classes,
+            class_weight,
+        } = conditioning;
         if classes == 0 {
             return Err(Error::config("classes", "must be positive"));
         }
-        let out = encoder.output_dim();
-        if out == 0 || out % 2 != 0 {
-            return Err(Error::config(
-                "encoder.output_dim",
-                format!("{out} must be 2 × latent_dim"),
-            ));
-        }
-        let latent = out / 2;
-        if decoder.input_dim() != latent + classes {
-            return Err(Error::config(
-                "decoder.input_dim",
-                format!(
-                    "{} must be latent_dim + classes = {}",
-                    decoder.input_dim(),
-                    latent + classes
-                ),
-            ));
-        }
-        if encoder.input_shape() != decoder.output_shape() {
-            return Err(Error::config(
-                "decoder.output",
-                format!(
-                    "{} does not match the encoder's input {}",
-                    decoder.output_shape(),
-                    encoder.input_shape()
-                ),
-            ));
-        }
+        let latent = encoder.output_dim() / 2;
+        check_vae_parts(
+            encoder.output_dim(),
+            encoder.input_shape(),
+            decoder.input_dim(),
+            decoder.output_shape(),
+            latent,
+            classes,
+        )?;
         if !(class_weight.is_finite() && class_weight >= 0.0) {
             return Err(Error::config(
                 "class_weight",
                 format!("{class_weight} must be finite and ≥ 0"),
             ));
         }
+        posterior.validate("posterior")?;
         loss.validate("loss", decoder.output_kind())?;
         Ok(Self {
+            params: params.clone(),
             encoder,
             decoder,
             classifier,
@@ -178,8 +179,49 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
         }
     }
 
+    /// The one-hot class vector of `class`, as the decoder takes it after `z`
+    /// (for [`manifold`](crate::pictures::manifold) and
+    /// [`interpolation_strip`](crate::pictures::interpolation_strip)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `class` is not one of the model's classes.
+    pub fn class_vector(&self, class: u32) -> VResult<Vec<f32>> {
+        if class as usize >= self.classes {
+            return Err(Error::config(
+                "class",
+                format!("{class} is not one of the model's {} classes", self.classes),
+            ));
+        }
+        Ok((0..self.classes)
+            .map(|k| if k == class as usize { 1.0 } else { 0.0 })
+            .collect())
+    }
+
+    /// Checks that every label `[n]` is one of the model's classes (one small
+    /// transfer from the device).
+    pub fn check_labels(&self, labels: &Tensor) -> Result<()> {
+        if labels.dim(0)? == 0 {
+            return Ok(());
+        }
+        let max = labels.to_dtype(DType::U32)?.max(0)?.to_scalar::<u32>()?;
+        if max as usize >= self.classes {
+            candle_core::bail!(
+                "label {max} is not one of the model's {} classes (0 to {})",
+                self.classes,
+                self.classes - 1
+            );
+        }
+        Ok(())
+    }
+
     /// One-hot vectors `[n, classes]` for `labels` `[n]` (any integer dtype).
+    ///
+    /// # Errors
+    ///
+    /// If a label is not one of the classes.
     pub fn one_hot(&self, labels: &Tensor) -> Result<Tensor> {
+        self.check_labels(labels)?;
         let n = labels.dim(0)?;
         let labels = labels.to_dtype(DType::U32)?;
         let ids = Tensor::arange(0u32, self.classes as u32, labels.device())?.unsqueeze(0)?; // [1, k]
@@ -260,6 +302,7 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
         let mut total = recon.add(&kl.affine(self.loss.beta, 0.0)?)?;
         let classification = match &out.class_logits {
             Some(logits) => {
+                self.check_labels(labels)?;
                 let ce = cross_entropy(logits, labels, Reduction::Mean)?;
                 total = total.add(&ce.affine(self.class_weight, 0.0)?)?;
                 Some(ce)
@@ -308,5 +351,46 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
         let eps = Tensor::zeros((xs.dim(0)?, self.latent_dim()), DType::F32, xs.device())?;
         let out = self.forward_with_eps(xs, labels, &eps, false)?; // z = posterior mean
         self.decoder.output_kind().to_pixels(&out.decoded)
+    }
+}
+
+impl<E: Encoder, D: Decoder, C: Module> Trainable for DigitConditionedVae<E, D, C> {
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// Terms `reconstruction` and `kl` (reduced as the loss config says) and,
+    /// with a classifier, `classification` (mean cross-entropy per image).
+    fn batch_loss(&self, batch: &Batch, rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
+        let out = self.forward_t(&batch.images, Some(&batch.labels), rng, mode.is_train())?;
+        let l = self.loss(&out, &batch.images, &batch.labels, rng)?;
+        let per = Per::from(self.loss.reduction);
+        let mut terms = vec![
+            Term::new("reconstruction", l.reconstruction, per),
+            Term::new("kl", l.kl, per),
+        ];
+        if let Some(ce) = l.classification {
+            terms.push(Term::new("classification", ce, Per::Image));
+        }
+        Ok(LossTerms {
+            total: l.total,
+            per,
+            terms,
+        })
+    }
+
+    /// The loss in evaluation mode and, with a classifier, `accuracy`: the
+    /// share of images whose most likely class is their label.
+    fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> Result<LossTerms> {
+        let mut terms = self.batch_loss(batch, rng, Mode::Eval)?;
+        if let Some(logits) = self.classify(&batch.images)? {
+            let hits = logits
+                .argmax(1)? // [b]
+                .eq(&batch.labels.to_dtype(DType::U32)?)?
+                .to_dtype(DType::F32)?
+                .mean_all()?;
+            terms.terms.push(Term::new("accuracy", hits, Per::Image));
+        }
+        Ok(terms)
     }
 }

@@ -1,31 +1,40 @@
 //! Models: the plain autoencoder, the VAE (dense or convolutional, generic over its
 //! encoder, decoder and prior), the digit-conditioned VAE, their configs and
-//! presets, and [`Model`], which builds any of them from a [`ModelConfig`] and
-//! saves and loads it.
+//! presets, [`Trainable`] — what the trainer needs from any of them, or from a
+//! model of your own — and [`Model`], which builds any of them from a
+//! [`ModelConfig`] and saves and loads it.
 
 mod autoencoder;
 mod config;
 mod digit;
 mod model;
 pub mod presets;
+mod trainable;
 mod vae;
 
-pub use autoencoder::{AeLoss, Autoencoder, AutoencoderOutput};
+pub use autoencoder::{AeLoss, AeLossConfig, Autoencoder, AutoencoderOutput};
+pub(crate) use config::parse_json;
 pub use config::{
-    AutoencoderConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig, ModelConfig, VaeConfig,
+    AutoencoderConfig, CheckedModelConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig,
+    ModelConfig, VaeConfig,
 };
-pub use digit::{Conditioning, DigitConditionedVae, DigitCvaeLoss, DigitCvaeOutput};
-pub(crate) use model::CONFIG_KEY;
-pub use model::{LossTerms, Model, Network};
+pub use digit::{
+    ClassConditioning, Conditioning, DigitConditionedVae, DigitCvaeLoss, DigitCvaeOutput,
+};
+pub use model::{ConfigAutoencoder, ConfigDigitCvae, ConfigVae, Model};
 pub use presets::Preset;
-pub use vae::{KlEstimator, Likelihood, PosteriorParam, Vae, VaeLossConfig, VaeOutput};
+pub(crate) use trainable::{checkpoint_metadata, CONFIG_KEY};
+pub use trainable::{LossTerms, Mode, Per, Term, Trainable};
+pub use vae::{KlEstimator, Likelihood, Vae, VaeLossConfig, VaeOutput};
+
+pub use crate::latent::{PosteriorParam, PriorConfig};
 
 use crate::latent::StandardNormal;
 use crate::nets::{ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder, Mlp};
 
-/// A VAE with dense encoder and decoder (the TF1 dense VAE's family).
+/// A VAE with dense encoder and decoder and a standard-normal prior.
 pub type DenseVae = Vae<DenseEncoder, DenseDecoder, StandardNormal>;
-/// A VAE with convolutional encoder and decoder (both CVAE tutorials' family).
+/// A VAE with convolutional encoder and decoder and a standard-normal prior.
 pub type ConvVae = Vae<ConvEncoder, ConvDecoder, StandardNormal>;
 /// A convolutional autoencoder (the Keras tutorial's family).
 pub type ConvAutoencoder = Autoencoder<ConvEncoder, ConvDecoder>;

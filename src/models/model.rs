@@ -1,67 +1,61 @@
 //! [`Model`]: any vaekit model built from a [`ModelConfig`], with its parameters,
 //! saved and loaded as one safetensors file.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 use rand::RngCore;
 
-use crate::latent::{LatentPrior, StandardNormal};
-use crate::losses::Reduction;
+use crate::data::Batch;
+use crate::latent::{gaussian_mixture_prior, vamp_prior, LatentPrior, PriorConfig, StandardNormal};
 use crate::nets::{Decoder, Encoder, ImageShape, Mlp};
-use crate::params::{read_checkpoint, write_checkpoint, ParamStore};
+use crate::params::{read_checkpoint, ParamStore};
 use crate::{Error, Result};
 
 use super::autoencoder::Autoencoder;
-use super::config::ModelConfig;
-use super::digit::{Conditioning, DigitConditionedVae};
+use super::config::{CheckedModelConfig, ModelConfig, VaeConfig};
+use super::digit::{ClassConditioning, Conditioning, DigitConditionedVae};
 use super::presets::Preset;
+use super::trainable::{LossTerms, Mode, Trainable, CONFIG_KEY};
 use super::vae::Vae;
 
-/// Metadata key holding the model config (JSON) in a checkpoint.
-pub(crate) const CONFIG_KEY: &str = "vaekit.config";
-/// Metadata key holding the vaekit version that wrote a checkpoint.
-const VERSION_KEY: &str = "vaekit.version";
+/// The autoencoder a [`Model`] builds from an autoencoder config.
+pub type ConfigAutoencoder = Autoencoder<Box<dyn Encoder>, Box<dyn Decoder>>;
+/// The VAE a [`Model`] builds from a VAE config (any prior).
+pub type ConfigVae = Vae<Box<dyn Encoder>, Box<dyn Decoder>, Box<dyn LatentPrior>>;
+/// The digit-conditioned VAE a [`Model`] builds from its config.
+pub type ConfigDigitCvae = DigitConditionedVae<Box<dyn Encoder>, Box<dyn Decoder>, Mlp>;
 
 /// The network of a [`Model`], by family.
 #[derive(Debug)]
-pub enum Network {
-    /// A plain autoencoder.
-    Autoencoder(Autoencoder<Box<dyn Encoder>, Box<dyn Decoder>>),
-    /// A VAE with a standard-normal prior.
-    Vae(Vae<Box<dyn Encoder>, Box<dyn Decoder>, StandardNormal>),
-    /// A digit-conditioned VAE.
-    DigitCvae(DigitConditionedVae<Box<dyn Encoder>, Box<dyn Decoder>, Mlp>),
+enum Network {
+    Autoencoder(ConfigAutoencoder),
+    Vae(ConfigVae),
+    DigitCvae(ConfigDigitCvae),
 }
 
-impl std::fmt::Debug for Box<dyn Encoder> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Encoder({} → {})", self.input_shape(), self.output_dim())
+impl Network {
+    fn trainable(&self) -> &dyn Trainable {
+        match self {
+            Network::Autoencoder(m) => m,
+            Network::Vae(m) => m,
+            Network::DigitCvae(m) => m,
+        }
     }
-}
-
-impl std::fmt::Debug for Box<dyn Decoder> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Decoder({} → {})", self.input_dim(), self.output_shape())
-    }
-}
-
-/// A loss and its named terms, each a scalar tensor.
-#[derive(Debug, Clone)]
-pub struct LossTerms {
-    /// The loss to minimise.
-    pub total: Tensor,
-    /// The terms it is made of, by name (`reconstruction`, `kl`,
-    /// `classification`).
-    pub terms: Vec<(&'static str, Tensor)>,
 }
 
 /// A model built from a [`ModelConfig`], owning its parameters.
+///
+/// It implements [`Trainable`], so the [`Trainer`](crate::train::Trainer)
+/// trains it; [`save`](Model::save) writes its config with its weights, and
+/// [`Model::load`] rebuilds it from the file alone. The network inside is one of
+/// the generic models; [`as_vae`](Model::as_vae),
+/// [`as_autoencoder`](Model::as_autoencoder) and
+/// [`as_digit_cvae`](Model::as_digit_cvae) give it typed.
 #[derive(Debug)]
 pub struct Model {
-    config: ModelConfig,
+    config: CheckedModelConfig,
     params: ParamStore,
     network: Network,
     /// The same network over untracked views of the same parameter storage,
@@ -78,10 +72,19 @@ impl Model {
     ///
     /// [`Error::Config`] naming the first field that cannot work.
     pub fn new(config: &ModelConfig, device: &Device, seed: u64) -> Result<Self> {
-        config.validate()?;
+        Self::from_checked(&config.check()?, device, seed)
+    }
+
+    /// Builds the model of a config checked by [`ModelConfig::check`]; see
+    /// [`Model::new`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Candle`] if a tensor cannot be created on `device`.
+    pub fn from_checked(config: &CheckedModelConfig, device: &Device, seed: u64) -> Result<Self> {
         let params = ParamStore::new(device);
-        let network = build_network(config, params.var_builder(seed))?;
-        let frozen = build_network(config, params.untracked_var_builder())?;
+        let network = build_network(config, &params, params.var_builder(seed))?;
+        let frozen = build_network(config, &params, params.untracked_var_builder())?;
         Ok(Self {
             config: config.clone(),
             params,
@@ -97,22 +100,50 @@ impl Model {
 
     /// The config the model was built from.
     pub fn config(&self) -> &ModelConfig {
-        &self.config
+        self.config.get()
     }
 
-    /// The parameters (weights and batch-norm buffers).
+    /// The parameters (weights and buffers).
     pub fn params(&self) -> &ParamStore {
         &self.params
-    }
-
-    /// The network.
-    pub fn network(&self) -> &Network {
-        &self.network
     }
 
     /// The device the parameters live on.
     pub fn device(&self) -> &Device {
         self.params.device()
+    }
+
+    /// The VAE, if the model is one.
+    pub fn as_vae(&self) -> Option<&ConfigVae> {
+        match &self.network {
+            Network::Vae(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The autoencoder, if the model is one.
+    pub fn as_autoencoder(&self) -> Option<&ConfigAutoencoder> {
+        match &self.network {
+            Network::Autoencoder(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The digit-conditioned VAE, if the model is one.
+    pub fn as_digit_cvae(&self) -> Option<&ConfigDigitCvae> {
+        match &self.network {
+            Network::DigitCvae(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The decoder (of whichever family).
+    pub fn decoder(&self) -> &dyn Decoder {
+        match &self.network {
+            Network::Autoencoder(m) => m.decoder(),
+            Network::Vae(m) => m.decoder(),
+            Network::DigitCvae(m) => m.decoder(),
+        }
     }
 
     /// Width of the latent space.
@@ -125,17 +156,6 @@ impl Model {
         self.config.input_shape()
     }
 
-    /// How [`loss`](Model::loss) reduces over the batch: with
-    /// [`Reduction::Sum`] a batch's loss grows with its size, otherwise it is a
-    /// per-image (or per-pixel) mean.
-    pub fn reduction(&self) -> Reduction {
-        match &self.config {
-            ModelConfig::Autoencoder(c) => c.reduction,
-            ModelConfig::Vae(c) => c.loss.reduction,
-            ModelConfig::DigitCvae(c) => c.loss.reduction,
-        }
-    }
-
     /// Classifier logits `[b, classes]` for `images`, for a digit-conditioned VAE
     /// with a classifier; `None` for every other model.
     pub fn classify(&self, images: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -143,35 +163,6 @@ impl Model {
             Network::DigitCvae(m) => m.classify(images),
             _ => Ok(None),
         }
-    }
-
-    /// The training loss for a batch of `images` (and `labels`, used by the
-    /// digit-conditioned VAE), drawing noise from `rng`. `train` selects
-    /// training behaviour (batch statistics in batch norm, which also updates the
-    /// running statistics).
-    pub fn loss(
-        &self,
-        images: &Tensor,
-        labels: Option<&Tensor>,
-        rng: &mut dyn RngCore,
-        train: bool,
-    ) -> candle_core::Result<LossTerms> {
-        network_loss(&self.network, &self.config, images, labels, rng, train)
-    }
-
-    /// The loss in evaluation mode (running batch-norm statistics) without
-    /// gradient tracking, as under PyTorch's `torch.no_grad()`: what
-    /// [`Trainer`](crate::train::Trainer) reports on test data. Its memory is
-    /// that of one layer's activations at a time, not of the whole forward pass.
-    /// Use [`loss`](Model::loss) with `train == false` for gradients through an
-    /// evaluation-mode forward pass.
-    pub fn eval_loss(
-        &self,
-        images: &Tensor,
-        labels: Option<&Tensor>,
-        rng: &mut dyn RngCore,
-    ) -> candle_core::Result<LossTerms> {
-        network_loss(&self.frozen, &self.config, images, labels, rng, false)
     }
 
     /// Codes `[b, latent]` for `images`: the code of an autoencoder, the posterior
@@ -216,39 +207,34 @@ impl Model {
 
     /// `n` draws from the prior, decoded to pixels. An autoencoder has no prior:
     /// it decodes `N(0, I)` codes, which is what its tutorial's latent grid does.
+    /// The digit-conditioned VAE cycles through its classes.
     pub fn sample(&self, n: usize, rng: &mut dyn RngCore) -> candle_core::Result<Tensor> {
-        let z = StandardNormal::new(self.latent_dim()).sample(n, rng, self.device())?;
+        let device = self.device();
         match &self.frozen {
-            Network::DigitCvae(m) => {
-                let digits: Vec<u32> = (0..n).map(|i| (i % m.classes()) as u32).collect();
-                m.generate(&z, &Tensor::from_vec(digits, n, self.device())?)
+            Network::Vae(vae) => vae.sample(n, rng, device),
+            Network::Autoencoder(ae) => {
+                ae.decode_pixels(&StandardNormal::new(self.latent_dim()).sample(n, rng, device)?)
             }
-            _ => self.decode(&z, None),
+            Network::DigitCvae(m) => {
+                let z = StandardNormal::new(self.latent_dim()).sample(n, rng, device)?;
+                let digits: Vec<u32> = (0..n).map(|i| (i % m.classes()) as u32).collect();
+                m.generate(&z, &Tensor::from_vec(digits, n, device)?)
+            }
         }
     }
 
-    /// Saves the weights, buffers and config to `path` (safetensors, atomically).
+    /// Saves the weights, buffers and config to `path` (safetensors,
+    /// atomically); [`Trainable::save`] for a model built from a config.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_checkpoint(path, &self.params.snapshot(), &self.metadata())
+        Trainable::save(self, path)
     }
 
-    /// The metadata written with the weights: the config and vaekit's version.
-    pub(crate) fn metadata(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (CONFIG_KEY.to_string(), self.config.to_json()),
-            (
-                VERSION_KEY.to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            ),
-        ])
-    }
-
-    /// Loads a model saved by [`Model::save`] onto `device`: the config in the
-    /// file picks the architecture.
+    /// Loads a model saved by [`Model::save`] (or a training checkpoint) onto
+    /// `device`: the config in the file picks the architecture.
     ///
     /// # Errors
     ///
@@ -261,7 +247,7 @@ impl Model {
         let ckpt = read_checkpoint(path, device)?;
         let json = ckpt.metadata.get(CONFIG_KEY).ok_or_else(|| Error::Checkpoint {
             path: path.to_path_buf(),
-            reason: format!("no `{CONFIG_KEY}` metadata: not a vaekit model file (use Model::load_weights for a bare state dict)"),
+            reason: format!("no `{CONFIG_KEY}` metadata: not a vaekit model file (use load_weights for a bare state dict)"),
         })?;
         let config = ModelConfig::from_json(json).map_err(|e| match e {
             Error::Config { field, reason } => Error::Checkpoint {
@@ -270,14 +256,15 @@ impl Model {
             },
             other => other,
         })?;
-        let model = Self::new(&config, device, 0)?;
+        let model = Self::from_checked(&config, device, 0)?;
         model.params.assign(&ckpt.tensors)?;
         Ok(model)
     }
 
     /// Overwrites the weights with those in a safetensors file of PyTorch-named
-    /// tensors (e.g. a PyTorch `state_dict` saved with `safetensors.torch.save_file`).
-    /// Tensors the model does not use (`num_batches_tracked`) are ignored.
+    /// tensors (e.g. a PyTorch `state_dict` saved with `safetensors.torch.save_file`);
+    /// [`Trainable::load_weights`]. Tensors the model does not use
+    /// (`num_batches_tracked`) are ignored.
     ///
     /// # Errors
     ///
@@ -285,25 +272,59 @@ impl Model {
     /// tensor that is missing or of the wrong shape or dtype (nothing is changed
     /// then).
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
-        let ckpt = read_checkpoint(path, self.device())?;
-        self.params.assign(&ckpt.tensors)
+        Trainable::load_weights(self, path)
     }
 }
 
-/// Builds the network `config` describes from the tensors of `vb`.
-fn build_network(config: &ModelConfig, vb: VarBuilder) -> Result<Network> {
+impl Trainable for Model {
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    fn batch_loss(
+        &self,
+        batch: &Batch,
+        rng: &mut dyn RngCore,
+        mode: Mode,
+    ) -> candle_core::Result<LossTerms> {
+        self.network.trainable().batch_loss(batch, rng, mode)
+    }
+
+    /// The evaluation loss without gradient tracking, as under PyTorch's
+    /// `torch.no_grad()`: its memory is that of one layer's activations at a
+    /// time, not of the whole forward pass.
+    fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> candle_core::Result<LossTerms> {
+        self.frozen.trainable().evaluate(batch, rng)
+    }
+
+    fn architecture(&self) -> Option<String> {
+        Some(self.config.to_json())
+    }
+}
+
+/// Builds the network `config` describes from the tensors of `vb`, which
+/// belong to `params`.
+fn build_network(config: &ModelConfig, params: &ParamStore, vb: VarBuilder) -> Result<Network> {
     Ok(match config {
         ModelConfig::Autoencoder(c) => Network::Autoencoder(Autoencoder::new(
+            params,
             c.encoder.build(vb.pp("encoder"))?,
             c.decoder.build(vb.pp("decoder"))?,
-        )?),
-        ModelConfig::Vae(c) => Network::Vae(Vae::new(
-            c.encoder.build(vb.pp("encoder"))?,
-            c.decoder.build(vb.pp("decoder"))?,
-            StandardNormal::new(c.latent_dim),
-            c.posterior,
             c.loss,
         )?),
+        ModelConfig::Vae(c) => {
+            let encoder = c.encoder.build(vb.pp("encoder"))?;
+            let decoder = c.decoder.build(vb.pp("decoder"))?;
+            let prior = build_prior(c, &vb)?;
+            Network::Vae(Vae::new(
+                params,
+                encoder,
+                decoder,
+                prior,
+                c.posterior,
+                c.loss,
+            )?)
+        }
         ModelConfig::DigitCvae(c) => {
             let encoder = c.encoder.build(vb.pp("encoder"))?;
             let classifier = match c.conditioning {
@@ -312,11 +333,14 @@ fn build_network(config: &ModelConfig, vb: VarBuilder) -> Result<Network> {
             };
             let decoder = c.decoder.build(vb.pp("decoder"))?;
             Network::DigitCvae(DigitConditionedVae::new(
+                params,
                 encoder,
                 decoder,
                 classifier,
-                c.classes,
-                c.class_weight,
+                ClassConditioning {
+                    classes: c.classes,
+                    class_weight: c.class_weight,
+                },
                 c.posterior,
                 c.loss,
             )?)
@@ -324,50 +348,19 @@ fn build_network(config: &ModelConfig, vb: VarBuilder) -> Result<Network> {
     })
 }
 
-/// The loss terms of `network` (built from `config`) on a batch.
-fn network_loss(
-    network: &Network,
-    config: &ModelConfig,
-    images: &Tensor,
-    labels: Option<&Tensor>,
-    rng: &mut dyn RngCore,
-    train: bool,
-) -> candle_core::Result<LossTerms> {
-    match network {
-        Network::Autoencoder(ae) => {
-            let (loss, reduction) = match config {
-                ModelConfig::Autoencoder(c) => (c.loss, c.reduction),
-                _ => candle_core::bail!("model config does not match its network"),
-            };
-            let out = ae.forward_t(images, train)?;
-            let total = ae.loss(&out, images, loss, reduction)?;
-            Ok(LossTerms {
-                total: total.clone(),
-                terms: vec![("reconstruction", total)],
-            })
+/// The prior of a VAE config; its tensors (if any) go under `prior.`. A
+/// VampPrior gets a second encoder over the same `encoder.` tensors.
+fn build_prior(c: &VaeConfig, vb: &VarBuilder) -> Result<Box<dyn LatentPrior>> {
+    Ok(match &c.prior {
+        PriorConfig::StandardNormal => Box::new(StandardNormal::new(c.latent_dim)),
+        PriorConfig::GaussianMixture(m) => {
+            Box::new(gaussian_mixture_prior(c.latent_dim, m, vb.pp("prior"))?)
         }
-        Network::Vae(vae) => {
-            let out = vae.forward_t(images, rng, train)?;
-            let elbo = vae.loss(&out, images, rng)?;
-            Ok(LossTerms {
-                total: elbo.total,
-                terms: vec![("reconstruction", elbo.reconstruction), ("kl", elbo.kl)],
-            })
-        }
-        Network::DigitCvae(m) => {
-            let labels = labels.ok_or_else(|| {
-                candle_core::Error::Msg("the digit-conditioned VAE needs labels".into())
-            })?;
-            let out = m.forward_t(images, Some(labels), rng, train)?;
-            let l = m.loss(&out, images, labels, rng)?;
-            let mut terms = vec![("reconstruction", l.reconstruction), ("kl", l.kl)];
-            if let Some(ce) = l.classification {
-                terms.push(("classification", ce));
-            }
-            Ok(LossTerms {
-                total: l.total,
-                terms,
-            })
-        }
-    }
+        PriorConfig::Vamp(v) => Box::new(vamp_prior(
+            c.encoder.build(vb.pp("encoder"))?,
+            v,
+            c.posterior,
+            vb.pp("prior"),
+        )?),
+    })
 }

@@ -23,12 +23,13 @@ use crate::nets::{
 use crate::params::InitScheme;
 use crate::{Error, Result};
 
-use super::autoencoder::AeLoss;
+use super::autoencoder::{AeLoss, AeLossConfig};
 use super::config::{
     AutoencoderConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig, ModelConfig, VaeConfig,
 };
 use super::digit::Conditioning;
-use super::vae::{KlEstimator, Likelihood, PosteriorParam, VaeLossConfig};
+use super::vae::{KlEstimator, Likelihood, VaeLossConfig};
+use crate::latent::{PosteriorParam, PriorConfig};
 
 /// A tutorial architecture with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -184,6 +185,7 @@ pub fn cvae_tf(latent_dim: usize) -> ModelConfig {
             output_kind: OutputKind::Logits,
             init,
         }),
+        prior: PriorConfig::StandardNormal,
         posterior: PosteriorParam::LogVariance,
         loss: VaeLossConfig {
             likelihood: Likelihood::Bernoulli,
@@ -224,6 +226,7 @@ pub fn conv_vae_bn(latent_dim: usize) -> ModelConfig {
             output_kind: OutputKind::Probabilities,
             init,
         }),
+        prior: PriorConfig::StandardNormal,
         posterior: PosteriorParam::LogVariance,
         loss: VaeLossConfig {
             likelihood: Likelihood::Bernoulli,
@@ -255,6 +258,7 @@ pub fn dense_vae(latent_dim: usize) -> ModelConfig {
             output_kind: OutputKind::Linear,
             init,
         }),
+        prior: PriorConfig::StandardNormal,
         posterior: PosteriorParam::LogVariance,
         loss: VaeLossConfig {
             likelihood: Likelihood::SquaredError { scale: 0.5 },
@@ -342,7 +346,9 @@ pub fn conv_ae(latent_dim: usize) -> ModelConfig {
             output_kind: OutputKind::Probabilities,
             init,
         }),
-        loss: AeLoss::Mse,
-        reduction: Reduction::Mean,
+        loss: AeLossConfig {
+            loss: AeLoss::Mse,
+            reduction: Reduction::Mean,
+        },
     })
 }

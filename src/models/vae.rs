@@ -4,42 +4,13 @@ use candle_core::{Device, Result, Tensor};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior};
+use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
+use crate::data::Batch;
+use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam};
 use crate::losses::{bce, bce_with_logits, gaussian_nll, squared_error, Elbo, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
+use crate::params::ParamStore;
 use crate::{Error, Result as VResult};
-
-/// How the encoder's second half of outputs becomes a log-variance.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PosteriorParam {
-    /// The outputs are the log-variance, clamped to `[−30, 20]` so `exp` stays
-    /// finite (σ from 3e-7 to 2.2e4; the gradient is zero outside).
-    LogVariance,
-    /// The variance is `floor + exp(output)` (the digit-conditioned VAE
-    /// tutorial's `1e-5 + exp(·)`), so it never falls below `floor`.
-    ExpWithFloor {
-        /// Smallest variance.
-        floor: f64,
-    },
-}
-
-/// Clamp on log-variances produced under [`PosteriorParam::LogVariance`].
-const LOGVAR_RANGE: (f64, f64) = (-30.0, 20.0);
-
-impl PosteriorParam {
-    /// The posterior from encoder output `[batch, 2·latent]`.
-    pub fn posterior(self, params: &Tensor) -> Result<DiagonalGaussian> {
-        let raw = DiagonalGaussian::from_params(params)?;
-        let logvar = match self {
-            PosteriorParam::LogVariance => raw.logvar().clamp(LOGVAR_RANGE.0, LOGVAR_RANGE.1)?,
-            PosteriorParam::ExpWithFloor { floor } => {
-                raw.logvar().exp()?.affine(1.0, floor)?.log()?
-            }
-        };
-        DiagonalGaussian::new(raw.mean().clone(), logvar)
-    }
-}
 
 /// The likelihood `p(x | z)` whose negative log is the reconstruction term.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -214,6 +185,7 @@ pub struct VaeOutput {
 /// [`LatentPrior`]; the encoder's output is `[mean | raw log-variance]`.
 #[derive(Debug, Clone)]
 pub struct Vae<E, D, P> {
+    params: ParamStore,
     encoder: E,
     decoder: D,
     prior: P,
@@ -222,60 +194,54 @@ pub struct Vae<E, D, P> {
 }
 
 impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
-    /// Assembles a VAE.
+    /// Assembles a VAE from parts whose weights live in `params` (build them
+    /// from `params.var_builder(seed)`, the encoder under `encoder`, the
+    /// decoder under `decoder`, a prior with weights under `prior`).
+    ///
+    /// ```
+    /// use vaekit::prelude::*;
+    ///
+    /// let params = ParamStore::new(&Device::Cpu);
+    /// let vb = params.var_builder(0);
+    /// let encoder = DenseEncoder::new(
+    ///     &DenseEncoderConfig::new(ImageShape::MNIST, &[64], 2 * 8),
+    ///     vb.pp("encoder"),
+    /// )?;
+    /// let decoder = DenseDecoder::new(
+    ///     &DenseDecoderConfig::new(8, &[64], ImageShape::MNIST),
+    ///     vb.pp("decoder"),
+    /// )?;
+    /// let prior = StandardNormal::new(8);
+    /// let vae = Vae::new(&params, encoder, decoder, prior, PosteriorParam::LogVariance, VaeLossConfig::default())?;
+    /// assert_eq!(vae.latent_dim(), 8);
+    /// # Ok::<(), vaekit::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// [`Error::Config`] if the widths disagree (encoder output ≠ 2 × prior width,
     /// decoder input ≠ prior width), the image shapes differ, the latent width is
-    /// zero, or the loss does not fit the decoder's output.
+    /// zero, or the posterior or loss settings cannot work with the decoder.
     pub fn new(
+        params: &ParamStore,
         encoder: E,
         decoder: D,
         prior: P,
         posterior: PosteriorParam,
         loss: VaeLossConfig,
     ) -> VResult<Self> {
-        let latent = prior.latent_dim();
-        if latent == 0 {
-            return Err(Error::config("latent_dim", "must be positive"));
-        }
-        if encoder.output_dim() != 2 * latent {
-            return Err(Error::config(
-                "encoder.output_dim",
-                format!(
-                    "{} must be 2 × latent_dim = {}",
-                    encoder.output_dim(),
-                    2 * latent
-                ),
-            ));
-        }
-        if decoder.input_dim() != latent {
-            return Err(Error::config(
-                "decoder.input_dim",
-                format!("{} must equal latent_dim = {latent}", decoder.input_dim()),
-            ));
-        }
-        if encoder.input_shape() != decoder.output_shape() {
-            return Err(Error::config(
-                "decoder.output",
-                format!(
-                    "{} does not match the encoder's input {}",
-                    decoder.output_shape(),
-                    encoder.input_shape()
-                ),
-            ));
-        }
-        if let PosteriorParam::ExpWithFloor { floor } = posterior {
-            if !(floor.is_finite() && floor >= 0.0) {
-                return Err(Error::config(
-                    "posterior.floor",
-                    format!("{floor} must be finite and ≥ 0"),
-                ));
-            }
-        }
+        check_vae_parts(
+            encoder.output_dim(),
+            encoder.input_shape(),
+            decoder.input_dim(),
+            decoder.output_shape(),
+            prior.latent_dim(),
+            0,
+        )?;
+        posterior.validate("posterior")?;
         loss.validate("loss", decoder.output_kind())?;
         Ok(Self {
+            params: params.clone(),
             encoder,
             decoder,
             prior,
@@ -380,5 +346,68 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
             .loss
             .kl_per_example(&self.prior, &out.posterior, &out.z, rng)?;
         recon.add(&kl.affine(self.loss.beta, 0.0)?)
+    }
+}
+
+/// The checks every VAE-like model makes of its parts, in one place: a
+/// positive latent width, an encoder giving `[mean | log-variance]`
+/// (`2 × latent`), a decoder taking `latent + condition` values, and the same
+/// image shape at both ends.
+pub(crate) fn check_vae_parts(
+    encoder_out: usize,
+    encoder_input: crate::nets::ImageShape,
+    decoder_in: usize,
+    decoder_output: crate::nets::ImageShape,
+    latent: usize,
+    condition: usize,
+) -> VResult<()> {
+    if latent == 0 {
+        return Err(Error::config("latent_dim", "must be positive"));
+    }
+    if encoder_out != 2 * latent {
+        return Err(Error::config(
+            "encoder.output_dim",
+            format!("{encoder_out} must be 2 × latent_dim = {}", 2 * latent),
+        ));
+    }
+    if decoder_in != latent + condition {
+        let what = if condition == 0 {
+            format!("latent_dim = {latent}")
+        } else {
+            format!("latent_dim + classes = {}", latent + condition)
+        };
+        return Err(Error::config(
+            "decoder.input_dim",
+            format!("{decoder_in} must equal {what}"),
+        ));
+    }
+    if encoder_input != decoder_output {
+        return Err(Error::config(
+            "decoder.output",
+            format!("{decoder_output} does not match the encoder's input {encoder_input}"),
+        ));
+    }
+    Ok(())
+}
+
+impl<E: Encoder, D: Decoder, P: LatentPrior> Trainable for Vae<E, D, P> {
+    fn params(&self) -> &ParamStore {
+        &self.params
+    }
+
+    /// The negative ELBO: terms `reconstruction` and `kl` (before β), each
+    /// reduced over the batch by the loss config's reduction.
+    fn batch_loss(&self, batch: &Batch, rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
+        let out = self.forward_t(&batch.images, rng, mode.is_train())?;
+        let elbo = self.loss(&out, &batch.images, rng)?;
+        let per = Per::from(self.loss.reduction);
+        Ok(LossTerms {
+            total: elbo.total,
+            per,
+            terms: vec![
+                Term::new("reconstruction", elbo.reconstruction, per),
+                Term::new("kl", elbo.kl, per),
+            ],
+        })
     }
 }

@@ -16,7 +16,7 @@ use super::layers::{
     ConvTranspose2d, ConvTranspose2dConfig, Linear,
 };
 use super::ops;
-use super::{Activation, Decoder, Encoder, ImageShape, OutputKind};
+use super::{Activation, Decoder, DecoderConfig, DecoderExport, Encoder, ImageShape, OutputKind};
 use crate::params::InitScheme;
 use crate::{Error, Result as VResult};
 
@@ -386,6 +386,7 @@ impl ConvDecoderConfig {
 /// `blocks.{i}.bn.*` for blocks with batch norm.
 #[derive(Debug, Clone)]
 pub struct ConvDecoder {
+    config: ConvDecoderConfig,
     fc: Linear,
     fc_activation: Activation,
     start: ImageShape,
@@ -463,6 +464,7 @@ impl ConvDecoder {
             in_c = b.out_channels;
         }
         Ok(Self {
+            config: config.clone(),
             fc,
             fc_activation: config.fc_activation,
             start: config.start,
@@ -505,5 +507,22 @@ impl Decoder for ConvDecoder {
     }
     fn output_kind(&self) -> OutputKind {
         self.output_kind
+    }
+    fn export(&self) -> std::result::Result<DecoderExport, String> {
+        let mut tensors = self.fc.named_tensors("fc");
+        for (i, block) in self.blocks.iter().enumerate() {
+            let prefix = format!("blocks.{i}");
+            tensors.extend(match &block.layer {
+                Layer::Conv(c) => c.named_tensors(&format!("{prefix}.conv")),
+                Layer::Transposed(c) => c.named_tensors(&format!("{prefix}.conv")),
+            });
+            if let Some(bn) = &block.bn {
+                tensors.extend(bn.named_tensors(&format!("{prefix}.bn")));
+            }
+        }
+        Ok(DecoderExport {
+            config: DecoderConfig::Conv(self.config.clone()),
+            tensors,
+        })
     }
 }

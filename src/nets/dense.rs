@@ -5,7 +5,7 @@ use candle_nn::{Module, ModuleT, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::mlp::{mlp, Mlp, MlpConfig};
-use super::{Activation, Decoder, Encoder, ImageShape, OutputKind};
+use super::{Activation, Decoder, DecoderConfig, DecoderExport, Encoder, ImageShape, OutputKind};
 use crate::params::InitScheme;
 use crate::{Error, Result as VResult};
 
@@ -25,6 +25,18 @@ pub struct DenseEncoderConfig {
 }
 
 impl DenseEncoderConfig {
+    /// An encoder of `input` images through ReLU hidden layers of widths
+    /// `hidden` to `output_dim` values, with PyTorch's initialisation.
+    pub fn new(input: ImageShape, hidden: &[usize], output_dim: usize) -> Self {
+        Self {
+            input,
+            hidden: hidden.to_vec(),
+            activation: Activation::Relu,
+            output_dim,
+            init: InitScheme::PyTorch,
+        }
+    }
+
     fn mlp(&self) -> MlpConfig {
         MlpConfig {
             in_dim: self.input.numel(),
@@ -109,6 +121,20 @@ pub struct DenseDecoderConfig {
 }
 
 impl DenseDecoderConfig {
+    /// A decoder of `input_dim`-wide codes through ReLU hidden layers of widths
+    /// `hidden` to `output` images as Bernoulli logits, with PyTorch's
+    /// initialisation.
+    pub fn new(input_dim: usize, hidden: &[usize], output: ImageShape) -> Self {
+        Self {
+            input_dim,
+            hidden: hidden.to_vec(),
+            activation: Activation::Relu,
+            output,
+            output_kind: OutputKind::Logits,
+            init: InitScheme::PyTorch,
+        }
+    }
+
     fn mlp(&self) -> MlpConfig {
         MlpConfig {
             in_dim: self.input_dim,
@@ -141,8 +167,7 @@ impl DenseDecoderConfig {
 /// Parameters: `hidden.{i}.weight|bias`, `out.weight|bias`.
 #[derive(Debug, Clone)]
 pub struct DenseDecoder {
-    output: ImageShape,
-    output_kind: OutputKind,
+    config: DenseDecoderConfig,
     mlp: Mlp,
 }
 
@@ -155,8 +180,7 @@ impl DenseDecoder {
     pub fn new(config: &DenseDecoderConfig, vb: VarBuilder) -> VResult<Self> {
         config.validate("decoder")?;
         Ok(Self {
-            output: config.output,
-            output_kind: config.output_kind,
+            config: config.clone(),
             mlp: mlp(&config.mlp(), vb)?,
         })
     }
@@ -166,7 +190,7 @@ impl ModuleT for DenseDecoder {
     fn forward_t(&self, z: &Tensor, _train: bool) -> Result<Tensor> {
         let b = z.dim(0)?;
         let out = self.mlp.forward(z)?; // [b, c·h·w]
-        let s = self.output;
+        let s = self.config.output;
         out.reshape((b, s.channels, s.height, s.width)) // [b, c, h, w]
     }
 }
@@ -176,10 +200,16 @@ impl Decoder for DenseDecoder {
         self.mlp.in_dim()
     }
     fn output_shape(&self) -> ImageShape {
-        self.output
+        self.config.output
     }
     fn output_kind(&self) -> OutputKind {
-        self.output_kind
+        self.config.output_kind
+    }
+    fn export(&self) -> std::result::Result<DecoderExport, String> {
+        Ok(DecoderExport {
+            config: DecoderConfig::Dense(self.config.clone()),
+            tensors: self.mlp.named_tensors(),
+        })
     }
 }
 

@@ -27,6 +27,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// `prefix.weight` and, if present, `prefix.bias`.
+    pub(crate) fn named_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        named(prefix, &self.weight, self.bias.as_ref())
+    }
+
     /// A layer with these weights (`weight` `[out, in]`, `bias` `[out]`).
     /// Shapes are checked by the forward pass.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
@@ -92,6 +97,11 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// `prefix.weight` and, if present, `prefix.bias`.
+    pub(crate) fn named_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        named(prefix, &self.weight, self.bias.as_ref())
+    }
+
     /// A convolution with these weights (`weight` `[out, in, k, k]`, `bias` `[out]`).
     /// Shapes are checked by the forward pass.
     pub fn new(weight: Tensor, bias: Option<Tensor>, config: Conv2dConfig) -> Self {
@@ -184,6 +194,11 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
+    /// `prefix.weight` and, if present, `prefix.bias`.
+    pub(crate) fn named_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        named(prefix, &self.weight, self.bias.as_ref())
+    }
+
     /// A transposed convolution with these weights (`weight` `[in, out, k, k]`,
     /// `bias` `[out]`). Shapes are checked by the forward pass.
     pub fn new(weight: Tensor, bias: Option<Tensor>, config: ConvTranspose2dConfig) -> Self {
@@ -276,6 +291,19 @@ pub struct BatchNorm2d {
 }
 
 impl BatchNorm2d {
+    /// `prefix.weight|bias|running_mean|running_var`.
+    pub(crate) fn named_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        [
+            ("weight", self.weight()),
+            ("bias", self.bias()),
+            ("running_mean", self.running_mean()),
+            ("running_var", self.running_var()),
+        ]
+        .into_iter()
+        .map(|(n, t)| (format!("{prefix}.{n}"), t.clone()))
+        .collect()
+    }
+
     /// PyTorch's ε.
     pub const EPS: f64 = 1e-5;
     /// PyTorch's momentum: the weight of the batch statistics in the running ones.
@@ -395,4 +423,13 @@ pub fn batch_norm2d(channels: usize, vb: VarBuilder) -> Result<BatchNorm2d> {
     let weight = vb.get_with_hints(channels, "weight", Init::Const(1.))?;
     let bias = vb.get_with_hints(channels, "bias", Init::Const(0.))?;
     BatchNorm2d::new(weight, bias, running_mean, running_var)
+}
+
+/// `prefix.weight` and, if present, `prefix.bias`.
+fn named(prefix: &str, weight: &Tensor, bias: Option<&Tensor>) -> Vec<(String, Tensor)> {
+    let mut out = vec![(format!("{prefix}.weight"), weight.clone())];
+    if let Some(b) = bias {
+        out.push((format!("{prefix}.bias"), b.clone()));
+    }
+    out
 }

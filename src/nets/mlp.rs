@@ -101,6 +101,19 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// Every tensor, by its name under the MLP's path (`hidden.{i}.weight|bias`,
+    /// `out.weight|bias`).
+    pub(crate) fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.hidden.iter().enumerate() {
+            out.extend(layer.named_tensors(&format!("hidden.{i}")));
+        }
+        out.extend(self.out.named_tensors("out"));
+        out
+    }
+}
+
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         match xs.dims() {

@@ -7,12 +7,14 @@
 //! A decoder maps latent vectors `[batch, input_dim]` back to images, as logits,
 //! probabilities or unbounded values (see [`OutputKind`]).
 
+mod config;
 mod conv;
 mod dense;
 mod layers;
 mod mlp;
 pub mod ops;
 
+pub use config::{DecoderConfig, EncoderConfig};
 pub use conv::{
     ConvBlockConfig, ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Norm,
     UpBlockConfig, Upsampling,
@@ -50,6 +52,44 @@ pub trait Decoder: ModuleT + Send + Sync {
     fn output_shape(&self) -> ImageShape;
     /// What its outputs mean: logits, probabilities, or unbounded values.
     fn output_kind(&self) -> OutputKind;
+
+    /// The decoder as plain data — its config and its tensors — for programs
+    /// that run it outside candle (the latent explorer runs it in JavaScript).
+    ///
+    /// vaekit's [`DenseDecoder`] and [`ConvDecoder`] export themselves; the
+    /// default says that this decoder type cannot be exported.
+    ///
+    /// # Errors
+    ///
+    /// A sentence naming what cannot be exported.
+    fn export(&self) -> std::result::Result<DecoderExport, String> {
+        Err(format!(
+            "decoder `{}` cannot be exported: only vaekit's DenseDecoder and ConvDecoder (built from its Linear, Conv2d, ConvTranspose2d and BatchNorm2d layers) can",
+            std::any::type_name::<Self>()
+        ))
+    }
+}
+
+/// A decoder as plain data: what [`Decoder::export`] returns.
+#[derive(Debug, Clone)]
+pub struct DecoderExport {
+    /// The layout.
+    pub config: DecoderConfig,
+    /// Every tensor, named as under the decoder's own path (`hidden.0.weight`,
+    /// `fc.bias`, `blocks.1.bn.running_var`, …).
+    pub tensors: Vec<(String, Tensor)>,
+}
+
+impl std::fmt::Debug for dyn Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Encoder({} → {})", self.input_shape(), self.output_dim())
+    }
+}
+
+impl std::fmt::Debug for dyn Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Decoder({} → {})", self.input_dim(), self.output_shape())
+    }
 }
 
 impl ModuleT for Box<dyn Encoder> {
@@ -82,6 +122,9 @@ impl Decoder for Box<dyn Decoder> {
     }
     fn output_kind(&self) -> OutputKind {
         (**self).output_kind()
+    }
+    fn export(&self) -> std::result::Result<DecoderExport, String> {
+        (**self).export()
     }
 }
 

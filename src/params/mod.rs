@@ -23,14 +23,21 @@ use rand_distr::{Distribution, Normal, Uniform};
 
 use crate::{Error, Result};
 
-/// Suffixes of parameter names that are buffers (running statistics), not
+/// Last name segments of parameters that are buffers (running statistics), not
 /// trainable weights.
-const BUFFER_SUFFIXES: [&str; 2] = [".running_mean", ".running_var"];
+const BUFFER_NAMES: [&str; 2] = ["running_mean", "running_var"];
 
-/// Whether the parameter `name` is a buffer (a batch-norm running statistic)
-/// rather than a trainable weight.
+/// Prefix of a last name segment that marks a fixed buffer (saved and loaded
+/// with the model, never trained), e.g. `prior.fixed_means`.
+pub const FIXED_PREFIX: &str = "fixed_";
+
+/// Whether the parameter `name` is a buffer rather than a trainable weight: a
+/// batch-norm running statistic (`….running_mean`, `….running_var`) or a fixed
+/// tensor whose last segment starts with [`FIXED_PREFIX`] (`….fixed_means`).
+/// Buffers are saved and loaded with the weights but never given to an optimizer.
 pub fn is_buffer(name: &str) -> bool {
-    BUFFER_SUFFIXES.iter().any(|s| name.ends_with(s))
+    let last = name.rsplit('.').next().unwrap_or(name);
+    BUFFER_NAMES.contains(&last) || last.starts_with(FIXED_PREFIX)
 }
 
 /// The weights and buffers of one model, by PyTorch-style dotted name.

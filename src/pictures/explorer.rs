@@ -19,7 +19,7 @@ use base64::Engine;
 use candle_core::{DType, Device};
 use serde_json::{json, Map, Value};
 
-use crate::models::{DecoderConfig, Model, ModelConfig};
+use crate::nets::{Decoder, DecoderConfig};
 use crate::{Error, Result};
 
 const TEMPLATE: &str = include_str!("explorer.html");
@@ -30,21 +30,50 @@ const SCRIPT: &str = include_str!("explorer.js");
 const DEFAULT_RANGE: (f64, f64) = (-4.0, 4.0);
 
 /// Points of the latent plane and one label per point, e.g. the test set's
-/// codes from [`Model::encode`] and their digits.
+/// codes from [`Model::encode`](crate::models::Model::encode) and their digits.
 pub type LatentScatter<'a> = (&'a [(f32, f32)], &'a [u8]);
 
-/// Writes the latent explorer of `model` to `path`: one HTML file that needs
-/// no network, no external script and no font.
+/// The range of the explorer's two sliders.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum SliderRange {
+    /// `[−4, 4]` on both axes: ±4σ of a standard-normal prior (a VAE's).
+    #[default]
+    Prior,
+    /// The scatter's extent plus 5 %, rounded out to 0.01 (an autoencoder's
+    /// codes have no prior); `[−4, 4]` without a scatter.
+    Scatter,
+    /// Given ranges `[(z1_lo, z1_hi), (z2_lo, z2_hi)]`.
+    Fixed([(f64, f64); 2]),
+}
+
+/// What the explorer shows besides the decoder: see [`write_latent_explorer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExplorerOptions<'a> {
+    /// Points of the latent plane with their labels, drawn under the sliders.
+    pub scatter: Option<LatentScatter<'a>>,
+    /// The sliders' range.
+    pub range: SliderRange,
+    /// For a decoder that takes `[z | one-hot class]`, the number of classes
+    /// (the page gets a class selector); 0 for a decoder of `z` alone.
+    pub classes: usize,
+}
+
+/// Writes the latent explorer of a `decoder` of 2-D codes to `path`: one HTML
+/// file that needs no network, no external script and no font.
 ///
-/// The page has two sliders, `z1` and `z2` (step 0.01), a canvas showing the
-/// decoded image scaled up to 280 × 280, and a second canvas with the latent
-/// plane: the `scatter` points (e.g. the test set's codes from
-/// [`Model::encode`] and their digit labels) coloured by label with a legend,
-/// and the current code marked by a cross-hair. Clicking on the plane moves
-/// the sliders there. The sliders span `[−4, 4]` for a VAE; for an autoencoder
-/// they span the scatter's extent (plus 5 %, rounded out to 0.01), or
-/// `[−4, 4]` without a scatter. The plane shows exactly the sliders' box. A
-/// digit-conditioned VAE also gets a digit selector.
+/// The page has two sliders, `z1` and `z2` (step 0.01, over `range`), a canvas
+/// showing the decoded image scaled up to 280 × 280, and a second canvas with
+/// the latent plane: the `scatter` points (e.g. the test set's codes and their
+/// labels) coloured by label with a legend, and the current code marked by a
+/// cross-hair. Clicking on the plane moves the sliders there. The plane shows
+/// exactly the sliders' box. With `classes > 0` the decoder takes
+/// `[z | one-hot class]` (the digit-conditioned VAE's), and the page gets a
+/// class selector.
+///
+/// The decoder runs in JavaScript, from its [`Decoder::export`]: vaekit's
+/// dense and conv decoders (and boxes of them) export themselves; another
+/// decoder type gets an error naming it.
 ///
 /// For scripts and tests the page defines `window.vaekitDecode(z1, z2)`, which
 /// returns the decoded pixels `[c, h, w]` in `[0, 1]` as a `Float32Array`,
@@ -57,28 +86,40 @@ pub type LatentScatter<'a> = (&'a [(f32, f32)], &'a [u8]);
 ///
 /// # Errors
 ///
-/// [`Error::Config`] if the model's latent space is not 2-D or `points` and
-/// `labels` differ in length; [`Error::Io`] naming `path` if it cannot be
-/// written; [`Error::Candle`] if a weight cannot be read.
-pub fn write_latent_explorer(
-    model: &Model,
-    scatter: Option<LatentScatter<'_>>,
+/// [`Error::Config`] if the decoder does not take `2 + classes` values, cannot
+/// be exported, or `points` and `labels` differ in length; [`Error::Io`]
+/// naming `path` if it cannot be written; [`Error::Candle`] if a weight cannot
+/// be read.
+pub fn write_latent_explorer<D: Decoder + ?Sized>(
+    decoder: &D,
+    options: &ExplorerOptions<'_>,
     path: impl AsRef<Path>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let html = latent_explorer_html(model, scatter)?;
+    let html = latent_explorer_html(decoder, options)?;
     std::fs::write(path, html).map_err(|e| Error::io(path, e))
 }
 
 /// The explorer page as a string; see [`write_latent_explorer`].
-fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Result<String> {
-    if model.latent_dim() != 2 {
+fn latent_explorer_html<D: Decoder + ?Sized>(
+    decoder: &D,
+    options: &ExplorerOptions<'_>,
+) -> Result<String> {
+    let ExplorerOptions {
+        scatter,
+        range,
+        classes,
+    } = *options;
+    let input = decoder.input_dim();
+    if input != 2 + classes {
+        let condition = if classes > 0 {
+            format!(" (plus {classes} class values)")
+        } else {
+            String::new()
+        };
         return Err(Error::config(
-            "model.latent_dim",
-            format!(
-                "the latent explorer needs a 2-D latent space, this model's has {} dimensions",
-                model.latent_dim()
-            ),
+            "decoder.input_dim",
+            format!("the latent explorer needs a 2-D latent space{condition}, this decoder takes {input} values"),
         ));
     }
     if let Some((points, labels)) = scatter {
@@ -93,11 +134,9 @@ fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Re
             ));
         }
     }
-    let (family, decoder, classes): (&str, &DecoderConfig, usize) = match model.config() {
-        ModelConfig::Autoencoder(c) => ("autoencoder", &c.decoder, 0),
-        ModelConfig::Vae(c) => ("VAE", &c.decoder, 0),
-        ModelConfig::DigitCvae(c) => ("digit-conditioned VAE", &c.decoder, c.classes),
-    };
+    let export = decoder
+        .export()
+        .map_err(|reason| Error::config("decoder", reason))?;
     let finite: Vec<((f32, f32), u8)> = scatter
         .map(|(points, labels)| {
             points
@@ -108,12 +147,24 @@ fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Re
                 .collect()
         })
         .unwrap_or_default();
-    let range = match model.config() {
-        ModelConfig::Autoencoder(_) if !finite.is_empty() => [
+    let range = match range {
+        SliderRange::Prior => [DEFAULT_RANGE, DEFAULT_RANGE],
+        SliderRange::Scatter if !finite.is_empty() => [
             slider_range(finite.iter().map(|(p, _)| f64::from(p.0))),
             slider_range(finite.iter().map(|(p, _)| f64::from(p.1))),
         ],
-        _ => [DEFAULT_RANGE, DEFAULT_RANGE],
+        SliderRange::Scatter => [DEFAULT_RANGE, DEFAULT_RANGE],
+        SliderRange::Fixed(r) => {
+            for (i, (lo, hi)) in r.iter().enumerate() {
+                if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                    return Err(Error::config(
+                        format!("range[{i}]"),
+                        format!("({lo}, {hi}) must be finite with low < high"),
+                    ));
+                }
+            }
+            r
+        }
     };
     let scatter_json = scatter.map(|_| {
         let round = |v: f32| (f64::from(v) * 1e4).round() / 1e4;
@@ -123,10 +174,7 @@ fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Re
         })
     });
     let mut weights = Map::new();
-    for (name, tensor) in model.params().snapshot() {
-        if !name.starts_with("decoder.") {
-            continue;
-        }
+    for (name, tensor) in &export.tensors {
         let values = tensor
             .to_device(&Device::Cpu)?
             .to_dtype(DType::F32)?
@@ -134,7 +182,7 @@ fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Re
             .to_vec1::<f32>()?;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         weights.insert(
-            name,
+            format!("decoder.{name}"),
             json!({
                 "shape": tensor.dims(),
                 "data": base64::engine::general_purpose::STANDARD.encode(bytes),
@@ -142,10 +190,9 @@ fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Re
         );
     }
     let data = json!({
-        "family": family,
         "latent_dim": 2,
         "classes": classes,
-        "decoder": serde_json::to_value(decoder)
+        "decoder": serde_json::to_value(&export.config)
             .map_err(|e| Error::config("decoder", format!("does not serialise: {e}")))?,
         "range": [[range[0].0, range[0].1], [range[1].0, range[1].1]],
         "scatter": scatter_json.unwrap_or(Value::Null),
@@ -154,9 +201,14 @@ fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Re
     // `<` never appears in JSON outside strings; escaped, no `</script>` can end
     // the data block early.
     let data = data.to_string().replace('<', "\\u003c");
-    let kind = match decoder {
-        DecoderConfig::Dense(_) => "dense decoder",
-        DecoderConfig::Conv(_) => "convolutional decoder",
+    let kind = match export.config {
+        DecoderConfig::Dense(_) => "dense",
+        DecoderConfig::Conv(_) => "convolutional",
+    };
+    let condition = if classes > 0 {
+        format!(", conditioned on one of {classes} classes")
+    } else {
+        String::new()
     };
     let points = if finite.is_empty() {
         String::from("no scatter")
@@ -164,7 +216,7 @@ fn latent_explorer_html(model: &Model, scatter: Option<LatentScatter<'_>>) -> Re
         format!("{} points in the scatter", finite.len())
     };
     let subtitle = format!(
-        "A {family} with a {kind}, running in this page. Move the sliders or click on the latent plane. {points}."
+        "The {kind} decoder of a 2-D latent space{condition}, running in this page. Move the sliders or click on the latent plane. {points}."
     );
     Ok(TEMPLATE
         .replace("{{TITLE}}", "vaekit latent explorer")

@@ -8,7 +8,8 @@
 
 use candle_core::Tensor;
 
-use crate::models::{Model, Network};
+use super::decode_codes;
+use crate::nets::Decoder;
 use crate::{Error, Result};
 
 /// AS241 coefficients, numerator for |p − 0.5| ≤ 0.425, constant term first.
@@ -187,14 +188,16 @@ pub fn manifold_codes(coords: &[f64]) -> Vec<(f64, f64)> {
 /// How many codes [`manifold`] decodes at once.
 const CHUNK: usize = 256;
 
-/// Decodes the `n × n` grid of 2-D codes over `coords` (length `n`):
-/// pixels `[n · n, c, h, w]` in `[0, 1]`, image `r · n + c` decoded from
-/// `z = (coords[c], coords[n − 1 − r])` (see [`manifold_codes`]). Passed to
-/// [`image_grid`](super::image_grid) with `n` columns, the picture reads like a
-/// plot: `z1` increases to the right, `z2` upwards.
+/// Decodes the `n × n` grid of 2-D codes over `coords` (length `n`) with
+/// `decoder` (evaluation mode, its weights on `device`): pixels `[n · n, c, h, w]` in `[0, 1]`, image
+/// `r · n + c` decoded from `z = (coords[c], coords[n − 1 − r])` (see
+/// [`manifold_codes`]). Passed to [`image_grid`](super::image_grid) with `n`
+/// columns, the picture reads like a plot: `z1` increases to the right, `z2`
+/// upwards.
 ///
-/// A digit-conditioned model decodes every code with the class vector of
-/// `digit`; other models ignore it.
+/// A decoder that takes a condition after the code (the digit-conditioned
+/// VAE's `[z | class vector]`) gets it as `condition`, the same for every code
+/// ([`DigitConditionedVae::class_vector`](crate::models::DigitConditionedVae::class_vector)).
 ///
 /// ```
 /// use candle_core::Device;
@@ -203,22 +206,28 @@ const CHUNK: usize = 256;
 ///
 /// let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)?;
 /// let coords = normal_quantile_grid(5, 0.05, 0.95)?;
-/// assert_eq!(manifold(&model, &coords, None)?.dims(), &[25, 1, 28, 28]);
+/// assert_eq!(manifold(model.decoder(), &coords, None, model.device())?.dims(), &[25, 1, 28, 28]);
 /// # Ok::<(), vaekit::Error>(())
 /// ```
 ///
 /// # Errors
 ///
-/// [`Error::Config`] if the model's latent space is not 2-D, `coords` is empty
-/// or holds a non-finite value, or a digit-conditioned model gets no `digit`
-/// or one that is not one of its classes; [`Error::Candle`] if decoding fails.
-pub fn manifold(model: &Model, coords: &[f64], digit: Option<u32>) -> Result<Tensor> {
-    if model.latent_dim() != 2 {
+/// [`Error::Config`] if the decoder does not take 2-D codes (plus the
+/// condition), `coords` is empty or holds a non-finite value;
+/// [`Error::Candle`] if decoding fails.
+pub fn manifold<D: Decoder + ?Sized>(
+    decoder: &D,
+    coords: &[f64],
+    condition: Option<&[f32]>,
+    device: &candle_core::Device,
+) -> Result<Tensor> {
+    let k = condition.map_or(0, <[f32]>::len);
+    if decoder.input_dim() != 2 + k {
         return Err(Error::config(
-            "model.latent_dim",
+            "decoder.input_dim",
             format!(
-                "the manifold needs a 2-D latent space, this model's has {} dimensions",
-                model.latent_dim()
+                "the manifold needs a 2-D latent space: the decoder takes {} values, not 2 + {k} (condition)",
+                decoder.input_dim()
             ),
         ));
     }
@@ -231,42 +240,24 @@ pub fn manifold(model: &Model, coords: &[f64], digit: Option<u32>) -> Result<Ten
             format!("{} is not finite", coords[i]),
         ));
     }
-    let digit = checked_digit(model, digit)?;
     let codes: Vec<f32> = manifold_codes(coords)
         .into_iter()
         .flat_map(|(a, b)| [a as f32, b as f32])
         .collect();
     let n = codes.len() / 2;
-    let z = Tensor::from_vec(codes, (n, 2), model.device())?; // [n², 2]
+    let z = Tensor::from_vec(codes, (n, 2), device)?; // [n², 2]
     let mut parts = Vec::with_capacity(n.div_ceil(CHUNK));
     for start in (0..n).step_by(CHUNK) {
         let len = CHUNK.min(n - start);
         let zs = z.narrow(0, start, len)?; // [len, 2]
-        let digits = match digit {
-            Some(d) => Some(Tensor::full(d, len, model.device())?), // [len]
+        let cond = match condition {
+            Some(c) => Some(
+                Tensor::from_slice(c, (1, k), device)?.repeat((len, 1))?, // [len, k]
+            ),
             None => None,
         };
-        parts.push(model.decode(&zs, digits.as_ref())?); // [len, c, h, w]
+        parts.push(decode_codes(decoder, &zs, cond.as_ref())?); // [len, c, h, w]
     }
     let pixels = Tensor::cat(&parts, 0)?; // [n², c, h, w]
     Ok(pixels)
-}
-
-/// `digit` checked against a digit-conditioned model's classes; `None` for other
-/// models.
-pub(crate) fn checked_digit(model: &Model, digit: Option<u32>) -> Result<Option<u32>> {
-    match model.network() {
-        Network::DigitCvae(m) => match digit {
-            Some(d) if (d as usize) < m.classes() => Ok(Some(d)),
-            Some(d) => Err(Error::config(
-                "digit",
-                format!("{d} is not one of the model's {} classes", m.classes()),
-            )),
-            None => Err(Error::config(
-                "digit",
-                "a digit-conditioned model decodes with a chosen digit",
-            )),
-        },
-        _ => Ok(None),
-    }
 }

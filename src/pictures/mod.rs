@@ -43,7 +43,7 @@ mod manifold;
 mod plots;
 
 pub use digits::{digit_grid, interpolation_strip};
-pub use explorer::{write_latent_explorer, LatentScatter};
+pub use explorer::{write_latent_explorer, ExplorerOptions, LatentScatter, SliderRange};
 pub use gif::{write_gif, FrameRecorder};
 pub use grid::{comparison_grid, image_grid, save_png, GridStyle};
 pub use manifold::{
@@ -53,7 +53,34 @@ pub use plots::{latent_scatter, loss_curves, LOSS_PLOT_SIZE, SCATTER_PLOT_SIZE};
 
 use std::path::Path;
 
+use candle_core::Tensor;
+
+use crate::nets::Decoder;
 use crate::Error;
+
+/// Pixels `[n, c, h, w]` in `[0, 1]` of codes `z` `[n, latent]` decoded by
+/// `decoder` in evaluation mode, with `condition` `[n, k]` appended to each
+/// code for a decoder that takes `[z | condition]`.
+pub(crate) fn decode_codes<D: Decoder + ?Sized>(
+    decoder: &D,
+    z: &Tensor,
+    condition: Option<&Tensor>,
+) -> crate::Result<Tensor> {
+    let input = match condition {
+        Some(c) => Tensor::cat(&[z, c], 1)?, // [n, latent + k]
+        None => z.clone(),
+    };
+    let want = decoder.input_dim();
+    let got = input.dim(1)?;
+    if got != want {
+        return Err(Error::config(
+            "decoder.input_dim",
+            format!("the decoder takes {want} values per code, got {got} (code and condition)"),
+        ));
+    }
+    let out = decoder.forward_t(&input, false)?; // [n, c, h, w]
+    Ok(decoder.output_kind().to_pixels(&out)?)
+}
 
 /// An [`Error::Io`] for a picture that could not be encoded or written to `path`.
 pub(crate) fn picture_error(path: &Path, reason: impl std::fmt::Display) -> Error {

@@ -44,6 +44,7 @@ pub enum Progress {
 
 /// Everything a [`Trainer`](super::Trainer) needs to know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
     /// Number of passes over the training set.
     pub epochs: usize,

@@ -7,6 +7,7 @@
 mod config;
 mod fused;
 pub mod optim;
+mod run;
 mod trainer;
 
 pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
@@ -14,6 +15,7 @@ pub use optim::{
     Adam, AdamParams, AdamW, AdamWParams, OptimizerConfig, OptimizerState, Rmsprop, RmspropParams,
     Sgd, SgdParams, TrainOptimizer,
 };
+pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
 pub use trainer::{
     evaluate, read_history, EpochReport, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE,
     HISTORY_FILE,

@@ -1101,7 +1101,7 @@ state_and_debug_from_slots!(Rmsprop);
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum OptimizerConfig {
     /// [`Adam`] (`"kind": "adam"`).
@@ -1113,6 +1113,13 @@ pub enum OptimizerConfig {
     /// [`Rmsprop`] (`"kind": "rmsprop"`).
     Rmsprop(RmspropParams),
 }
+
+crate::tagged::tagged_deserialize!(OptimizerConfig, "kind", {
+    "adam" => Adam(AdamParams),
+    "adamw" => AdamW(AdamWParams),
+    "sgd" => Sgd(SgdParams),
+    "rmsprop" => Rmsprop(RmspropParams),
+});
 
 impl Default for OptimizerConfig {
     /// Adam with PyTorch's defaults (lr 1e-3, no weight decay).

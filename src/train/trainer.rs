@@ -14,8 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{Binarization, Progress, TrainConfig};
 use super::optim::TrainOptimizer;
 use crate::data::{Dataset, LastBatch, Shuffle};
-use crate::losses::Reduction;
-use crate::models::{Model, ModelConfig};
+use crate::models::{checkpoint_metadata, LossTerms, Mode, Per, Trainable, CONFIG_KEY};
 use crate::params::{read_checkpoint, write_checkpoint};
 use crate::{Error, Result};
 
@@ -142,11 +141,13 @@ fn restore_rng(seed_hex: &str, stream: u64, word_pos: &str) -> Option<ChaCha8Rng
     Some(rng)
 }
 
-type EpochHook<'a> = Box<dyn FnMut(&EpochReport, &Model) -> Result<()> + 'a>;
+type EpochHook<'a> = Box<dyn FnMut(&EpochReport) -> Result<()> + 'a>;
 
-/// Trains a [`Model`]: seeded shuffling and noise, per-epoch evaluation on the
-/// test set, `history.jsonl`, atomic checkpoints, the best model, early stopping,
-/// and resume that finishes with the same weights as an uninterrupted run (CPU).
+/// Trains any [`Trainable`] model — a [`Model`](crate::models::Model) built from
+/// a config, a [`Vae`](crate::models::Vae) assembled by hand, or a model of your
+/// own: seeded shuffling and noise, per-epoch evaluation on the test set,
+/// `history.jsonl`, atomic checkpoints, the best model, early stopping, and
+/// resume that finishes with the same weights as an uninterrupted run (CPU).
 ///
 /// ```no_run
 /// use candle_core::Device;
@@ -159,7 +160,7 @@ type EpochHook<'a> = Box<dyn FnMut(&EpochReport, &Model) -> Result<()> + 'a>;
 /// let config = TrainConfig { epochs: 2, ..TrainConfig::for_preset(Preset::DenseVae) };
 /// let summary = Trainer::new(config)?
 ///     .output_dir("out/dense-vae")
-///     .on_epoch(|report, _model| {
+///     .on_epoch(|report| {
 ///         println!("epoch {}: test loss {:.2}", report.epoch, report.test_loss());
 ///         Ok(())
 ///     })
@@ -204,9 +205,10 @@ impl<'a> Trainer<'a> {
         self
     }
 
-    /// Calls `hook` after every epoch (after the history and checkpoints are
-    /// written), e.g. to write pictures. An error from the hook stops training.
-    pub fn on_epoch(mut self, hook: impl FnMut(&EpochReport, &Model) -> Result<()> + 'a) -> Self {
+    /// Calls `hook` with the epoch's report after every epoch (after the history
+    /// and checkpoints are written), e.g. to write pictures: the hook borrows the
+    /// model it draws from, as `fit` does. An error from the hook stops training.
+    pub fn on_epoch(mut self, hook: impl FnMut(&EpochReport) -> Result<()> + 'a) -> Self {
         self.hooks.push(Box::new(hook));
         self
     }
@@ -220,10 +222,18 @@ impl<'a> Trainer<'a> {
     ///
     /// # Errors
     ///
+    /// [`Error::Data`] for an empty training or test set, or a training set
+    /// smaller than one batch when the last partial batch is dropped;
     /// [`Error::NonFinite`] naming the epoch, step and term if a loss is not
     /// finite (the checkpoint of the last complete epoch is left as it was);
     /// [`Error::Io`] if the output folder cannot be written; errors from hooks.
-    pub fn fit(&mut self, model: &Model, train: &Dataset, test: &Dataset) -> Result<TrainSummary> {
+    pub fn fit<M: Trainable + ?Sized>(
+        &mut self,
+        model: &M,
+        train: &Dataset,
+        test: &Dataset,
+    ) -> Result<TrainSummary> {
+        self.check_data(train, test)?;
         let mut opt = self
             .config
             .optimizer
@@ -257,12 +267,13 @@ impl<'a> Trainer<'a> {
     /// checkpoint is unreadable, was made for another model or with other
     /// training settings; [`Error::Tensor`] naming a tensor that does not fit;
     /// and the errors of [`fit`](Trainer::fit).
-    pub fn resume(
+    pub fn resume<M: Trainable + ?Sized>(
         &mut self,
-        model: &Model,
+        model: &M,
         train: &Dataset,
         test: &Dataset,
     ) -> Result<TrainSummary> {
+        self.check_data(train, test)?;
         let dir = self.out_dir.clone().ok_or_else(|| {
             Error::config("output_dir", "resuming needs the output folder of the run")
         })?;
@@ -272,13 +283,7 @@ impl<'a> Trainer<'a> {
             path: path.clone(),
             reason,
         };
-        let config_json = ckpt
-            .metadata
-            .get(crate::models::CONFIG_KEY)
-            .ok_or_else(|| bad("no model config: not a vaekit training checkpoint".into()))?;
-        let saved_model =
-            ModelConfig::from_json(config_json).map_err(|e| bad(format!("model config: {e}")))?;
-        if &saved_model != model.config() {
+        if ckpt.metadata.get(CONFIG_KEY).cloned() != model.architecture() {
             return Err(bad("it was made for a different model config".into()));
         }
         let state: TrainState = ckpt
@@ -299,6 +304,20 @@ impl<'a> Trainer<'a> {
                 "it was made with other training settings (only `epochs` and `progress` may change on resume)".into(),
             ));
         }
+        if state.epoch == 0 || state.epoch > state.config.epochs {
+            return Err(bad(format!(
+                "its epoch {} is impossible for a run of {} epochs",
+                state.epoch, state.config.epochs
+            )));
+        }
+        if let Some((best_epoch, best)) = state.best {
+            if best_epoch == 0 || best_epoch > state.epoch || best.is_nan() {
+                return Err(bad(format!(
+                    "its best epoch {best_epoch} (loss {best}) is impossible after epoch {}",
+                    state.epoch
+                )));
+            }
+        }
         let rng = restore_rng(&state.rng_seed, state.rng_stream, &state.rng_word_pos)
             .ok_or_else(|| bad("generator state does not parse".into()))?;
         model.params().assign(&ckpt.tensors)?;
@@ -312,9 +331,35 @@ impl<'a> Trainer<'a> {
         self.run(model, train, test, opt.as_mut(), state, rng)
     }
 
-    fn run(
+    /// Refuses data that cannot make a run: an empty set, or no full batch when
+    /// partial batches are dropped.
+    fn check_data(&self, train: &Dataset, test: &Dataset) -> Result<()> {
+        let empty = |what: &str| Error::Data {
+            path: PathBuf::from(what),
+            reason: "holds no image: nothing to train or evaluate on".into(),
+        };
+        if train.is_empty() {
+            return Err(empty("training set"));
+        }
+        if test.is_empty() {
+            return Err(empty("test set"));
+        }
+        if self.config.last_batch == LastBatch::Drop && train.len() < self.config.batch_size {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{} is more than the {} training images, and last_batch = drop leaves no batch",
+                    self.config.batch_size,
+                    train.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn run<M: Trainable + ?Sized>(
         &mut self,
-        model: &Model,
+        model: &M,
         train: &Dataset,
         test: &Dataset,
         opt: &mut dyn TrainOptimizer,
@@ -364,15 +409,14 @@ impl<'a> Trainer<'a> {
             for (i, batch) in batches.enumerate() {
                 let batch = batch?;
                 let step = i + 1;
-                let terms = model.loss(&batch.images, Some(&batch.labels), &mut rng, true)?;
-                let b = batch.indices.len();
-                let values = acc.add(&terms, b, model.reduction())?;
+                let terms = model.batch_loss(&batch, &mut rng, Mode::Train)?;
+                let values = acc.add(&terms, batch.len())?;
                 if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
                     bar.abandon();
                     return Err(Error::NonFinite {
                         epoch,
                         step,
-                        term: (*term).to_string(),
+                        term: term.clone(),
                         value: *value,
                     });
                 }
@@ -424,12 +468,16 @@ impl<'a> Trainer<'a> {
             if let Some(dir) = &self.out_dir {
                 append_history(&dir.join(HISTORY_FILE), &report)?;
                 if improved {
-                    model.save(dir.join(BEST_MODEL_FILE))?;
+                    write_checkpoint(
+                        dir.join(BEST_MODEL_FILE),
+                        &model.params().snapshot(),
+                        &checkpoint_metadata(model),
+                    )?;
                 }
                 save_training_checkpoint(&dir.join(CHECKPOINT_FILE), model, opt, &state, &rng)?;
             }
             for hook in &mut self.hooks {
-                hook(&report, model)?;
+                hook(&report)?;
             }
             history.push(report);
             if let Some(es) = cfg.early_stopping {
@@ -451,9 +499,9 @@ impl<'a> Trainer<'a> {
 
 /// Writes a resumable checkpoint: weights, buffers, optimizer state, generator
 /// and epoch, atomically.
-fn save_training_checkpoint(
+fn save_training_checkpoint<M: Trainable + ?Sized>(
     path: &Path,
-    model: &Model,
+    model: &M,
     opt: &dyn TrainOptimizer,
     state: &TrainState,
     rng: &ChaCha8Rng,
@@ -469,7 +517,7 @@ fn save_training_checkpoint(
         rng_word_pos,
         ..state.clone()
     };
-    let mut metadata = model.metadata();
+    let mut metadata = checkpoint_metadata(model);
     let json = serde_json::to_string(&state).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         reason: format!("cannot serialise the training state: {e}"),
@@ -481,53 +529,47 @@ fn save_training_checkpoint(
 /// Per-image means of the loss terms over an epoch.
 #[derive(Default)]
 struct TermAccumulator {
-    names: Vec<&'static str>,
+    names: Vec<String>,
     sums: Vec<f64>,
     images: usize,
 }
 
 impl TermAccumulator {
-    /// Adds one batch of `b` images; returns its per-image values by name.
-    fn add(
-        &mut self,
-        terms: &crate::models::LossTerms,
-        b: usize,
-        reduction: Reduction,
-    ) -> Result<Vec<(&'static str, f64)>> {
+    /// Adds one batch of `b` images; returns its per-image values by name
+    /// (`loss` first, then the model's terms).
+    fn add(&mut self, terms: &LossTerms, b: usize) -> Result<Vec<(String, f64)>> {
         let mut scalars: Vec<&Tensor> = vec![&terms.total];
-        scalars.extend(terms.terms.iter().map(|(_, t)| t));
+        scalars.extend(terms.terms.iter().map(|t| &t.value));
         // One transfer for every term.
         let values = Tensor::stack(&scalars, 0)?
             .to_dtype(DType::F64)?
             .to_vec1::<f64>()?;
-        let scale = if reduction == Reduction::Sum {
-            1.0 / b as f64
-        } else {
-            1.0
-        };
-        let names: Vec<&'static str> = std::iter::once("loss")
-            .chain(terms.terms.iter().map(|(n, _)| *n))
-            .collect();
-        if self.names.is_empty() {
-            self.names = names.clone();
-            self.sums = vec![0.0; names.len()];
-        }
-        let per_image: Vec<(&'static str, f64)> = names
-            .iter()
+        let pers = std::iter::once(terms.per).chain(terms.terms.iter().map(|t| t.per));
+        let names = std::iter::once("loss").chain(terms.terms.iter().map(|t| t.name.as_ref()));
+        let per_image: Vec<(String, f64)> = names
+            .zip(pers)
             .zip(&values)
-            .map(|(n, v)| {
-                (
-                    *n,
-                    if *n == "classification" {
-                        *v
-                    } else {
-                        v * scale
-                    },
-                )
+            .map(|((n, per), v)| {
+                let v = match per {
+                    Per::Batch => v / b.max(1) as f64,
+                    Per::Image => *v,
+                };
+                (n.to_string(), v)
             })
             .collect();
-        for (sum, (_, v)) in self.sums.iter_mut().zip(&per_image) {
-            *sum += v * b as f64;
+        if self.names.is_empty() {
+            self.names = per_image.iter().map(|(n, _)| n.clone()).collect();
+            self.sums = vec![0.0; self.names.len()];
+        }
+        for (name, v) in &per_image {
+            match self.names.iter().position(|n| n == name) {
+                Some(i) => self.sums[i] += v * b as f64,
+                None => {
+                    return Err(Error::Candle(candle_core::Error::Msg(format!(
+                        "the model gave a term `{name}` it did not give on the first batch"
+                    ))))
+                }
+            }
         }
         self.images += b;
         Ok(per_image)
@@ -536,7 +578,7 @@ impl TermAccumulator {
     fn mean(&self, name: &str) -> f64 {
         self.names
             .iter()
-            .position(|n| *n == name)
+            .position(|n| n == name)
             .map_or(f64::NAN, |i| self.sums[i] / self.images.max(1) as f64)
     }
 
@@ -544,42 +586,37 @@ impl TermAccumulator {
         self.names
             .iter()
             .zip(&self.sums)
-            .map(|(n, s)| (n.to_string(), s / self.images.max(1) as f64))
+            .map(|(n, s)| (n.clone(), s / self.images.max(1) as f64))
             .collect()
     }
 }
 
-/// Mean loss terms per image on `data` in evaluation mode, plus `accuracy` for a
-/// model with a classifier.
-pub fn evaluate(
-    model: &Model,
+/// Mean loss terms and metrics per image of `model` on `data`
+/// ([`Trainable::evaluate`]: evaluation mode, plus `accuracy` for a model with
+/// a classifier).
+///
+/// # Errors
+///
+/// [`Error::Data`] for an empty `data`; errors of the model's forward pass.
+pub fn evaluate<M: Trainable + ?Sized>(
+    model: &M,
     data: &Dataset,
     batch_size: usize,
     rng: &mut dyn RngCore,
 ) -> Result<Vec<(String, f64)>> {
+    if data.is_empty() {
+        return Err(Error::Data {
+            path: PathBuf::from("evaluation set"),
+            reason: "holds no image".into(),
+        });
+    }
     let mut acc = TermAccumulator::default();
-    let mut correct = 0usize;
-    let mut has_classifier = false;
     for batch in data.batches(batch_size, Shuffle::None, LastBatch::Keep, model.device())? {
         let batch = batch?;
-        let terms = model.eval_loss(&batch.images, Some(&batch.labels), rng)?;
-        acc.add(&terms, batch.indices.len(), model.reduction())?;
-        if let Some(logits) = model.classify(&batch.images)? {
-            has_classifier = true;
-            let pred = logits.argmax(1)?; // [b]
-            let hits = pred
-                .eq(&batch.labels)?
-                .to_dtype(DType::F32)?
-                .sum_all()?
-                .to_scalar::<f32>()?;
-            correct += hits as usize;
-        }
+        let terms = model.evaluate(&batch, rng)?;
+        acc.add(&terms, batch.len())?;
     }
-    let mut out = acc.means();
-    if has_classifier {
-        out.push(("accuracy".into(), correct as f64 / data.len().max(1) as f64));
-    }
-    Ok(out)
+    Ok(acc.means())
 }
 
 fn append_history(path: &Path, report: &EpochReport) -> Result<()> {

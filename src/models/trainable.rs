@@ -1,0 +1,219 @@
+//! [`Trainable`]: what the trainer needs from a model, so that any model —
+//! built from a config or assembled by hand from the traits — trains, saves,
+//! loads and resumes the same way.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use rand::RngCore;
+
+use crate::data::Batch;
+use crate::losses::Reduction;
+use crate::params::{read_checkpoint, write_checkpoint, ParamStore};
+use crate::{Error, Result};
+
+/// Metadata key holding the model config (JSON) in a checkpoint.
+pub(crate) const CONFIG_KEY: &str = "vaekit.config";
+/// Metadata key holding the vaekit version that wrote a checkpoint.
+pub(crate) const VERSION_KEY: &str = "vaekit.version";
+
+/// Whether a forward pass trains or evaluates: batch norm uses batch statistics
+/// (and updates its running statistics) in training, running statistics in
+/// evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Training behaviour.
+    Train,
+    /// Evaluation behaviour.
+    Eval,
+}
+
+impl Mode {
+    /// candle's `train` flag for [`ModuleT::forward_t`](candle_nn::ModuleT::forward_t).
+    pub fn is_train(self) -> bool {
+        self == Mode::Train
+    }
+}
+
+/// How a term's value relates to the images of its batch, so the trainer can
+/// report every term per image without knowing the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Per {
+    /// A sum over the batch's images: divided by the batch size when reported.
+    Batch,
+    /// Already a mean over the batch's images (per image, per pixel, or a rate
+    /// such as accuracy): reported as it is.
+    Image,
+}
+
+impl From<Reduction> for Per {
+    /// [`Reduction::Sum`] sums over images; the means are per image.
+    fn from(r: Reduction) -> Self {
+        match r {
+            Reduction::Sum => Per::Batch,
+            _ => Per::Image,
+        }
+    }
+}
+
+/// One named scalar of a batch's loss.
+#[derive(Debug, Clone)]
+pub struct Term {
+    /// Its name in reports and `history.jsonl` (`reconstruction`, `kl`, …).
+    pub name: Cow<'static, str>,
+    /// The scalar.
+    pub value: Tensor,
+    /// How it is normalised over the batch.
+    pub per: Per,
+}
+
+impl Term {
+    /// A term named `name`.
+    pub fn new(name: impl Into<Cow<'static, str>>, value: Tensor, per: Per) -> Self {
+        Self {
+            name: name.into(),
+            value,
+            per,
+        }
+    }
+}
+
+/// A batch's loss and the terms it is made of.
+#[derive(Debug, Clone)]
+pub struct LossTerms {
+    /// The scalar to minimise (reported as `loss`).
+    pub total: Tensor,
+    /// How [`total`](Self::total) is normalised over the batch.
+    pub per: Per,
+    /// Named scalars, reported beside the total: the loss's parts and, in
+    /// evaluation, metrics such as `accuracy`.
+    pub terms: Vec<Term>,
+}
+
+impl LossTerms {
+    /// The term called `name`.
+    pub fn term(&self, name: &str) -> Option<&Tensor> {
+        self.terms.iter().find(|t| t.name == name).map(|t| &t.value)
+    }
+}
+
+/// A model the [`Trainer`](crate::train::Trainer) can train: it owns its
+/// parameters and gives the loss of a batch as named terms.
+///
+/// [`Vae`](super::Vae), [`Autoencoder`](super::Autoencoder) and
+/// [`DigitConditionedVae`](super::DigitConditionedVae) implement it for any
+/// parts, and [`Model`](super::Model) for any config. A model of your own
+/// implements [`params`](Self::params) and [`batch_loss`](Self::batch_loss);
+/// saving, loading and everything the trainer does then come with it.
+///
+/// Object-safe: `&dyn Trainable` works wherever a model is taken by reference.
+pub trait Trainable {
+    /// The weights and buffers: what the optimizer updates and a checkpoint holds.
+    fn params(&self) -> &ParamStore;
+
+    /// The loss of `batch` as named terms, drawing any noise from `rng`, with
+    /// training or evaluation behaviour.
+    fn batch_loss(
+        &self,
+        batch: &Batch,
+        rng: &mut dyn RngCore,
+        mode: Mode,
+    ) -> candle_core::Result<LossTerms>;
+
+    /// What the trainer reports on test data: the loss in evaluation mode, plus
+    /// any metric the model has (the digit-conditioned VAE adds `accuracy`).
+    /// Nothing is back-propagated from it, so a model may compute it without an
+    /// autograd graph ([`Model`](super::Model) does).
+    fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> candle_core::Result<LossTerms> {
+        self.batch_loss(batch, rng, Mode::Eval)
+    }
+
+    /// The model's architecture as JSON, for models built from a config; written
+    /// into checkpoints and compared when one is loaded or resumed.
+    fn architecture(&self) -> Option<String> {
+        None
+    }
+
+    /// The device the parameters live on.
+    fn device(&self) -> &Device {
+        self.params().device()
+    }
+
+    /// Saves the weights and buffers (and the architecture, where there is one)
+    /// to `path` as safetensors, atomically.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be written.
+    fn save(&self, path: impl AsRef<Path>) -> Result<()>
+    where
+        Self: Sized,
+    {
+        write_checkpoint(
+            path.as_ref(),
+            &self.params().snapshot(),
+            &checkpoint_metadata(self),
+        )
+    }
+
+    /// Overwrites the weights and buffers with those saved in `path` (by
+    /// [`save`](Self::save), the trainer's checkpoints, or a PyTorch `state_dict`
+    /// with the same names). Tensors the model does not have are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] for an unreadable file or one saved from another
+    /// architecture; [`Error::Tensor`] naming a tensor that is missing, of the
+    /// wrong shape or dtype, or not finite (nothing is changed then).
+    fn load_weights(&self, path: impl AsRef<Path>) -> Result<()>
+    where
+        Self: Sized,
+    {
+        let path = path.as_ref();
+        let ckpt = read_checkpoint(path, self.device())?;
+        if let (Some(saved), Some(ours)) = (ckpt.metadata.get(CONFIG_KEY), self.architecture()) {
+            if *saved != ours {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    reason: "it was saved from a model of another architecture".into(),
+                });
+            }
+        }
+        self.params().assign(&ckpt.tensors)
+    }
+}
+
+/// The metadata written with a model's weights: its architecture, if any, and
+/// vaekit's version.
+pub(crate) fn checkpoint_metadata<M: Trainable + ?Sized>(model: &M) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::from([(
+        VERSION_KEY.to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )]);
+    if let Some(arch) = model.architecture() {
+        meta.insert(CONFIG_KEY.to_string(), arch);
+    }
+    meta
+}
+
+impl<M: Trainable + ?Sized> Trainable for &M {
+    fn params(&self) -> &ParamStore {
+        (**self).params()
+    }
+    fn batch_loss(
+        &self,
+        batch: &Batch,
+        rng: &mut dyn RngCore,
+        mode: Mode,
+    ) -> candle_core::Result<LossTerms> {
+        (**self).batch_loss(batch, rng, mode)
+    }
+    fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> candle_core::Result<LossTerms> {
+        (**self).evaluate(batch, rng)
+    }
+    fn architecture(&self) -> Option<String> {
+        (**self).architecture()
+    }
+}

@@ -1,0 +1,134 @@
+//! Serialisable configs of the encoders and decoders vaekit builds, by family.
+
+use candle_nn::VarBuilder;
+use serde::Serialize;
+
+use super::{
+    ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Decoder, DenseDecoder,
+    DenseDecoderConfig, DenseEncoder, DenseEncoderConfig, Encoder, ImageShape, OutputKind,
+};
+use crate::Result;
+
+/// An encoder of either family, tagged by `type` in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EncoderConfig {
+    /// A [`DenseEncoder`].
+    Dense(DenseEncoderConfig),
+    /// A [`ConvEncoder`].
+    Conv(ConvEncoderConfig),
+}
+
+crate::tagged::tagged_deserialize!(EncoderConfig, "type", {
+    "dense" => Dense(DenseEncoderConfig),
+    "conv" => Conv(ConvEncoderConfig),
+});
+
+crate::tagged::tagged_deserialize!(DecoderConfig, "type", {
+    "dense" => Dense(DenseDecoderConfig),
+    "conv" => Conv(ConvDecoderConfig),
+});
+
+impl EncoderConfig {
+    /// Builds the encoder, creating its weights in `vb`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) for a layout that cannot work.
+    pub fn build(&self, vb: VarBuilder) -> Result<Box<dyn Encoder>> {
+        Ok(match self {
+            EncoderConfig::Dense(c) => Box::new(DenseEncoder::new(c, vb)?),
+            EncoderConfig::Conv(c) => Box::new(ConvEncoder::new(c, vb)?),
+        })
+    }
+
+    /// Shape of one input image.
+    pub fn input_shape(&self) -> ImageShape {
+        match self {
+            EncoderConfig::Dense(c) => c.input,
+            EncoderConfig::Conv(c) => c.input,
+        }
+    }
+
+    /// Width of the output.
+    pub fn output_dim(&self) -> usize {
+        match self {
+            EncoderConfig::Dense(c) => c.output_dim,
+            EncoderConfig::Conv(c) => c.output_dim,
+        }
+    }
+
+    /// Checks the layout; errors name fields under `field`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) naming the first field that cannot work.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        match self {
+            EncoderConfig::Dense(c) => c.validate(field),
+            EncoderConfig::Conv(c) => c.validate(field),
+        }
+    }
+}
+
+/// A decoder of either family, tagged by `type` in JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DecoderConfig {
+    /// A [`DenseDecoder`].
+    Dense(DenseDecoderConfig),
+    /// A [`ConvDecoder`].
+    Conv(ConvDecoderConfig),
+}
+
+impl DecoderConfig {
+    /// Builds the decoder, creating its weights in `vb`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) for a layout that cannot work.
+    pub fn build(&self, vb: VarBuilder) -> Result<Box<dyn Decoder>> {
+        Ok(match self {
+            DecoderConfig::Dense(c) => Box::new(DenseDecoder::new(c, vb)?),
+            DecoderConfig::Conv(c) => Box::new(ConvDecoder::new(c, vb)?),
+        })
+    }
+
+    /// Width of the latent input.
+    pub fn input_dim(&self) -> usize {
+        match self {
+            DecoderConfig::Dense(c) => c.input_dim,
+            DecoderConfig::Conv(c) => c.input_dim,
+        }
+    }
+
+    /// Shape of one output image.
+    pub fn output_shape(&self) -> ImageShape {
+        match self {
+            DecoderConfig::Dense(c) => c.output,
+            DecoderConfig::Conv(c) => c.output,
+        }
+    }
+
+    /// What the outputs are.
+    pub fn output_kind(&self) -> OutputKind {
+        match self {
+            DecoderConfig::Dense(c) => c.output_kind,
+            DecoderConfig::Conv(c) => c.output_kind,
+        }
+    }
+
+    /// Checks the layout; errors name fields under `field`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) naming the first field that cannot work.
+    pub fn validate(&self, field: &str) -> Result<()> {
+        match self {
+            DecoderConfig::Dense(c) => c.validate(field),
+            DecoderConfig::Conv(c) => c.validate(field),
+        }
+    }
+}
