@@ -48,7 +48,7 @@ fn digit_cvae() -> vaekit::Result<()> {
         model.params().num_trainable(),
         config.epochs
     );
-    Trainer::new(config)?
+    let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report, model| {
             common::print_epoch(report);
@@ -60,8 +60,14 @@ fn digit_cvae() -> vaekit::Result<()> {
             };
             rows.push(m.generate_grid(1, &mut rng, model.device())?); // [10, 1, 28, 28]
             Ok(())
-        })
-        .fit(&model, &digits.train, &digits.test)?;
+        });
+    if args.resumes(&args.out) {
+        println!("resuming the run in {}", args.out.display());
+        trainer.resume(&model, &digits.train, &digits.test)?;
+    } else {
+        trainer.fit(&model, &digits.train, &digits.test)?;
+    }
+    drop(trainer); // ends the hook's borrows
 
     let out = &args.out;
     pictures::loss_curves(
