@@ -14,8 +14,12 @@
 //! `peak_rss_mib` (the process's peak resident memory), `threads` (CPU threads
 //! candle uses).
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::Instant;
 
+use clap::Parser;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::{LastBatch, Mnist, Shuffle};
@@ -23,10 +27,8 @@ use vaekit::models::{Mode, Model, Preset, Trainable};
 use vaekit::train::TrainConfig;
 use vaekit::{Error, Result};
 
-/// See `examples/common/mod.rs`: glibc's malloc turns candle's per-step
-/// megabyte buffers into fresh `mmap`s; mimalloc keeps them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The global allocator is mimalloc, from `common`: glibc's malloc turns
+// candle's per-step megabyte buffers into fresh `mmap`s; mimalloc keeps them.
 
 /// Timed inference passes; the median is reported.
 const INFER_PASSES: usize = 5;
@@ -39,48 +41,21 @@ const WORKLOADS: [(&str, Preset); 5] = [
     ("conv-ae", Preset::ConvAe),
 ];
 
+/// The bench's flags.
+#[derive(Debug, Parser)]
 struct Flags {
+    /// `all`, or one of dense-vae, cvae-tf, conv-vae-bn, digit-cvae, conv-ae.
+    #[arg(long, value_name = "NAME", default_value = "all")]
     workload: String,
+    /// The device: cpu, cuda or cuda:N.
+    #[arg(long, value_name = "NAME", default_value = "cpu")]
     device: String,
+    /// Timed training steps.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = common::positive, allow_negative_numbers = true)]
     steps: usize,
+    /// Untimed training steps before them.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = common::positive, allow_negative_numbers = true)]
     warmup: usize,
-}
-
-fn parse() -> Result<Flags> {
-    let mut f = Flags {
-        workload: "all".into(),
-        device: "cpu".into(),
-        steps: 50,
-        warmup: 5,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| Error::config(flag.trim_start_matches('-'), "needs a value"))?;
-        let number = |name: &str| -> Result<usize> {
-            value
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    Error::config(name, format!("`{value}` is not a positive whole number"))
-                })
-        };
-        match flag.as_str() {
-            "--workload" => f.workload = value.clone(),
-            "--device" => f.device = value.clone(),
-            "--steps" => f.steps = number("steps")?,
-            "--warmup" => f.warmup = number("warmup")?,
-            other => {
-                return Err(Error::config(
-                    other.trim_start_matches('-'),
-                    "unknown flag; use --workload, --device, --steps, --warmup",
-                ))
-            }
-        }
-    }
-    Ok(f)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -178,14 +153,12 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
 
 fn main() {
     let started = Instant::now();
-    if let Err(e) = bench(started) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+    common::run(|| bench(started));
 }
 
 fn bench(started: Instant) -> Result<()> {
-    let flags = parse()?;
+    let flags: Flags =
+        common::parse_flags("", "Training and inference throughput of the workloads.");
     if flags.workload == "all" {
         // One process per workload, so memory and start-up are measured alone.
         let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;

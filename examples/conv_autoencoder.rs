@@ -12,6 +12,9 @@
 //! ```text
 //! cargo run --release --example conv_autoencoder -- --epochs 10
 //! ```
+//!
+//! With `--resume`, each model whose folder holds a checkpoint continues from
+//! it, and one whose folder holds none starts.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -42,13 +45,18 @@ fn train(
         model.params().num_trainable(),
         config.epochs
     );
-    let summary = Trainer::new(config)?
+    let mut trainer = Trainer::new(config)?
         .output_dir(&dir)
         .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())
-        })
-        .fit(&model, &digits.train, &digits.test)?;
+        });
+    let summary = if args.resumes(&dir) {
+        println!("resuming the run in {}", dir.display());
+        trainer.resume(&model, &digits.train, &digits.test)?
+    } else {
+        trainer.fit(&model, &digits.train, &digits.test)?
+    };
     if summary.stopped_early {
         println!("early stopping after epoch {}", summary.last_epoch);
     }
@@ -59,11 +67,12 @@ fn train(
 }
 
 fn conv_autoencoder() -> vaekit::Result<()> {
-    let args = common::Args::parse(
+    let args: common::Args = common::parse_flags(
         "out/conv_autoencoder",
-        &[],
         "The Keras convolutional autoencoder.",
-    )?;
+    );
+    // Two runs, each in its own folder: both are checked before either trains.
+    args.prepare(&["ae10", "ae2"])?;
     let digits = args.digits()?;
     let style = GridStyle {
         scale: 2,

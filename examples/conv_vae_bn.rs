@@ -55,7 +55,7 @@ fn conv_vae_bn() -> vaekit::Result<()> {
         model.params().num_trainable(),
         config.epochs
     );
-    Trainer::new(config)?
+    let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report| {
             common::print_epoch(report);
@@ -65,8 +65,14 @@ fn conv_vae_bn() -> vaekit::Result<()> {
                 out.join(format!("sample_epoch_{:02}.png", report.epoch)),
             )?;
             frames.push_image(grid)
-        })
-        .fit(&model, &digits.train, &digits.test)?;
+        });
+    if args.resumes(&args.out) {
+        println!("resuming the run in {}", args.out.display());
+        trainer.resume(&model, &digits.train, &digits.test)?;
+    } else {
+        trainer.fit(&model, &digits.train, &digits.test)?;
+    }
+    drop(trainer); // ends the hook's borrows
     frames.finish(args.out.join("samples.gif"))?;
     let originals = common::first_images(&digits.test, 16, &args.device)?.images;
     let recon = model.reconstruct(&originals, None)?;

@@ -136,13 +136,18 @@ fn custom_model() -> Result<()> {
         model.params().num_trainable(),
         config.epochs
     );
-    Trainer::new(config)?
+    let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())
-        })
-        .fit(&model, &digits.train, &digits.test)?;
+        });
+    if args.resumes(&args.out) {
+        println!("resuming the run in {}", args.out.display());
+        trainer.resume(&model, &digits.train, &digits.test)?;
+    } else {
+        trainer.fit(&model, &digits.train, &digits.test)?;
+    }
     let saved = args.out.join("model.safetensors");
     model.save(&saved)?;
 

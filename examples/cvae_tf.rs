@@ -52,7 +52,7 @@ fn cvae_tf() -> vaekit::Result<()> {
         model.params().num_trainable(),
         config.epochs
     );
-    Trainer::new(config)?
+    let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report| {
             println!(
@@ -69,8 +69,14 @@ fn cvae_tf() -> vaekit::Result<()> {
                 out.join(format!("image_at_epoch_{:04}.png", report.epoch)),
             )?;
             frames.push_image(grid)
-        })
-        .fit(&model, &digits.train, &digits.test)?;
+        });
+    if args.resumes(&args.out) {
+        println!("resuming the run in {}", args.out.display());
+        trainer.resume(&model, &digits.train, &digits.test)?;
+    } else {
+        trainer.fit(&model, &digits.train, &digits.test)?;
+    }
+    drop(trainer); // ends the hook's borrows
     frames.finish(args.out.join("cvae.gif"))?;
     println!(
         "pictures, history and checkpoints in {}",

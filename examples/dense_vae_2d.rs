@@ -49,7 +49,7 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         model.params().num_trainable(),
         config.epochs
     );
-    Trainer::new(config)?
+    let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report| {
             common::print_epoch(report);
@@ -60,8 +60,14 @@ fn dense_vae_2d() -> vaekit::Result<()> {
                 None,
                 model.device(),
             )?)
-        })
-        .fit(&model, &digits.train, &digits.test)?;
+        });
+    if args.resumes(&args.out) {
+        println!("resuming the run in {}", args.out.display());
+        trainer.resume(&model, &digits.train, &digits.test)?;
+    } else {
+        trainer.fit(&model, &digits.train, &digits.test)?;
+    }
+    drop(trainer); // ends the hook's borrows
 
     let out = &args.out;
     let test = common::first_images(&digits.test, digits.test.len(), &args.device)?;

@@ -51,7 +51,7 @@ fn digit_cvae() -> vaekit::Result<()> {
         built.params().num_trainable(),
         config.epochs
     );
-    Trainer::new(config)?
+    let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report| {
             common::print_epoch(report);
@@ -60,8 +60,14 @@ fn digit_cvae() -> vaekit::Result<()> {
             classifier_loss.push(term("classification"));
             rows.push(model.generate_grid(1, &mut rng, &args.device)?); // [10, 1, 28, 28]
             Ok(())
-        })
-        .fit(&built, &digits.train, &digits.test)?;
+        });
+    if args.resumes(&args.out) {
+        println!("resuming the run in {}", args.out.display());
+        trainer.resume(&built, &digits.train, &digits.test)?;
+    } else {
+        trainer.fit(&built, &digits.train, &digits.test)?;
+    }
+    drop(trainer); // ends the hook's borrows
 
     let out = &args.out;
     pictures::loss_curves(

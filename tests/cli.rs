@@ -1,68 +1,195 @@
-//! Bad flags given to the examples end with one readable error line naming the
-//! flag, and exit status 2 — never a panic. (`cargo test` builds the examples
-//! next to the test binaries.)
+//! The examples' command line: bad flags end with one readable error line
+//! naming the flag and exit status 2 — never a panic, never a backtrace — and
+//! an `--out` that holds a run is never overwritten unless asked. (`cargo test`
+//! builds the examples next to the test binaries; these tests run them.)
 
-use std::path::PathBuf;
-use std::process::Command;
+#[path = "../examples/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use candle_core::Device;
+use vaekit::data::Mnist;
 
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/cli-… → target/<profile>/examples/<name>
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    profile_dir.join("examples").join(name)
-}
-
-fn run_fails(name: &str, args: &[&str], expect: &str) {
-    let exe = example(name);
+    let exe = profile_dir.join("examples").join(name);
     assert!(
         exe.exists(),
         "{} is not built; run the tests with `cargo test`",
         exe.display()
     );
-    let out_dir = std::env::temp_dir().join(format!("vaekit-cli-{}", std::process::id()));
-    let mut cmd = Command::new(&exe);
-    cmd.args(args);
-    if name != "bench" {
-        // Keep the tutorial examples' outputs out of the source tree.
-        cmd.args(["--out", out_dir.to_str().unwrap()]);
-    }
-    let out = cmd.output().unwrap();
+    exe
+}
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vaekit-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs example `name` with `args` and `RUST_BACKTRACE=1`.
+fn run(name: &str, args: &[&OsStr]) -> Output {
+    Command::new(example(name))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap()
+}
+
+fn os<'a>(args: &[&'a str]) -> Vec<&'a OsStr> {
+    args.iter().map(|a| OsStr::new(*a)).collect()
+}
+
+/// Asserts that `out` is exit status 2 with exactly one line on stderr, `error: …`
+/// containing every one of `expect`.
+#[track_caller]
+fn assert_one_line_error(what: &str, out: &Output, expect: &[&str]) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
         Some(2),
-        "{name} {args:?}: status {:?}, stderr {stderr}",
+        "{what}: status {:?}, stderr {stderr}",
         out.status
     );
-    assert!(stderr.starts_with("error: "), "{name} {args:?}: {stderr}");
-    assert!(
-        stderr.contains(expect),
-        "{name} {args:?}: expected `{expect}` in {stderr}"
+    assert!(stderr.starts_with("error: "), "{what}: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "{what}: not one line: {stderr}"
     );
+    for e in expect {
+        assert!(stderr.contains(e), "{what}: expected `{e}` in {stderr}");
+    }
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Runs `name` with `args` (plus `--out` into a scratch folder for the tutorial
+/// examples, unless `args` names one) and expects a one-line error.
+#[track_caller]
+fn run_fails(name: &str, args: &[&str], expect: &str) {
+    let mut all = args.to_vec();
+    let out_dir = scratch("fails");
+    let out_dir = out_dir.to_str().unwrap();
+    if name != "bench" && !args.iter().any(|a| a.starts_with("--out")) {
+        // Keep the tutorial examples' outputs out of the source tree.
+        all.extend(["--out", out_dir]);
+    }
+    assert_one_line_error(
+        &format!("{name} {args:?}"),
+        &run(name, &os(&all)),
+        &[expect],
+    );
 }
 
 #[test]
 fn bad_flags_name_the_flag() {
-    run_fails("train_preset", &["--epochs", "0"], "epochs");
-    run_fails("train_preset", &["--epochs", "-3"], "epochs");
-    run_fails("train_preset", &["--epochs"], "needs a value");
+    run_fails("train_preset", &["--epochs", "0"], "'--epochs <N>'");
+    run_fails(
+        "train_preset",
+        &["--epochs", "-3"],
+        "`-3` is not a positive",
+    );
+    run_fails("train_preset", &["--epochs=0"], "`0` is not a positive");
+    run_fails(
+        "train_preset",
+        &["--epochs"],
+        "a value is required for '--epochs",
+    );
     run_fails("train_preset", &["--device", "tpu"], "unknown device `tpu`");
+    run_fails("train_preset", &["--device=tpu"], "unknown device `tpu`");
     run_fails(
         "train_preset",
         &["--preset", "nope"],
         "unknown preset `nope`",
     );
-    run_fails("train_preset", &["--seed", "x"], "seed");
-    run_fails("train_preset", &["--batch-size", "0"], "batch-size");
-    run_fails("train_preset", &["--frobnicate", "1"], "unknown flag");
+    run_fails("train_preset", &["--seed", "x"], "'--seed <N>'");
+    run_fails("train_preset", &["--batch-size", "0"], "'--batch-size <N>'");
+    run_fails(
+        "train_preset",
+        &["--frobnicate", "1"],
+        "unexpected argument '--frobnicate'",
+    );
     run_fails(
         "train_preset",
         &["--data", "/nonexistent/vaekit"],
         "/nonexistent/vaekit",
     );
+    for example in [
+        "cvae_tf",
+        "conv_vae_bn",
+        "dense_vae_2d",
+        "digit_cvae",
+        "conv_autoencoder",
+    ] {
+        run_fails(example, &["--epochs=zero"], "'--epochs <N>'");
+        run_fails(
+            example,
+            &["--preset", "x"],
+            "unexpected argument '--preset'",
+        );
+    }
     run_fails("bench", &["--workload", "nope"], "unknown workload `nope`");
-    run_fails("bench", &["--steps", "0"], "steps");
+    run_fails("bench", &["--steps", "0"], "'--steps <N>'");
+    run_fails("bench", &["--warmup=-1"], "'--warmup <N>'");
+}
+
+#[test]
+fn an_empty_or_non_utf8_argument_is_an_error() {
+    run_fails(
+        "train_preset",
+        &["--out", ""],
+        "invalid value '' for '--out <DIR>'",
+    );
+    run_fails("train_preset", &["--out="], "an empty path");
+    run_fails(
+        "train_preset",
+        &["--data", ""],
+        "invalid value '' for '--data <DIR>'",
+    );
+    let bad = OsStr::from_bytes(b"caf\xe9");
+    for (name, args) in [
+        ("train_preset", vec![OsStr::new("--out"), bad]),
+        ("train_preset", vec![OsStr::new("--preset"), bad]),
+        ("dense_vae_2d", vec![bad]),
+        ("bench", vec![OsStr::new("--workload"), bad]),
+    ] {
+        let out = run(name, &args);
+        assert_one_line_error(name, &out, &["is not valid UTF-8", "caf\u{fffd}"]);
+    }
+}
+
+#[test]
+fn help_prints_every_flag_and_exits_0() {
+    let out = run("train_preset", &os(&["--help"]));
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--epochs",
+        "--data",
+        "--out",
+        "--device",
+        "--seed",
+        "--resume",
+        "--overwrite",
+        "--preset",
+        "--batch-size",
+        "--list",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from {help}");
+    }
+    assert!(help.contains("[default: out/train_preset]"), "{help}");
+    let out = run("train_preset", &os(&["--list"]));
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("conv-vae-bn"));
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -82,4 +209,252 @@ fn device_names() {
             other => panic!("{bad:?}: {other:?}"),
         }
     }
+}
+
+#[test]
+fn errors_with_a_backtrace_are_printed_on_one_line() {
+    // What candle returns when RUST_BACKTRACE is set: the message, then the frames.
+    let inner = candle_core::Error::Msg("narrow invalid args".into());
+    let with_bt = candle_core::Error::WithBacktrace {
+        inner: Box::new(inner),
+        backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+    };
+    let text = vaekit::Error::from(with_bt).to_string();
+    assert!(text.lines().count() > 3, "no backtrace in {text}");
+    assert_eq!(common::one_line(&text), "narrow invalid args");
+    // candle's context lines are kept, joined.
+    let ctx = candle_core::Error::Msg("shape mismatch".into()).context("in the decoder");
+    assert_eq!(
+        common::one_line(&ctx.to_string()),
+        "in the decoder: shape mismatch"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Runs in --out: refused, resumed or overwritten, never silently replaced.
+
+/// Writes `n` images and labels from `images`/`labels` (values in [0, 1]) as raw IDX.
+fn write_idx(
+    dir: &Path,
+    stem_images: &str,
+    stem_labels: &str,
+    set: &vaekit::data::Dataset,
+    n: usize,
+) {
+    let mut images = vec![0, 0, 8, 3];
+    for d in [n as u32, 28, 28] {
+        images.extend(d.to_be_bytes());
+    }
+    images.extend(
+        set.images()[..n * 784]
+            .iter()
+            .map(|p| (p * 255.0).round() as u8),
+    );
+    std::fs::write(dir.join(stem_images), images).unwrap();
+    let mut labels = vec![0, 0, 8, 1];
+    labels.extend((n as u32).to_be_bytes());
+    labels.extend(&set.labels()[..n]);
+    std::fs::write(dir.join(stem_labels), labels).unwrap();
+}
+
+/// A folder of 200 training and 100 test digits in the MNIST layout.
+fn small_digits() -> PathBuf {
+    let dir = scratch("digits");
+    let mnist = Mnist::bundled().unwrap();
+    write_idx(
+        &dir,
+        vaekit::data::TRAIN_IMAGES,
+        vaekit::data::TRAIN_LABELS,
+        &mnist.train,
+        200,
+    );
+    write_idx(
+        &dir,
+        vaekit::data::TEST_IMAGES,
+        vaekit::data::TEST_LABELS,
+        &mnist.test,
+        100,
+    );
+    dir
+}
+
+/// Trains dense-vae on the small digits into `out`; returns the process output.
+fn train(data: &Path, out: &Path, epochs: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--preset",
+        "dense-vae",
+        "--batch-size=50",
+        "--seed",
+        "7",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let epochs = format!("--epochs={epochs}");
+    args.push(&epochs);
+    args.extend(extra);
+    run("train_preset", &os(&args))
+}
+
+#[track_caller]
+fn assert_ok(what: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{what}: {:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn history_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("history.jsonl"))
+        .unwrap()
+        .lines()
+        .count()
+}
+
+/// Every tensor of a checkpoint file, as raw bits.
+fn tensor_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let ckpt = vaekit::params::read_checkpoint(path, &Device::Cpu).unwrap();
+    let mut out: Vec<(String, Vec<u32>)> = ckpt
+        .tensors
+        .iter()
+        .map(|(k, t)| {
+            let v = t
+                .to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            (k.clone(), v.iter().map(|x| x.to_bits()).collect())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    [
+        "history.jsonl",
+        "checkpoint.safetensors",
+        "best.safetensors",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+    .collect()
+}
+
+#[test]
+fn a_finished_run_is_refused_resumed_bit_identically_or_overwritten() {
+    let data = small_digits();
+    // Two epochs straight.
+    let straight = scratch("straight");
+    assert_ok("straight", &train(&data, &straight, "2", &[]));
+    assert_eq!(history_lines(&straight), 2);
+    let before = files(&straight);
+
+    // Running again into it is refused, and nothing is touched.
+    let out = train(&data, &straight, "2", &[]);
+    assert_one_line_error(
+        "rerun",
+        &out,
+        &[
+            straight.to_str().unwrap(),
+            "already holds a run",
+            "--resume",
+            "--overwrite",
+        ],
+    );
+    assert!(
+        files(&straight) == before,
+        "a refused run changed the folder"
+    );
+    let out = train(&data, &straight, "2", &["--resume", "--overwrite"]);
+    assert_one_line_error(
+        "both",
+        &out,
+        &["'--resume' cannot be used with '--overwrite'"],
+    );
+    assert!(files(&straight) == before);
+
+    // One epoch, then resumed to two: the same weights, optimizer state and
+    // best model, bit for bit.
+    let resumed = scratch("resumed");
+    assert_ok("first epoch", &train(&data, &resumed, "1", &[]));
+    assert_eq!(history_lines(&resumed), 1);
+    let first = std::fs::read_to_string(resumed.join("history.jsonl")).unwrap();
+    let out = train(&data, &resumed, "2", &["--resume"]);
+    assert_ok("resume", &out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("resuming the run in"));
+    // Epoch 1 was kept (its line, timings included), not trained again.
+    let history = std::fs::read_to_string(resumed.join("history.jsonl")).unwrap();
+    assert!(
+        history.starts_with(&first),
+        "epoch 1 was redone:\n{first}\n{history}"
+    );
+    assert_eq!(history_lines(&resumed), 2);
+    for file in ["checkpoint.safetensors", "best.safetensors"] {
+        let (a, b) = (
+            tensor_bits(&straight.join(file)),
+            tensor_bits(&resumed.join(file)),
+        );
+        assert!(a.len() > 4, "{file}: {} tensors", a.len());
+        assert!(
+            a == b,
+            "{file}: the resumed run differs from the straight one"
+        );
+    }
+
+    // A run killed before its first epoch (an empty history) holds nothing
+    // to lose: a new run may start there.
+    let killed = scratch("killed");
+    std::fs::write(killed.join("history.jsonl"), "").unwrap();
+    assert_ok("after a kill in epoch 1", &train(&data, &killed, "1", &[]));
+
+    // --overwrite starts anew: one epoch in the history, not three.
+    assert_ok("overwrite", &train(&data, &straight, "1", &["--overwrite"]));
+    assert_eq!(history_lines(&straight), 1);
+}
+
+#[test]
+fn resume_needs_a_checkpoint() {
+    let empty = scratch("resume-empty");
+    let out = run(
+        "train_preset",
+        &os(&["--resume", "--out", empty.to_str().unwrap()]),
+    );
+    assert_one_line_error(
+        "empty",
+        &out,
+        &["holds no checkpoint.safetensors to resume from"],
+    );
+    // A history without a checkpoint cannot be resumed either.
+    std::fs::write(empty.join("history.jsonl"), "{\"epoch\":1}\n").unwrap();
+    let out = run(
+        "train_preset",
+        &os(&["--resume", "--out", empty.to_str().unwrap()]),
+    );
+    assert_one_line_error("history only", &out, &["holds no checkpoint.safetensors"]);
+    // The conv autoencoder's two runs live in ae10/ and ae2/: both are checked.
+    let two = scratch("two-runs");
+    std::fs::create_dir_all(two.join("ae2")).unwrap();
+    std::fs::write(two.join("ae2/history.jsonl"), "{\"epoch\":1}\n").unwrap();
+    let out = run("conv_autoencoder", &os(&["--out", two.to_str().unwrap()]));
+    let ae2 = two.join("ae2");
+    assert_one_line_error(
+        "conv_autoencoder",
+        &out,
+        &[ae2.to_str().unwrap(), "already holds a run (history.jsonl)"],
+    );
+    let out = run(
+        "conv_autoencoder",
+        &os(&["--resume", "--out", two.to_str().unwrap()]),
+    );
+    assert_one_line_error(
+        "conv_autoencoder --resume",
+        &out,
+        &["holds no checkpoint.safetensors"],
+    );
 }

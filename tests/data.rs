@@ -14,8 +14,13 @@ use flate2::Compression;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vaekit::data::{idx, Dataset, LastBatch, Mnist, Shuffle};
+use vaekit::data::{idx, DataLimits, Dataset, LastBatch, Mnist, Shuffle, MAX_DATASET_BYTES};
 use vaekit::Error;
+
+/// No size limit: only what the header declares and the bytes present bound a read.
+const UNLIMITED: DataLimits = DataLimits {
+    max_bytes: u64::MAX,
+};
 
 const FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
@@ -512,7 +517,9 @@ fn dimensions_whose_product_overflows_are_an_error() {
     if usize::BITS < 64 {
         assert_both(&bad, images, "overflow", "overflow");
     } else {
-        assert_both(&bad, images, "truncated data", "truncated data");
+        // Raw: the file is shorter than declared; gzip: the claim is refused
+        // against the size limit before the stream is read.
+        assert_both(&bad, images, "truncated data", "too large");
     }
 }
 
@@ -526,29 +533,44 @@ fn dimensions_larger_than_the_data_are_an_error_without_allocating_them() {
         &bad,
         images,
         "header declares 4294967295×4294967295×1 = 18446744065119617025 data bytes but only 1568000 follow",
-        "the decompressed stream has only 1568000",
+        "too large: 4294967295×4294967295×1 = 18446744065119617025 pixels",
     );
     // The parser never reserves what the header claims: raw bytes fail
-    // before any data buffer; gzip grows its buffer only with the 1.57 MB
-    // actually decompressed (at most doubling it).
+    // before any data buffer; gzip stops at the header under the default limit.
     let (result, largest) = largest_allocation(|| images(&bad, "raw"));
     assert_data_err(result, "raw", "truncated data");
     assert!(largest < 4096, "raw parse allocated {largest} bytes");
-    let gz = gzip(&bad);
-    let (result, largest) = largest_allocation(|| images(&gz, "gz"));
-    assert_data_err(result, "gz", "truncated data");
+    // With no size limit, a gzip claiming 2^32 − 1 images (13 TB as f32)
+    // grows its buffer only with the 1.57 MB actually decompressed (at most
+    // doubling it).
+    let mut huge = header_with_dims(u32::MAX, 28, 28);
+    huge.extend(raw_bytes("t10k-images-idx3-ubyte")[16..].iter().copied());
+    let (result, largest) = largest_allocation(|| {
+        idx::parse_images_with(&gzip(&huge), "gz", UNLIMITED).map(|i| i.count())
+    });
+    assert_data_err(result, "gz", "the decompressed stream has only 1568000");
     assert!(
         largest < 4 * 1_568_000,
         "gzip parse allocated {largest} bytes"
     );
+    let gz = gzip(&bad);
+    let (result, largest) = largest_allocation(|| images(&gz, "gz"));
+    assert_data_err(result, "gz", "too large");
+    assert!(largest < 64 << 10, "gzip parse allocated {largest} bytes");
     // A tiny gzip input claiming 4 GB of labels.
     let mut tiny = raw_bytes("t10k-labels-idx1-ubyte")[..8].to_vec();
     tiny[4..8].copy_from_slice(&u32::MAX.to_be_bytes());
     tiny.extend([1u8; 100]);
     let gz = gzip(&tiny);
-    let (result, largest) = largest_allocation(|| labels(&gz, "tiny.gz"));
+    let (result, largest) =
+        largest_allocation(|| idx::parse_labels_with(&gz, "tiny.gz", UNLIMITED).map(|l| l.len()));
     assert_data_err(result, "tiny.gz", "has only 100");
     assert!(largest < 1 << 20, "gzip parse allocated {largest} bytes");
+    assert_data_err(
+        labels(&gz, "tiny.gz"),
+        "tiny.gz",
+        "too large: 4294967295 labels, more than the 536870912 images",
+    );
 
     // One image more than present.
     let mut bad = raw_bytes("t10k-images-idx3-ubyte");
@@ -565,7 +587,7 @@ fn dimensions_larger_than_the_data_are_an_error_without_allocating_them() {
         &bad,
         labels,
         "4294967295 = 4294967295 data bytes",
-        "truncated data",
+        "too large: 4294967295 labels",
     );
 }
 
@@ -782,6 +804,35 @@ fn batch_size_zero_is_a_config_error() {
     );
 }
 
+#[test]
+fn batches_that_would_yield_nothing_are_an_error() {
+    // An empty dataset, whatever the batch size and last-batch rule.
+    for last in [LastBatch::Keep, LastBatch::Drop] {
+        for size in [1, 4] {
+            assert_config_err(
+                tiny(0).batches(size, Shuffle::None, last, &Device::Cpu),
+                "dataset",
+                "is empty",
+            );
+        }
+    }
+    // Dropping the last batch when it is the only one.
+    assert_config_err(
+        tiny(10).batches(11, Shuffle::None, LastBatch::Drop, &Device::Cpu),
+        "batch_size",
+        "11 is more than the 10 images of the dataset, and LastBatch::Drop drops the only, partial batch",
+    );
+    assert_config_err(
+        tiny(1).batches(2, Shuffle::None, LastBatch::Drop, &Device::Cpu),
+        "batch_size",
+        "2 is more than the 1 images",
+    );
+    // At the boundary there is exactly one batch, and keeping works below it.
+    assert_eq!(batch_sizes(&tiny(10), 10, LastBatch::Drop), [10]);
+    assert_eq!(batch_sizes(&tiny(10), 11, LastBatch::Keep), [10]);
+    assert_eq!(batch_sizes(&tiny(1), 64, LastBatch::Keep), [1]);
+}
+
 fn batch_sizes(set: &Dataset, batch_size: usize, last: LastBatch) -> Vec<usize> {
     let it = set
         .batches(batch_size, Shuffle::None, last, &Device::Cpu)
@@ -801,9 +852,7 @@ fn last_batch_keep_and_drop_counts() {
     assert_eq!(batch_sizes(&set, 5, LastBatch::Drop), [5, 5]);
     assert_eq!(batch_sizes(&set, 10, LastBatch::Drop), [10]);
     assert_eq!(batch_sizes(&set, 11, LastBatch::Keep), [10]);
-    assert!(batch_sizes(&set, 11, LastBatch::Drop).is_empty());
     assert_eq!(batch_sizes(&set, 1, LastBatch::Drop).len(), 10);
-    assert!(batch_sizes(&tiny(0), 4, LastBatch::Keep).is_empty());
 
     let real = Dataset::from_idx_bytes(
         &gz_bytes("t10k-images-idx3-ubyte"),
@@ -905,4 +954,263 @@ fn seeded_shuffle_is_a_reproducible_permutation() {
         .batches(64, Shuffle::Seeded(&mut rng), LastBatch::Drop, &Device::Cpu)
         .expect("batches");
     assert_eq!(dropped.order(), &a[..960]);
+}
+
+// ---------------------------------------------------------------------------
+// What a file may make the reader do: only regular files, only what the
+// header declares, and no more than the limit.
+
+/// Runs `f` on another thread and fails the test if it takes longer than
+/// `secs` (a read that blocks on a FIFO would otherwise hang the suite).
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what} did not return within {secs} s"))
+}
+
+fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn only_regular_files_are_read() {
+    let dir = temp_dir("special");
+    let fifo = dir.join("fifo");
+    mkfifo(&fifo);
+    let folder = dir.join("folder");
+    std::fs::create_dir(&folder).expect("mkdir");
+    let link = dir.join("zero-link");
+    std::os::unix::fs::symlink("/dev/zero", &link).expect("symlink");
+    for (path, what) in [
+        (fifo.clone(), "a FIFO"),
+        (PathBuf::from("/dev/zero"), "a character device"),
+        (link.clone(), "a character device"),
+        (folder.clone(), "a folder"),
+    ] {
+        let name = path.to_str().expect("utf-8 path").to_string();
+        let needle = format!("not a regular file ({what})");
+        let p = path.clone();
+        assert_data_err(
+            within(10, &name, move || idx::read_images(&p).map(|i| i.count())),
+            &name,
+            &needle,
+        );
+        let p = path.clone();
+        assert_data_err(
+            within(10, &name, move || idx::read_labels(&p).map(|l| l.len())),
+            &name,
+            &needle,
+        );
+        let p = path.clone();
+        assert_data_err(
+            within(10, &name, move || {
+                Dataset::from_idx_files(&p, &p).map(|d| d.len())
+            }),
+            &name,
+            &needle,
+        );
+    }
+
+    // A FIFO under a standard name in an otherwise valid folder.
+    for (i, stem) in FILES.iter().enumerate() {
+        let dir = temp_dir(&format!("special-{i}"));
+        for other in FILES.iter().filter(|&&s| s != *stem) {
+            std::fs::write(dir.join(format!("{other}.gz")), gz_bytes(other)).expect("write");
+        }
+        let fifo = dir.join(stem);
+        mkfifo(&fifo);
+        let name = fifo.to_str().expect("utf-8 path").to_string();
+        assert_data_err(
+            within(10, &name, move || {
+                Mnist::load_dir(&dir).map(|m| m.train.len())
+            }),
+            &name,
+            "not a regular file (a FIFO)",
+        );
+    }
+}
+
+/// The 16-byte header of an IDX images file of `count` 28×28 images.
+fn images_header(count: u32) -> Vec<u8> {
+    header_with_dims(count, 28, 28)
+}
+
+#[test]
+fn a_gzip_bomb_claiming_gigabytes_fails_before_allocating_them() {
+    // 2,739,138 images of 28×28 are 2 GiB of bytes (8 GiB as f32), followed by
+    // only 16 MB of zeros: 16 KB of gzip.
+    let declared = 2_739_138u32;
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    enc.write_all(&images_header(declared)).expect("write");
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..16 {
+        enc.write_all(&zeros).expect("write");
+    }
+    let bomb = enc.finish().expect("finish");
+    assert!(bomb.len() < 100_000, "the bomb is {} bytes", bomb.len());
+
+    let started = std::time::Instant::now();
+    let (result, largest) = largest_allocation(|| images(&bomb, "bomb.gz"));
+    assert_data_err(
+        result,
+        "bomb.gz",
+        "too large: 2739138×28×28 = 2147484192 pixels need 8589936768 bytes as f32, more than the limit of 2147483648 bytes",
+    );
+    // The inflate state (32 KiB window) is the largest allocation.
+    assert!(
+        largest < 64 << 10,
+        "allocated {largest} bytes for a refused header"
+    );
+    assert!(
+        started.elapsed().as_secs() < 2,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Under a limit that allows the claim, the buffer still grows only with
+    // the 16 MiB that really decompress (at most doubling them).
+    let limits = DataLimits {
+        max_bytes: 16 << 30,
+    };
+    let (result, largest) =
+        largest_allocation(|| idx::parse_images_with(&bomb, "bomb.gz", limits).map(|i| i.count()));
+    assert_data_err(result, "bomb.gz", "has only 16777216");
+    assert!(largest <= 2 * (16 << 20), "allocated {largest} bytes");
+
+    // The same through a file.
+    let path = temp_dir("bomb").join("bomb.gz");
+    std::fs::write(&path, &bomb).expect("write");
+    let name = path.to_str().expect("utf-8").to_string();
+    let (result, largest) = largest_allocation(|| idx::read_images(&path).map(|i| i.count()));
+    assert_data_err(result, &name, "too large");
+    assert!(largest < 64 << 10, "allocated {largest} bytes");
+}
+
+#[test]
+fn an_honest_file_of_two_million_images_is_refused_with_the_size_it_needs() {
+    // 2,000,000 × 28 × 28 = 1.568 GB of pixels, 6.272 GB as f32: a valid gzip
+    // (20 members of 78.4 MB of zeros after the header), 1.5 MB compressed.
+    let count = 2_000_000u32;
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    enc.write_all(&vec![0u8; 78_400_000]).expect("write");
+    let chunk = enc.finish().expect("finish");
+    let mut honest = gzip(&images_header(count));
+    for _ in 0..20 {
+        honest.extend_from_slice(&chunk);
+    }
+    assert!(honest.len() < 2_000_000, "{} bytes of gzip", honest.len());
+    let needle = "too large: 2000000×28×28 = 1568000000 pixels need 6272000000 bytes as f32, more than the limit of 2147483648 bytes (raise DataLimits::max_bytes";
+    let started = std::time::Instant::now();
+    let (result, largest) = largest_allocation(|| images(&honest, "honest.gz"));
+    assert_data_err(result, "honest.gz", needle);
+    assert!(largest < 64 << 10, "allocated {largest} bytes");
+    assert!(
+        started.elapsed().as_secs() < 2,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(MAX_DATASET_BYTES, 2 << 30);
+
+    // As files: the gzip, and a raw file of the full length (sparse, so the
+    // test writes only the header); neither is read past its header.
+    let dir = temp_dir("honest");
+    let gz = dir.join("honest.gz");
+    std::fs::write(&gz, &honest).expect("write");
+    let raw = dir.join("honest.idx");
+    std::fs::write(&raw, images_header(count)).expect("write");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&raw)
+        .and_then(|f| f.set_len(16 + 1_568_000_000))
+        .expect("extend sparse file");
+    for path in [gz, raw] {
+        let name = path.to_str().expect("utf-8").to_string();
+        let started = std::time::Instant::now();
+        let (result, largest) = largest_allocation(|| idx::read_images(&path).map(|i| i.count()));
+        assert_data_err(result, &name, needle);
+        assert!(largest < 64 << 10, "{name}: allocated {largest} bytes");
+        assert!(
+            started.elapsed().as_secs() < 2,
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn the_limit_counts_bytes_of_f32_pixels_and_can_be_raised() {
+    // The 2,000 test images are 1,568,000 bytes, 6,272,000 bytes as f32.
+    let images_gz = gz_bytes("t10k-images-idx3-ubyte");
+    let labels_gz = gz_bytes("t10k-labels-idx1-ubyte");
+    let at = |max_bytes: u64| DataLimits { max_bytes };
+    assert_data_err(
+        idx::parse_images_with(&images_gz, "i", at(6_271_999)).map(|i| i.count()),
+        "i",
+        "2000×28×28 = 1568000 pixels need 6272000 bytes as f32, more than the limit of 6271999 bytes",
+    );
+    assert_eq!(
+        idx::parse_images_with(&images_gz, "i", at(6_272_000))
+            .expect("at the limit")
+            .count(),
+        2_000
+    );
+    assert_data_err(
+        Dataset::from_idx_bytes_with(&images_gz, "i", &labels_gz, "l", at(6_271_999)),
+        "i",
+        "too large",
+    );
+    let set = Dataset::from_idx_bytes_with(&images_gz, "i", &labels_gz, "l", at(6_272_000))
+        .expect("at the limit");
+    assert_eq!(set.images().len() * 4, 6_272_000);
+    // Labels: at most max_bytes / 4 of them.
+    assert_data_err(
+        idx::parse_labels_with(&labels_gz, "l", at(7_999)).map(|l| l.len()),
+        "l",
+        "too large: 2000 labels, more than the 1999 images",
+    );
+    assert_eq!(
+        idx::parse_labels_with(&labels_gz, "l", at(8_000))
+            .expect("at the limit")
+            .len(),
+        2_000
+    );
+    // A folder: each set is checked, and the error names the file.
+    let train_bytes = 8_000 * 784 * 4;
+    let err = Mnist::load_dir_with(data_dir(), at(train_bytes - 1));
+    let name = data_dir().join("train-images-idx3-ubyte.gz");
+    assert_data_err(err, name.to_str().expect("utf-8"), "too large");
+    let mnist = Mnist::load_dir_with(data_dir(), at(train_bytes)).expect("at the limit");
+    assert_eq!((mnist.train.len(), mnist.test.len()), (8_000, 2_000));
+}
+
+#[test]
+fn gigabytes_of_trailing_data_fail_after_a_bounded_read() {
+    // A valid labels file followed by 1 GiB of zeros: 1 MB of gzip.
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    enc.write_all(&raw_bytes("t10k-labels-idx1-ubyte"))
+        .expect("write");
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        enc.write_all(&zeros).expect("write");
+    }
+    let gz = enc.finish().expect("finish");
+    let started = std::time::Instant::now();
+    assert_data_err(
+        labels(&gz, "tail.gz"),
+        "tail.gz",
+        "more than 1048576 trailing bytes after the 2000 data bytes",
+    );
+    // Decompressing the whole gigabyte takes seconds; the bounded scan does not.
+    assert!(
+        started.elapsed().as_millis() < 500,
+        "took {:?}",
+        started.elapsed()
+    );
 }

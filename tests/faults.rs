@@ -92,9 +92,85 @@ fn kill_during_checkpoint_saves_leaves_a_loadable_file() {
         last_values.len() > 1,
         "children never completed a save: {last_values:?}"
     );
+    // Each save first deletes the temporary files of killed savers, so at most
+    // the last killed child's is left, and the next save removes it.
+    let left = temporaries(&dir, "model.safetensors");
+    assert!(
+        left.len() <= 1,
+        "temporary files left by the kills: {left:?}"
+    );
+    Model::load(&path, &Device::Cpu)
+        .unwrap()
+        .save(&path)
+        .unwrap();
+    let left = temporaries(&dir, "model.safetensors");
+    assert!(left.is_empty(), "left after a clean save: {left:?}");
     println!(
         "{KILLS} kills during saves survived; {} distinct checkpoints seen",
         last_values.len()
+    );
+}
+
+/// The temporary files of saves of `target` in `dir`.
+fn temporaries(dir: &Path, target: &str) -> Vec<String> {
+    let prefix = format!(".{target}.tmp-");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_save_removes_temporary_files_of_dead_processes_only() {
+    let dir = temp_dir("faults-stale");
+    // A pid that no longer runs: a child that has exited and been reaped.
+    let mut done = Command::new("true").spawn().unwrap();
+    let dead = done.id();
+    done.wait().unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{dead}")).exists(),
+        "pid {dead} still runs"
+    );
+    // A pid that runs: another process, alive for the whole test.
+    let mut alive = Command::new("sleep").arg("60").spawn().unwrap();
+    let live = alive.id();
+    let own = std::process::id();
+    let names = [
+        format!(".model.safetensors.tmp-{dead}-0"),
+        format!(".model.safetensors.tmp-{dead}-17"),
+        format!(".model.safetensors.tmp-{live}-3"),
+        format!(".model.safetensors.tmp-{own}-999999"),
+        format!(".other.safetensors.tmp-{dead}-0"),
+        format!(".model.safetensors.tmp-{dead}-x"),
+        format!("model.safetensors.tmp-{dead}-1"),
+    ];
+    for n in &names {
+        std::fs::write(dir.join(n), b"partial").unwrap();
+    }
+    let tensors = [(
+        "w".to_string(),
+        Tensor::ones(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+    )]
+    .into_iter()
+    .collect();
+    vaekit::params::write_checkpoint(dir.join("model.safetensors"), &tensors, &Default::default())
+        .unwrap();
+    alive.kill().unwrap();
+    alive.wait().unwrap();
+    let mut kept: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "model.safetensors")
+        .collect();
+    kept.sort();
+    let mut expected: Vec<String> = names[2..].to_vec();
+    expected.sort();
+    assert_eq!(
+        kept, expected,
+        "only the dead process's temporaries of model.safetensors go"
     );
 }
 

@@ -1,73 +1,78 @@
 //! Flags shared by the tutorial examples: `--epochs`, `--data`, `--out`,
-//! `--device`, `--seed` (and `--preset` where an example takes one).
+//! `--device`, `--seed`, `--resume`, `--overwrite` (parsed with clap; an example
+//! with flags of its own flattens [`Args`] into its own parser).
+//!
+//! Errors are one line, `error: …`, and exit status 2, whatever `RUST_BACKTRACE`
+//! says; `--help` prints the full help and exits 0. A `--out` that already holds
+//! a run is never overwritten silently: `--resume` continues it, `--overwrite`
+//! starts anew.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use clap::{Arg, ArgAction, ColorChoice, CommandFactory, FromArgMatches, Parser};
 use vaekit::data::Mnist;
+use vaekit::train::{BEST_MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE};
 use vaekit::{Error, Result};
 
 /// The parsed command line of a tutorial example.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Parser)]
 pub struct Args {
-    /// Epochs to train (the tutorial's default when absent).
+    /// Epochs to train (the tutorial's number when absent).
+    #[arg(long, value_name = "N", value_parser = positive, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
-    /// A folder with the four MNIST-format IDX files; the bundled digits when absent.
+    /// A folder with the four MNIST-format IDX files (raw or .gz); the bundled
+    /// 10,000 digits when absent.
+    #[arg(long, value_name = "DIR", value_parser = non_empty_path)]
     pub data: Option<PathBuf>,
     /// Where outputs go.
+    #[arg(long, value_name = "DIR", value_parser = non_empty_path)]
     pub out: PathBuf,
-    /// The device.
+    /// The device: cpu, cuda or cuda:N.
+    #[arg(long, value_name = "NAME", default_value = "cpu", value_parser = device)]
     pub device: Device,
-    /// The seed.
+    /// The seed of every random draw.
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub seed: u64,
-    /// Extra `--name value` pairs the example asked for.
+    /// Continue the run in --out from its checkpoint (bit-identical on the CPU).
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Start anew in an --out that holds a run, deleting its history and
+    /// checkpoints.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Extra `--name value` pairs asked for through [`Args::parse`].
+    #[arg(skip)]
     pub extra: Vec<(String, String)>,
 }
 
 impl Args {
-    /// Parses `std::env::args()`, accepting the common flags plus `extra` names.
-    pub fn parse(default_out: &str, extra: &[&str], usage: &str) -> Result<Self> {
-        let mut args = Args {
-            epochs: None,
-            data: None,
-            out: PathBuf::from(default_out),
-            device: Device::Cpu,
-            seed: 0,
-            extra: Vec::new(),
-        };
-        let mut it = std::env::args().skip(1);
-        while let Some(flag) = it.next() {
-            if flag == "--help" || flag == "-h" {
-                println!("{usage}\n\nflags: --epochs N  --data DIR  --out DIR  --device cpu|cuda  --seed N{}",
-                    extra.iter().map(|e| format!("  --{e} VALUE")).collect::<String>());
-                std::process::exit(0);
-            }
-            let name = flag.strip_prefix("--").ok_or_else(|| {
-                Error::config(
-                    "arguments",
-                    format!("unexpected argument `{flag}` (try --help)"),
-                )
-            })?;
-            let value = it
-                .next()
-                .filter(|v| !v.starts_with("--"))
-                .ok_or_else(|| Error::config(name, "needs a value"))?;
-            match name {
-                "epochs" => args.epochs = Some(parse_positive(name, &value)?),
-                "data" => args.data = Some(PathBuf::from(value)),
-                "out" => args.out = PathBuf::from(value),
-                "device" => args.device = vaekit::device_from_name(&value)?,
-                "seed" => {
-                    args.seed = value.parse().map_err(|_| {
-                        Error::config("seed", format!("`{value}` is not a whole number"))
-                    })?
-                }
-                other if extra.contains(&other) => args.extra.push((other.to_string(), value)),
-                other => return Err(Error::config(other, "unknown flag (try --help)")),
+    /// Parses the command line: the common flags plus `--NAME VALUE` for each
+    /// name in `extra`, with `usage` as the help's description; then checks
+    /// `--out` against `--resume`/`--overwrite` ([`Args::prepare`]).
+    ///
+    /// Exits with status 2 and one line on a bad flag, 0 after `--help`.
+    pub fn parse(default_out: &'static str, extra: &[&'static str], usage: &str) -> Result<Self> {
+        let mut cmd = Self::command().about(usage.to_string());
+        for &name in extra {
+            cmd = cmd.arg(
+                Arg::new(name)
+                    .long(name)
+                    .value_name("VALUE")
+                    .action(ArgAction::Set),
+            );
+        }
+        let (matches, mut cmd) = matches(cmd, default_out);
+        let mut args =
+            Self::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e.format(&mut cmd)));
+        for &name in extra {
+            if let Some(v) = matches.get_one::<String>(name) {
+                args.extra.push((name.to_string(), v.clone()));
             }
         }
-        std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+        args.prepare(&[])?;
         Ok(args)
     }
 
@@ -86,17 +91,204 @@ impl Args {
             None => Mnist::bundled(),
         }
     }
+
+    /// Checks the run folders against `--resume` and `--overwrite`, then
+    /// creates `--out`. The run folders are `--out` itself when `runs` is
+    /// empty, else `--out/<run>` for each (an example that trains several
+    /// models).
+    ///
+    /// A folder holds a run if it has a `checkpoint.safetensors`, a
+    /// `best.safetensors` or a non-empty `history.jsonl` (a run killed before
+    /// its first epoch leaves only an empty history, and nothing to lose).
+    /// Without either flag such a folder is refused; `--overwrite` deletes
+    /// those three files; `--resume` needs a checkpoint in at least one run
+    /// folder, and refuses a folder that holds a run without one.
+    pub fn prepare(&self, runs: &[&str]) -> Result<()> {
+        let dirs: Vec<PathBuf> = if runs.is_empty() {
+            vec![self.out.clone()]
+        } else {
+            runs.iter().map(|r| self.out.join(r)).collect()
+        };
+        if self.overwrite {
+            for dir in &dirs {
+                for file in [HISTORY_FILE, CHECKPOINT_FILE, BEST_MODEL_FILE] {
+                    let path = dir.join(file);
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(Error::io(path, e)),
+                    }
+                }
+            }
+        } else if self.resume {
+            if !dirs.iter().any(|d| d.join(CHECKPOINT_FILE).is_file()) {
+                return Err(Error::config(
+                    "resume",
+                    format!(
+                        "{} holds no {CHECKPOINT_FILE} to resume from",
+                        self.out.display()
+                    ),
+                ));
+            }
+            for dir in &dirs {
+                let files = run_files(dir);
+                if !files.is_empty() && !files.contains(&CHECKPOINT_FILE) {
+                    return Err(Error::config(
+                        "resume",
+                        format!(
+                            "{} holds a run ({}) but no {CHECKPOINT_FILE} to resume it from; pass --overwrite to start anew",
+                            dir.display(),
+                            files.join(", ")
+                        ),
+                    ));
+                }
+            }
+        } else {
+            for dir in &dirs {
+                let files = run_files(dir);
+                if !files.is_empty() {
+                    return Err(Error::config(
+                        "out",
+                        format!(
+                            "{} already holds a run ({}); pass --resume to continue it or --overwrite to start anew",
+                            dir.display(),
+                            files.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))
+    }
+
+    /// Whether the run in `dir` is to be resumed (`--resume` and a checkpoint
+    /// there) rather than started: call the trainer's `resume` then, else `fit`.
+    pub fn resumes(&self, dir: &Path) -> bool {
+        self.resume && dir.join(CHECKPOINT_FILE).is_file()
+    }
+}
+
+/// The files of a run present in `dir` (a history only if it is not empty).
+fn run_files(dir: &Path) -> Vec<&'static str> {
+    let mut files = Vec::new();
+    let history = std::fs::metadata(dir.join(HISTORY_FILE));
+    if history.is_ok_and(|m| m.len() > 0) {
+        files.push(HISTORY_FILE);
+    }
+    for file in [CHECKPOINT_FILE, BEST_MODEL_FILE] {
+        if dir.join(file).exists() {
+            files.push(file);
+        }
+    }
+    files
+}
+
+/// Parses the command line into `P` (an example's own parser, which may
+/// flatten [`Args`]), with `default_out` for `--out` if `P` has one and
+/// `about` as the help's description. Nothing is checked on disk: call
+/// [`Args::prepare`] next.
+///
+/// Exits with status 2 and one line on a bad flag (a non-UTF-8 argument
+/// included), 0 after `--help`.
+pub fn parse_flags<P: Parser>(default_out: &'static str, about: &str) -> P {
+    let (matches, mut cmd) = matches(P::command().about(about.to_string()), default_out);
+    P::from_arg_matches(&matches).unwrap_or_else(|e| clap_exit(e.format(&mut cmd)))
+}
+
+/// Runs `cmd` on the process's arguments.
+fn matches(cmd: clap::Command, default_out: &'static str) -> (clap::ArgMatches, clap::Command) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some((i, bad)) = args
+        .iter()
+        .enumerate()
+        .skip(1)
+        .find(|(_, a)| a.to_str().is_none())
+    {
+        fail(&format!(
+            "argument {i} is not valid UTF-8: `{}`",
+            bad.to_string_lossy()
+        ));
+    }
+    let mut cmd = cmd.color(ColorChoice::Never);
+    if cmd.get_arguments().any(|a| a.get_id() == "out") {
+        cmd = cmd.mut_arg("out", |a| a.default_value(default_out).required(false));
+    }
+    match cmd.try_get_matches_from_mut(args) {
+        Ok(m) => (m, cmd),
+        Err(e) => clap_exit(e),
+    }
+}
+
+/// Prints clap's help (exit 0) or its error on one line (exit 2): the message
+/// up to the first blank line, without the usage and tips that follow.
+fn clap_exit(e: clap::Error) -> ! {
+    if !e.use_stderr() {
+        // --help: the full text on stdout.
+        print!("{e}");
+        std::process::exit(0);
+    }
+    let text = e.to_string();
+    let message: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    fail(&format!("{message} (try --help)"))
+}
+
+/// Prints `message` as one line `error: …` on stderr and exits with status 2.
+pub fn fail(message: &str) -> ! {
+    eprintln!("error: {}", one_line(message));
+    std::process::exit(2);
+}
+
+/// `text` on one line: a backtrace (which candle appends to its errors when
+/// `RUST_BACKTRACE` is set) is cut off, and the remaining lines are joined
+/// with `: `.
+pub fn one_line(text: &str) -> String {
+    let mut kept = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        let frame = t
+            .split_once(':')
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if frame || t.starts_with("stack backtrace") || t.starts_with("note: Some details") {
+            break;
+        }
+        if !t.is_empty() {
+            kept.push(t);
+        }
+    }
+    kept.join(": ")
+}
+
+/// A positive whole number (for clap).
+pub fn positive(value: &str) -> std::result::Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{value}` is not a positive whole number")),
+    }
+}
+
+/// A path that is not empty (for clap): `--out ''` would mean the current folder.
+fn non_empty_path(value: &str) -> std::result::Result<PathBuf, String> {
+    if value.is_empty() {
+        Err("an empty path; name a folder".into())
+    } else {
+        Ok(PathBuf::from(value))
+    }
+}
+
+/// A device by name (for clap).
+fn device(value: &str) -> Result<Device> {
+    vaekit::device_from_name(value)
 }
 
 /// Parses a positive whole number for flag `name`.
 pub fn parse_positive(name: &str, value: &str) -> Result<usize> {
-    match value.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(Error::config(
-            name,
-            format!("`{value}` is not a positive whole number"),
-        )),
-    }
+    positive(value).map_err(|reason| Error::config(name, reason))
 }
 
 /// Prints one line per epoch.
@@ -116,12 +308,11 @@ pub fn print_epoch(report: &vaekit::train::EpochReport) {
     );
 }
 
-/// Runs an example's body, printing an error as one readable line (not `Debug`)
-/// and exiting with status 2.
+/// Runs an example's body, printing an error as one readable line (not `Debug`,
+/// no backtrace) and exiting with status 2.
 pub fn run(body: impl FnOnce() -> Result<()>) {
     if let Err(e) = body() {
-        eprintln!("error: {e}");
-        std::process::exit(2);
+        fail(&e.to_string());
     }
 }
 

@@ -8,7 +8,7 @@ use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::{Rng, RngCore};
 
-use super::idx::{self, IdxImages};
+use super::idx::{self, DataLimits, IdxImages};
 use crate::error::{Error, Result};
 
 /// Greyscale images as `f32` in `[0, 1]`, one contiguous buffer, with a
@@ -154,11 +154,19 @@ impl Dataset {
                 ),
             });
         }
-        let pixels = images
-            .pixels()
-            .iter()
-            .map(|&v| f32::from(v) / 255.0)
-            .collect();
+        let mut pixels = Vec::new();
+        pixels
+            .try_reserve_exact(images.pixels().len())
+            .map_err(|_| {
+                Error::config(
+                    "images",
+                    format!(
+                        "cannot allocate {} bytes for the f32 pixels: out of memory",
+                        images.pixels().len().saturating_mul(4)
+                    ),
+                )
+            })?;
+        pixels.extend(images.pixels().iter().map(|&v| f32::from(v) / 255.0));
         Ok(Self {
             images: pixels,
             labels,
@@ -168,7 +176,8 @@ impl Dataset {
     }
 
     /// Parses an IDX images file and an IDX labels file from bytes (each raw
-    /// or gzip) and pairs them; the names appear in errors.
+    /// or gzip) and pairs them; the names appear in errors. The images may
+    /// take at most [`idx::MAX_DATASET_BYTES`] as `f32`.
     ///
     /// # Errors
     ///
@@ -180,23 +189,58 @@ impl Dataset {
         labels: &[u8],
         labels_name: impl AsRef<Path>,
     ) -> Result<Self> {
-        let images = idx::parse_images(images, images_name)?;
+        Self::from_idx_bytes_with(
+            images,
+            images_name,
+            labels,
+            labels_name,
+            DataLimits::default(),
+        )
+    }
+
+    /// [`Dataset::from_idx_bytes`] under `limits` instead of the default.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dataset::from_idx_bytes`], with the limit of `limits`.
+    pub fn from_idx_bytes_with(
+        images: &[u8],
+        images_name: impl AsRef<Path>,
+        labels: &[u8],
+        labels_name: impl AsRef<Path>,
+        limits: DataLimits,
+    ) -> Result<Self> {
+        let images = idx::parse_images_with(images, images_name, limits)?;
         let labels_name = labels_name.as_ref();
-        let labels = idx::parse_labels(labels, labels_name)?;
+        let labels = idx::parse_labels_with(labels, labels_name, limits)?;
         Self::from_idx(&images, labels, labels_name)
     }
 
-    /// Reads an IDX images file and an IDX labels file (each raw or gzip)
-    /// and pairs them.
+    /// Reads an IDX images file and an IDX labels file (each raw or gzip,
+    /// each a regular file) and pairs them. The images may take at most
+    /// [`idx::MAX_DATASET_BYTES`] as `f32`.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if a file cannot be read, otherwise as
-    /// [`Dataset::from_idx_bytes`].
+    /// [`idx::read_images`] and [`Dataset::from_idx_bytes`].
     pub fn from_idx_files(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Self> {
-        let images = idx::read_images(images)?;
+        Self::from_idx_files_with(images, labels, DataLimits::default())
+    }
+
+    /// [`Dataset::from_idx_files`] under `limits` instead of the default.
+    ///
+    /// # Errors
+    ///
+    /// As [`Dataset::from_idx_files`], with the limit of `limits`.
+    pub fn from_idx_files_with(
+        images: impl AsRef<Path>,
+        labels: impl AsRef<Path>,
+        limits: DataLimits,
+    ) -> Result<Self> {
+        let images = idx::read_images_with(images, limits)?;
         let labels_path = labels.as_ref();
-        let labels = idx::read_labels(labels_path)?;
+        let labels = idx::read_labels_with(labels_path, limits)?;
         Self::from_idx(&images, labels, labels_path)
     }
 
@@ -325,10 +369,15 @@ impl Dataset {
     /// caller's RNG for [`Shuffle::Seeded`]. `last` says whether a final
     /// partial batch is kept or dropped.
     ///
+    /// Every call yields at least one batch: a request that would yield none
+    /// is an error, so a caller never mistakes it for an epoch of zero steps.
+    ///
     /// # Errors
     ///
-    /// [`Error::Config`] (field `batch_size`) if `batch_size` is 0. Each
-    /// item is [`Error::Candle`] if its tensors cannot be created.
+    /// [`Error::Config`] (field `batch_size`) if `batch_size` is 0, or if
+    /// `last` is [`LastBatch::Drop`] and the dataset holds fewer images than
+    /// one batch; [`Error::Config`] (field `dataset`) if the dataset is empty.
+    /// Each item is [`Error::Candle`] if its tensors cannot be created.
     ///
     /// # Example
     ///
@@ -357,6 +406,21 @@ impl Dataset {
     ) -> Result<Batches<'_>> {
         if batch_size == 0 {
             return Err(Error::config("batch_size", "must be positive, got 0"));
+        }
+        if self.is_empty() {
+            return Err(Error::config(
+                "dataset",
+                "is empty: there are no images to make batches of",
+            ));
+        }
+        if last == LastBatch::Drop && self.len() < batch_size {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{batch_size} is more than the {} images of the dataset, and LastBatch::Drop drops the only, partial batch: no batch would be made (use a smaller batch size or LastBatch::Keep)",
+                    self.len()
+                ),
+            ));
         }
         let mut order: Vec<usize> = (0..self.len()).collect();
         if let Shuffle::Seeded(rng) = shuffle {

@@ -12,8 +12,14 @@
 //! `0x1f 0x8b` magic) is decompressed through a bound of exactly the declared
 //! data length and must end there. Every failure is an [`Error::Data`] naming
 //! the file and the problem.
+//!
+//! What a header may declare is also bounded by [`DataLimits`] (by default
+//! [`MAX_DATASET_BYTES`] of decoded `f32` pixels), checked before the data is
+//! read, so a small file cannot make the reader allocate gigabytes. Files are
+//! read only if they are regular files: a FIFO, a device such as `/dev/zero` or
+//! a folder is refused from its metadata, without being opened for reading.
 
-use std::io::Read;
+use std::io::{BufReader, Cursor, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
@@ -32,6 +38,59 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// How many times its compressed size a gzip input may reserve up front for
 /// its data; past that the buffer grows only as decompressed bytes arrive.
 const GZIP_RESERVE_RATIO: usize = 4;
+/// The first buffer a gzip stream's data is read into, before it doubles.
+const GZIP_FIRST_CHUNK: usize = 64 << 10;
+/// How many bytes past the declared data are counted before a trailing-bytes
+/// error stops reading (so a stream with gigabytes of trailing data fails at once).
+const TRAILING_SCAN: u64 = 1 << 20;
+/// Bytes per pixel once decoded into a [`Dataset`](crate::data::Dataset) (`f32`).
+const DECODED_PIXEL_BYTES: u64 = 4;
+
+/// The largest dataset vaekit loads unless told otherwise: 2 GiB of decoded
+/// `f32` pixels (4 bytes per pixel), about 685,000 images of 28×28.
+///
+/// That holds MNIST, Fashion-MNIST and EMNIST-balanced many times over, and
+/// refuses a header that claims more before anything of that size is read.
+/// Raise it with [`DataLimits`].
+pub const MAX_DATASET_BYTES: u64 = 2 << 30;
+
+/// Bounds on what an IDX header may make the reader allocate.
+///
+/// The limit is stated in bytes of decoded `f32` pixels, what a
+/// [`Dataset`](crate::data::Dataset) holds: an images file of
+/// `count × rows × cols` bytes is accepted if `4 · count · rows · cols ≤
+/// max_bytes`. Loading also holds the file's bytes (`max_bytes / 4`) while they
+/// are converted, so the peak is about `1.25 · max_bytes`. A labels file may
+/// hold at most `max_bytes / 4` labels (every image has at least one pixel).
+///
+/// ```
+/// use vaekit::data::idx::{DataLimits, MAX_DATASET_BYTES};
+///
+/// assert_eq!(DataLimits::default().max_bytes, MAX_DATASET_BYTES);
+/// // EMNIST by-class (814,255 images of 28×28) needs 2.6 GB as f32:
+/// let emnist = DataLimits { max_bytes: 3 << 30 };
+/// # let _ = emnist;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataLimits {
+    /// The largest dataset accepted, in bytes of decoded `f32` pixels.
+    pub max_bytes: u64,
+}
+
+impl Default for DataLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: MAX_DATASET_BYTES,
+        }
+    }
+}
+
+impl DataLimits {
+    /// The most pixels (and so images or labels) the limit allows.
+    fn max_pixels(self) -> u64 {
+        self.max_bytes / DECODED_PIXEL_BYTES
+    }
+}
 
 /// A stack of `count` greyscale images of `rows × cols` unsigned bytes, as
 /// read from an IDX file.
@@ -79,10 +138,28 @@ impl IdxImages {
 /// [`Error::Data`] naming `name` if the bytes are empty, the header is
 /// truncated, the magic, dtype byte or number of dimensions is wrong, an image
 /// has zero rows or columns, the dimension product overflows, the data is
-/// shorter or longer than the header declares, or the gzip stream is corrupt.
+/// shorter or longer than the header declares, the images need more than
+/// [`MAX_DATASET_BYTES`] as `f32`, or the gzip stream is corrupt.
 pub fn parse_images(bytes: &[u8], name: impl AsRef<Path>) -> Result<IdxImages> {
+    parse_images_with(bytes, name, DataLimits::default())
+}
+
+/// [`parse_images`] under `limits` instead of the default.
+///
+/// # Errors
+///
+/// As [`parse_images`], with the limit of `limits`.
+pub fn parse_images_with(
+    bytes: &[u8],
+    name: impl AsRef<Path>,
+    limits: DataLimits,
+) -> Result<IdxImages> {
     let name = name.as_ref();
-    let (dims, pixels) = parse(bytes, name, Kind::Images)?;
+    let (dims, pixels) = parse(bytes, name, Kind::Images, limits)?;
+    images_from(dims, pixels, name)
+}
+
+fn images_from(dims: Vec<usize>, pixels: Vec<u8>, name: &Path) -> Result<IdxImages> {
     let (count, rows, cols) = match dims[..] {
         [count, rows, cols] => (count, rows, cols),
         // `parse` checked the number of dimensions against `Kind::Images`.
@@ -110,32 +187,144 @@ pub fn parse_images(bytes: &[u8], name: impl AsRef<Path>) -> Result<IdxImages> {
 /// # Errors
 ///
 /// [`Error::Data`] naming `name` for the same header and length problems as
-/// [`parse_images`].
+/// [`parse_images`], and for more labels than [`MAX_DATASET_BYTES`]` / 4`.
 pub fn parse_labels(bytes: &[u8], name: impl AsRef<Path>) -> Result<Vec<u8>> {
-    let (_, labels) = parse(bytes, name.as_ref(), Kind::Labels)?;
-    Ok(labels)
+    parse_labels_with(bytes, name, DataLimits::default())
 }
 
-/// Reads IDX images from the file at `path`, raw or gzip.
+/// [`parse_labels`] under `limits` instead of the default.
 ///
 /// # Errors
 ///
-/// [`Error::Io`] if the file cannot be read, otherwise as [`parse_images`].
+/// As [`parse_labels`], with the limit of `limits`.
+pub fn parse_labels_with(
+    bytes: &[u8],
+    name: impl AsRef<Path>,
+    limits: DataLimits,
+) -> Result<Vec<u8>> {
+    let (_, labels) = parse(bytes, name.as_ref(), Kind::Labels, limits)?;
+    Ok(labels)
+}
+
+/// Reads IDX images from the file at `path`, raw or gzip, streaming it: only
+/// the declared data is held, never the whole file.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the file cannot be read; [`Error::Data`] naming `path` if
+/// it is not a regular file (a FIFO, a device, a folder: checked from its
+/// metadata before it is opened), otherwise as [`parse_images`].
 pub fn read_images(path: impl AsRef<Path>) -> Result<IdxImages> {
+    read_images_with(path, DataLimits::default())
+}
+
+/// [`read_images`] under `limits` instead of the default.
+///
+/// # Errors
+///
+/// As [`read_images`], with the limit of `limits`.
+pub fn read_images_with(path: impl AsRef<Path>, limits: DataLimits) -> Result<IdxImages> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_images(&bytes, path)
+    let (dims, pixels) = read_file(path, Kind::Images, limits)?;
+    images_from(dims, pixels, path)
 }
 
 /// Reads IDX labels from the file at `path`, raw or gzip.
 ///
 /// # Errors
 ///
-/// [`Error::Io`] if the file cannot be read, otherwise as [`parse_labels`].
+/// As [`read_images`] and [`parse_labels`].
 pub fn read_labels(path: impl AsRef<Path>) -> Result<Vec<u8>> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_labels(&bytes, path)
+    read_labels_with(path, DataLimits::default())
+}
+
+/// [`read_labels`] under `limits` instead of the default.
+///
+/// # Errors
+///
+/// As [`read_labels`], with the limit of `limits`.
+pub fn read_labels_with(path: impl AsRef<Path>, limits: DataLimits) -> Result<Vec<u8>> {
+    let (_, labels) = read_file(path.as_ref(), Kind::Labels, limits)?;
+    Ok(labels)
+}
+
+/// Fails unless `path` is a regular file (following symbolic links), from its
+/// metadata: nothing is opened, so a FIFO cannot block the caller.
+fn check_regular_file(path: &Path) -> Result<u64> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    check_file_type(path, &meta)?;
+    Ok(meta.len())
+}
+
+fn check_file_type(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    let ty = meta.file_type();
+    if ty.is_file() {
+        return Ok(());
+    }
+    let what = if ty.is_dir() {
+        "a folder"
+    } else {
+        special_file_kind(&ty)
+    };
+    Err(data_error(
+        path,
+        format!("not a regular file ({what}); only regular files are read"),
+    ))
+}
+
+#[cfg(unix)]
+fn special_file_kind(ty: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ty.is_fifo() {
+        "a FIFO"
+    } else if ty.is_char_device() {
+        "a character device"
+    } else if ty.is_block_device() {
+        "a block device"
+    } else if ty.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_ty: &std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
+/// Reads one IDX file of `kind`, streaming: a regular file only, its length
+/// from the metadata, the data read through the header's bound.
+fn read_file(path: &Path, kind: Kind, limits: DataLimits) -> Result<(Vec<usize>, Vec<u8>)> {
+    check_regular_file(path)?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    // The path may have been replaced between the two calls: check what was opened.
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    check_file_type(path, &meta)?;
+    let len = meta.len();
+    if len == 0 {
+        return Err(data_error(path, "empty file"));
+    }
+    let mut reader = BufReader::new(file);
+    let mut head = [0u8; 2];
+    let got = read_up_to(&mut reader, &mut head, path, Encoding::Raw)?;
+    let stream = Cursor::new(head).take(got as u64).chain(reader);
+    if head[..got] == GZIP_MAGIC {
+        let reserve = usize::try_from(len)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(GZIP_RESERVE_RATIO);
+        parse_stream(
+            MultiGzDecoder::new(stream),
+            path,
+            kind,
+            Encoding::Gzip,
+            reserve,
+            limits,
+        )
+    } else {
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        parse_stream(stream, path, kind, Encoding::Raw, len, limits)
+    }
 }
 
 /// Which IDX payload is expected.
@@ -176,7 +365,12 @@ fn data_error(path: &Path, reason: impl Into<String>) -> Error {
 }
 
 /// Parses the header and data of `bytes`, decompressing if they are gzip.
-fn parse(bytes: &[u8], name: &Path, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)> {
+fn parse(
+    bytes: &[u8],
+    name: &Path,
+    kind: Kind,
+    limits: DataLimits,
+) -> Result<(Vec<usize>, Vec<u8>)> {
     if bytes.is_empty() {
         return Err(data_error(name, "empty file"));
     }
@@ -188,9 +382,10 @@ fn parse(bytes: &[u8], name: &Path, kind: Kind) -> Result<(Vec<usize>, Vec<u8>)>
             kind,
             Encoding::Gzip,
             reserve,
+            limits,
         )
     } else {
-        parse_stream(bytes, name, kind, Encoding::Raw, bytes.len())
+        parse_stream(bytes, name, kind, Encoding::Raw, bytes.len(), limits)
     }
 }
 
@@ -211,23 +406,71 @@ impl Encoding {
 }
 
 /// Reads into `buf` until it is full or the reader ends; returns the number
-/// of bytes read. Read errors (only possible from the gzip decoder) are
-/// reported as a corrupt gzip stream.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8], name: &Path) -> Result<usize> {
+/// of bytes read.
+fn read_up_to(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    name: &Path,
+    encoding: Encoding,
+) -> Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(corrupt_gzip(name, &e)),
+            Err(e) => return Err(read_error(name, e, encoding)),
         }
     }
     Ok(filled)
 }
 
-fn corrupt_gzip(name: &Path, e: &std::io::Error) -> Error {
-    data_error(name, format!("corrupt gzip stream: {e}"))
+/// A read error: from the gzip decoder a corrupt stream, from a raw file an I/O error.
+fn read_error(name: &Path, e: std::io::Error, encoding: Encoding) -> Error {
+    match encoding {
+        Encoding::Gzip => data_error(name, format!("corrupt gzip stream: {e}")),
+        Encoding::Raw => Error::io(name, e),
+    }
+}
+
+/// Reads the `len` declared data bytes into a buffer that never holds more
+/// than `len` bytes: exactly `len` reserved up front when `reserve` covers it
+/// (raw input, whose length was checked), otherwise starting from `reserve`
+/// (at least 64 KiB) and doubling only when full. Returns fewer bytes if the
+/// stream ends first.
+fn read_data(
+    reader: &mut impl Read,
+    len: usize,
+    reserve: usize,
+    name: &Path,
+    encoding: Encoding,
+) -> Result<Vec<u8>> {
+    let mut data: Vec<u8> = Vec::new();
+    let mut filled = 0;
+    while filled < len {
+        if filled == data.len() {
+            let grown = if data.is_empty() {
+                reserve.max(GZIP_FIRST_CHUNK)
+            } else {
+                data.len().saturating_mul(2)
+            }
+            .min(len);
+            data.try_reserve_exact(grown - data.len()).map_err(|_| {
+                data_error(
+                    name,
+                    format!("cannot allocate {grown} bytes for the data: out of memory"),
+                )
+            })?;
+            data.resize(grown, 0);
+        }
+        let got = read_up_to(reader, &mut data[filled..], name, encoding)?;
+        if got == 0 {
+            break;
+        }
+        filled += got;
+    }
+    data.truncate(filled);
+    Ok(data)
 }
 
 /// Reads one IDX file of `kind` from `reader`.
@@ -235,19 +478,21 @@ fn corrupt_gzip(name: &Path, e: &std::io::Error) -> Error {
 /// `reserve` bounds the buffer reserved before reading the data: for raw
 /// bytes it is their length (so a header declaring more fails before any
 /// allocation); for gzip a small multiple of the compressed size, past which
-/// the buffer grows only as decompressed bytes arrive.
+/// the buffer grows only as decompressed bytes arrive. Nothing is read past
+/// the header unless the declared size is within `limits`.
 fn parse_stream(
     mut reader: impl Read,
     name: &Path,
     kind: Kind,
     encoding: Encoding,
     reserve: usize,
+    limits: DataLimits,
 ) -> Result<(Vec<usize>, Vec<u8>)> {
     let stream = encoding.stream();
 
     // Magic: 0x00 0x00 dtype ndims.
     let mut magic = [0u8; 4];
-    let got = read_up_to(&mut reader, &mut magic, name)?;
+    let got = read_up_to(&mut reader, &mut magic, name, encoding)?;
     if got < magic.len() {
         return Err(data_error(
             name,
@@ -294,7 +539,7 @@ fn parse_stream(
     let ndims = usize::from(ndims);
     let mut dim_bytes = [0u8; 12];
     let dim_bytes = &mut dim_bytes[..4 * ndims];
-    let got = read_up_to(&mut reader, dim_bytes, name)?;
+    let got = read_up_to(&mut reader, dim_bytes, name, encoding)?;
     if got < dim_bytes.len() {
         return Err(data_error(
             name,
@@ -327,9 +572,9 @@ fn parse_stream(
         })?;
     let header_len = 4 + 4 * ndims;
 
-    // Data: never reserve more than the input justifies, read at most
-    // `product` bytes (the buffer grows only with bytes actually read), then
-    // require the end of the stream.
+    // Data: never reserve more than the input justifies or the limit allows,
+    // read at most `product` bytes (a gzip buffer grows only with bytes
+    // actually read), then require the end of the stream.
     let available = reserve.saturating_sub(header_len);
     if encoding == Encoding::Raw && product > available {
         return Err(data_error(
@@ -339,12 +584,8 @@ fn parse_stream(
             ),
         ));
     }
-    let mut data = Vec::with_capacity(product.min(available));
-    let limit = u64::try_from(product).unwrap_or(u64::MAX);
-    (&mut reader)
-        .take(limit)
-        .read_to_end(&mut data)
-        .map_err(|e| corrupt_gzip(name, &e))?;
+    check_limit(product, &shown, kind, limits, name)?;
+    let data = read_data(&mut reader, product, available, name, encoding)?;
     if data.len() < product {
         return Err(data_error(
             name,
@@ -354,8 +595,17 @@ fn parse_stream(
             ),
         ));
     }
-    let trailing =
-        std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| corrupt_gzip(name, &e))?;
+    let trailing = std::io::copy(
+        &mut (&mut reader).take(TRAILING_SCAN + 1),
+        &mut std::io::sink(),
+    )
+    .map_err(|e| read_error(name, e, encoding))?;
+    if trailing > TRAILING_SCAN {
+        return Err(data_error(
+            name,
+            format!("more than {TRAILING_SCAN} trailing bytes after the {product} data bytes declared by {shown}"),
+        ));
+    }
     if trailing > 0 {
         return Err(data_error(
             name,
@@ -368,6 +618,34 @@ fn parse_stream(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| data_error(name, format!("dimensions {shown} do not fit in usize")))?;
     Ok((dims, data))
+}
+
+/// Refuses a declared size beyond `limits`, stating what it would need.
+fn check_limit(
+    product: usize,
+    shown: &str,
+    kind: Kind,
+    limits: DataLimits,
+    name: &Path,
+) -> Result<()> {
+    let count = u64::try_from(product).unwrap_or(u64::MAX);
+    if count <= limits.max_pixels() {
+        return Ok(());
+    }
+    let max = limits.max_bytes;
+    let reason = match kind {
+        Kind::Images => {
+            let needs = u128::from(count) * u128::from(DECODED_PIXEL_BYTES);
+            format!(
+                "too large: {shown} = {product} pixels need {needs} bytes as f32, more than the limit of {max} bytes (raise DataLimits::max_bytes, default MAX_DATASET_BYTES)"
+            )
+        }
+        Kind::Labels => format!(
+            "too large: {product} labels, more than the {} images the limit of {max} bytes of f32 pixels allows (raise DataLimits::max_bytes, default MAX_DATASET_BYTES)",
+            limits.max_pixels()
+        ),
+    };
+    Err(data_error(name, reason))
 }
 
 /// The IDX name of a dtype byte, for error messages.

@@ -5,6 +5,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::dataset::Dataset;
+use super::idx::DataLimits;
 use crate::error::{Error, Result};
 
 /// The standard file name (without `.gz`) of the training images.
@@ -37,28 +38,36 @@ impl Mnist {
     ///
     /// # Errors
     ///
+    /// Each file must be a regular file (a FIFO, a device or a folder under
+    /// one of the names is refused without being read), and each set may
+    /// take at most [`MAX_DATASET_BYTES`](super::idx::MAX_DATASET_BYTES) as
+    /// `f32`; see [`Mnist::load_dir_with`] to change that.
+    ///
+    /// # Errors
+    ///
     /// [`Error::Data`] naming the file if one is missing (neither name
-    /// exists) or malformed, or if an images file and its labels file hold
-    /// different counts; [`Error::Io`] if a file exists but cannot be read.
+    /// exists), not a regular file, malformed or too large, or if an images
+    /// file and its labels file hold different counts; [`Error::Io`] if a
+    /// file exists but cannot be read.
     pub fn load_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::load_dir_with(dir, DataLimits::default())
+    }
+
+    /// [`Mnist::load_dir`] with each set bounded by `limits` instead of the
+    /// default.
+    ///
+    /// # Errors
+    ///
+    /// As [`Mnist::load_dir`], with the limit of `limits`.
+    pub fn load_dir_with(dir: impl AsRef<Path>, limits: DataLimits) -> Result<Self> {
         let dir = dir.as_ref();
-        let (train_images, train_images_path) = read_either(dir, TRAIN_IMAGES)?;
-        let (train_labels, train_labels_path) = read_either(dir, TRAIN_LABELS)?;
-        let (test_images, test_images_path) = read_either(dir, TEST_IMAGES)?;
-        let (test_labels, test_labels_path) = read_either(dir, TEST_LABELS)?;
+        let train_images = find_either(dir, TRAIN_IMAGES)?;
+        let train_labels = find_either(dir, TRAIN_LABELS)?;
+        let test_images = find_either(dir, TEST_IMAGES)?;
+        let test_labels = find_either(dir, TEST_LABELS)?;
         Ok(Self {
-            train: Dataset::from_idx_bytes(
-                &train_images,
-                train_images_path,
-                &train_labels,
-                train_labels_path,
-            )?,
-            test: Dataset::from_idx_bytes(
-                &test_images,
-                test_images_path,
-                &test_labels,
-                test_labels_path,
-            )?,
+            train: Dataset::from_idx_files_with(train_images, train_labels, limits)?,
+            test: Dataset::from_idx_files_with(test_images, test_labels, limits)?,
         })
     }
 
@@ -116,13 +125,13 @@ impl Mnist {
     }
 }
 
-/// Reads `dir/stem`, or `dir/stem.gz` if that does not exist.
-fn read_either(dir: &Path, stem: &str) -> Result<(Vec<u8>, PathBuf)> {
+/// `dir/stem`, or `dir/stem.gz` if that does not exist; nothing is opened.
+fn find_either(dir: &Path, stem: &str) -> Result<PathBuf> {
     let raw = dir.join(stem);
     let gz = dir.join(format!("{stem}.gz"));
     for path in [raw, gz] {
-        match std::fs::read(&path) {
-            Ok(bytes) => return Ok((bytes, path)),
+        match std::fs::metadata(&path) {
+            Ok(_) => return Ok(path),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(path, e)),
         }

@@ -31,5 +31,5 @@ pub mod idx;
 mod mnist;
 
 pub use dataset::{Batch, Batches, Dataset, LastBatch, Shuffle};
-pub use idx::IdxImages;
+pub use idx::{DataLimits, IdxImages, MAX_DATASET_BYTES};
 pub use mnist::{Mnist, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};

@@ -20,9 +20,12 @@ pub struct Checkpoint {
 
 /// Writes `tensors` and `metadata` to `path` as safetensors, atomically.
 ///
-/// The bytes go to a temporary file in the same folder, which is flushed to disk and
-/// then renamed over `path`; a process killed at any moment leaves either the old
-/// file or the new one, never a partial file.
+/// The bytes go to a temporary file in the same folder (`.NAME.tmp-PID-N`), which
+/// is flushed to disk and then renamed over `path`; a process killed at any moment
+/// leaves either the old file or the new one, never a partial file. Temporary
+/// files of `path` left by processes killed mid-save are deleted first: only
+/// those whose process no longer runs (on Linux, no `/proc/PID`; without `/proc`,
+/// files untouched for an hour), never this process's own.
 ///
 /// # Errors
 ///
@@ -62,6 +65,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         })?
         .to_string_lossy()
         .into_owned();
+    remove_stale_temporaries(&dir, &file_name);
     // Unique per process and per call, so concurrent saves never share a
     // temporary file.
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -83,6 +87,64 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
         Error::io(path, e)
     })
+}
+
+/// How old a temporary file must be before it is deleted where process ids
+/// cannot be checked (no `/proc`).
+const STALE_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes the temporary files `.{file_name}.tmp-{pid}-{n}` in `dir` that a killed
+/// save left behind, best effort (a file that cannot be listed or deleted is left).
+///
+/// A file is deleted only if its `pid` is not this process's (another thread may
+/// be saving) and that process no longer runs: on Linux, `/proc/{pid}` does not
+/// exist; where `/proc` is absent, the file has not been modified for an hour.
+/// Files of other targets and names that do not match exactly are never touched.
+/// A process saving into the same folder from another PID namespace (another
+/// container) looks dead from here; give such processes separate folders.
+fn remove_stale_temporaries(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.tmp-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let own = std::process::id();
+    let proc_fs = Path::new("/proc/self").exists();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(temporary_pid)
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let stale = if proc_fs {
+            !Path::new("/proc").join(pid.to_string()).exists()
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_AGE)
+        };
+        if stale && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The pid of a temporary file's `{pid}-{n}` suffix (both decimal), if it is one.
+fn temporary_pid(suffix: &str) -> Option<u32> {
+    let (pid, n) = suffix.split_once('-')?;
+    let decimal = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !decimal(pid) || !decimal(n) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// Reads a checkpoint written by [`write_checkpoint`] (or any safetensors file),
