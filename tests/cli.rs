@@ -257,9 +257,10 @@ fn write_idx(
     std::fs::write(dir.join(stem_labels), labels).unwrap();
 }
 
-/// A folder of 200 training and 100 test digits in the MNIST layout.
-fn small_digits() -> PathBuf {
-    let dir = scratch("digits");
+/// A folder of 200 training and 100 test digits in the MNIST layout, one per
+/// test (`name`), since tests run in parallel and `scratch` empties a folder.
+fn small_digits(name: &str) -> PathBuf {
+    let dir = scratch(&format!("digits-{name}"));
     let mnist = Mnist::bundled().unwrap();
     write_idx(
         &dir,
@@ -348,7 +349,7 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn a_finished_run_is_refused_resumed_bit_identically_or_overwritten() {
-    let data = small_digits();
+    let data = small_digits("a");
     // Two epochs straight.
     let straight = scratch("straight");
     assert_ok("straight", &train(&data, &straight, "2", &[]));
@@ -457,4 +458,112 @@ fn resume_needs_a_checkpoint() {
         &out,
         &["holds no checkpoint.safetensors"],
     );
+}
+
+#[test]
+fn custom_model_trains_saves_pictures_and_reloads() {
+    let data = small_digits("b");
+    let out = scratch("custom-model");
+    let result = run(
+        "custom_model",
+        &os(&[
+            "--epochs=1",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+    );
+    assert_ok("custom_model", &result);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("bit for bit"), "{stdout}");
+    assert_eq!(history_lines(&out), 1);
+    for file in [
+        "checkpoint.safetensors",
+        "best.safetensors",
+        "model.safetensors",
+        "samples.png",
+        "latent_scatter.png",
+    ] {
+        let len = std::fs::metadata(out.join(file)).map_or(0, |m| m.len());
+        assert!(len > 0, "{file} missing or empty");
+    }
+    // The same folder again needs --resume or --overwrite.
+    let again = run(
+        "custom_model",
+        &os(&[
+            "--epochs=1",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+    );
+    assert_one_line_error("custom_model again", &again, &["--resume", "--overwrite"]);
+}
+
+#[test]
+fn train_preset_trains_a_run_file_and_names_a_bad_field() {
+    let data = small_digits("c");
+    let dir = scratch("run-file");
+    let printed = run(
+        "train_preset",
+        &os(&["--preset", "dense-vae", "--print-config"]),
+    );
+    assert_ok("--print-config", &printed);
+    let mut run_file: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    // A new architecture without writing Rust: a mixture prior, a wider encoder.
+    run_file["model"]["prior"] = serde_json::json!({
+        "type": "gaussian_mixture", "components": 4, "spread": 1.0, "sigma": 0.5,
+        "learn_means": true, "learn_variances": false
+    });
+    run_file["model"]["encoder"]["hidden"] = serde_json::json!([300]);
+    run_file["train"]["batch_size"] = serde_json::json!(50);
+    let path = dir.join("run.json");
+    std::fs::write(&path, run_file.to_string()).unwrap();
+    let out = dir.join("out");
+    let args = [
+        "--config",
+        path.to_str().unwrap(),
+        "--epochs=1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_ok("--config", &run("train_preset", &os(&args)));
+    assert_eq!(history_lines(&out), 1);
+    let model = vaekit::models::Model::load(out.join("best.safetensors"), &Device::Cpu).unwrap();
+    let names: Vec<String> = model
+        .params()
+        .named_vars()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(names.contains(&"prior.means".to_string()), "{names:?}");
+    assert!(
+        names.contains(&"prior.fixed_logvars".to_string()),
+        "{names:?}"
+    );
+    assert_eq!(
+        model
+            .params()
+            .get("encoder.hidden.0.weight")
+            .unwrap()
+            .dims(),
+        [300, 784]
+    );
+
+    run_file["model"]["encoder"]["hidden"] = serde_json::json!([300, "wide"]);
+    std::fs::write(&path, run_file.to_string()).unwrap();
+    let bad_out = dir.join("bad");
+    let args = [
+        "--config",
+        path.to_str().unwrap(),
+        "--out",
+        bad_out.to_str().unwrap(),
+    ];
+    let result = run("train_preset", &os(&args));
+    assert_one_line_error("bad run file", &result, &["model.encoder.hidden[1]"]);
+    assert!(!bad_out.exists(), "nothing is written for a bad run file");
 }
