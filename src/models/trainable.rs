@@ -109,6 +109,46 @@ impl LossTerms {
 /// saving, loading and everything the trainer does then come with it.
 ///
 /// Object-safe: `&dyn Trainable` works wherever a model is taken by reference.
+///
+/// Saving and loading, for a model built from a config and for one assembled by
+/// hand:
+///
+/// ```
+/// use vaekit::prelude::*;
+///
+/// let dir = std::env::temp_dir().join(format!("vaekit-doc-trainable-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+///
+/// // Built from a config: the file carries the config, `Model::load` rebuilds it.
+/// let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 1)?;
+/// model.save(dir.join("preset.safetensors"))?;
+/// let loaded = Model::load(dir.join("preset.safetensors"), &Device::Cpu)?;
+/// assert_eq!(loaded.config(), model.config());
+///
+/// // Assembled by hand: build a fresh instance, then load the weights into it.
+/// fn build(seed: u64) -> vaekit::Result<Vae<DenseEncoder, DenseDecoder, StandardNormal>> {
+///     let params = ParamStore::new(&Device::Cpu);
+///     let vb = params.var_builder(seed);
+///     let encoder = DenseEncoder::new(
+///         &DenseEncoderConfig::new(ImageShape::MNIST, &[32], 2 * 4),
+///         vb.pp("encoder"),
+///     )?;
+///     let decoder = DenseDecoder::new(&DenseDecoderConfig::new(4, &[32], ImageShape::MNIST), vb.pp("decoder"))?;
+///     Vae::new(&params, encoder, decoder, StandardNormal::new(4), PosteriorParam::LogVariance, VaeLossConfig::default())
+/// }
+/// let vae = build(1)?;
+/// vae.save(dir.join("own.safetensors"))?;
+/// let fresh = build(2)?;
+/// fresh.load_weights(dir.join("own.safetensors"))?;
+/// let w = |m: &dyn Trainable| m.params().snapshot()["decoder.out.bias"].to_vec1::<f32>();
+/// assert_eq!(w(&fresh)?, w(&vae)?);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// The trainer's checkpoints (`checkpoint.safetensors`) add the optimizer's
+/// state, the generator's and the epoch, which
+/// [`Trainer::resume`](crate::train::Trainer::resume) restores.
 pub trait Trainable {
     /// The weights and buffers: what the optimizer updates and a checkpoint holds.
     fn params(&self) -> &ParamStore;
