@@ -175,7 +175,7 @@ fn custom_model() -> Result<()> {
     // A fresh model (other initial weights) takes the saved ones in one call.
     let reloaded = build(&args.device, args.seed.wrapping_add(1))?;
     reloaded.load_weights(&saved)?;
-    let originals = test.images.narrow(0, 0, 64)?;
+    let originals = test.images.narrow(0, 0, test.indices.len().min(64))?;
     let a = model
         .reconstruct(&originals)?
         .flatten_all()?

@@ -71,7 +71,7 @@ fn dense_vae_2d() -> vaekit::Result<()> {
 
     let out = &args.out;
     let test = common::first_images(&digits.test, digits.test.len(), &args.device)?;
-    let originals = test.images.narrow(0, 0, 10)?;
+    let originals = test.images.narrow(0, 0, test.indices.len().min(10))?;
     let recon = model.reconstruct(&originals, None)?;
     let big = GridStyle {
         scale: 2,

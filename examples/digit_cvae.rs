@@ -87,17 +87,19 @@ fn digit_cvae() -> vaekit::Result<()> {
         &pictures::digit_grid(model, 10, &mut rng, style)?,
         out.join("digit_grid.png"),
     )?;
+    // From the first test digit to the second (to itself with one test image).
     let pair = common::first_images(&digits.test, 2, &args.device)?;
-    let codes = model.posterior(&pair.images, false)?.mean().clone(); // [2, 10]
+    let last = pair.indices.len() - 1;
+    let codes = model.posterior(&pair.images, false)?.mean().clone(); // [1 or 2, 10]
     let labels: Vec<u32> = pair.labels.to_vec1()?;
     let (from, to) = (
         model.class_vector(labels[0])?,
-        model.class_vector(labels[1])?,
+        model.class_vector(labels[last])?,
     );
     let strip = pictures::interpolation_strip(
         model.decoder(),
         &codes.get(0)?,
-        &codes.get(1)?,
+        &codes.get(last)?,
         10,
         Some((&from, &to)),
         style,

@@ -290,3 +290,83 @@ fn resume_refuses_a_checkpoint_of_another_model() {
     assert!(matches!(err, Error::Checkpoint { .. }), "{err}");
     assert!(err.to_string().contains("different model config"), "{err}");
 }
+
+#[test]
+fn data_that_cannot_make_a_run_is_refused_before_anything_is_written() {
+    let digits = Mnist::bundled().unwrap();
+    let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0).unwrap();
+    let (train, test) = (head(&digits.train, 200), head(&digits.test, 100));
+    let cases = [
+        (
+            "empty training set",
+            head(&digits.train, 0),
+            test.clone(),
+            quiet(Preset::DenseVae, 1),
+        ),
+        (
+            "empty test set",
+            train.clone(),
+            head(&digits.test, 0),
+            quiet(Preset::DenseVae, 1),
+        ),
+        (
+            "no full batch with last_batch = drop",
+            head(&digits.train, 50),
+            test.clone(),
+            quiet(Preset::ConvAe, 1),
+        ),
+    ];
+    for (what, train, test, config) in cases {
+        let dir = temp_dir(&format!("training-refused-{}", what.replace(' ', "-")));
+        let err = Trainer::new(config)
+            .unwrap()
+            .output_dir(&dir)
+            .fit(&model, &train, &test)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Data { .. } | Error::Config { .. }),
+            "{what}: {err:?}"
+        );
+        assert!(!dir.join(HISTORY_FILE).exists(), "{what}: history written");
+    }
+    // A test set smaller than the evaluation batch, and a last partial
+    // training batch, are fine: 5 test images, 130 training images by 64.
+    let summary = Trainer::new(quiet(Preset::DenseVae, 1))
+        .unwrap()
+        .fit(&model, &head(&digits.train, 130), &head(&digits.test, 5))
+        .unwrap();
+    assert!(summary.history[0].test_loss().is_finite());
+}
+
+#[test]
+fn resume_refuses_an_impossible_epoch() {
+    let digits = Mnist::bundled().unwrap();
+    let (train, test) = (head(&digits.train, 200), head(&digits.test, 100));
+    let dir = temp_dir("training-impossible-epoch");
+    let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0).unwrap();
+    Trainer::new(quiet(Preset::DenseVae, 1))
+        .unwrap()
+        .output_dir(&dir)
+        .fit(&model, &train, &test)
+        .unwrap();
+    let path = dir.join(CHECKPOINT_FILE);
+    let ckpt = vaekit::params::read_checkpoint(&path, &Device::Cpu).unwrap();
+    for (from, to) in [
+        ("\"epoch\":1,", "\"epoch\":1000000000000000000,"),
+        ("\"epoch\":1,", "\"epoch\":0,"),
+    ] {
+        let mut meta: std::collections::BTreeMap<String, String> =
+            ckpt.metadata.clone().into_iter().collect();
+        let state = meta.get_mut("vaekit.train_state").unwrap();
+        assert!(state.contains(from), "{state}");
+        *state = state.replacen(from, to, 1);
+        let tensors = ckpt.tensors.clone().into_iter().collect();
+        vaekit::params::write_checkpoint(&path, &tensors, &meta).unwrap();
+        let err = Trainer::new(quiet(Preset::DenseVae, 2))
+            .unwrap()
+            .output_dir(&dir)
+            .resume(&model, &train, &test)
+            .unwrap_err();
+        assert!(err.to_string().contains("impossible"), "{to}: {err}");
+    }
+}

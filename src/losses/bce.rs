@@ -11,8 +11,14 @@ use super::{same_shape, Reduction};
 /// is −∞ once the sigmoid saturates). Gradient `sigmoid(l) − t`. Equals PyTorch's
 /// `binary_cross_entropy_with_logits` and TensorFlow's
 /// `sigmoid_cross_entropy_with_logits`.
+///
+/// # Errors
+///
+/// If the shapes differ, or a target is outside `[0, 1]` or not a number (a
+/// Bernoulli target out of range gives a meaningless, unbounded loss).
 pub fn bce_with_logits(logits: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     same_shape("bce_with_logits", logits, target)?;
+    check_targets("bce_with_logits", target)?;
     let softplus_neg_abs = logits.abs()?.neg()?.exp()?.affine(1.0, 1.0)?.log()?; // ln(1 + e^{−|l|})
     let loss = ((logits.relu()? - logits.mul(target)?)? + softplus_neg_abs)?;
     reduction.apply(&loss)
@@ -39,11 +45,40 @@ fn clamped_log(p: &Tensor) -> Result<Tensor> {
 /// `binary_cross_entropy` does, so `p = 0` or `p = 1` stays finite. Logs of
 /// subnormal probabilities (below 1.2e-38) are taken at 1.2e-38, which keeps the
 /// gradient finite in `f32`.
+///
+/// # Errors
+///
+/// If the shapes differ, or a target is outside `[0, 1]` or not a number.
 pub fn bce(probs: &Tensor, target: &Tensor, reduction: Reduction) -> Result<Tensor> {
     same_shape("bce", probs, target)?;
+    check_targets("bce", target)?;
     let log_p = clamped_log(probs)?;
     let log_1mp = clamped_log(&probs.affine(-1.0, 1.0)?)?;
     let one_minus_t = target.affine(-1.0, 1.0)?;
     let loss = (target.mul(&log_p)? + one_minus_t.mul(&log_1mp)?)?.neg()?;
     reduction.apply(&loss)
+}
+
+/// Checks that every target is in `[0, 1]`: two reductions over the batch and
+/// one read-back, a few microseconds for a batch of digits.
+fn check_targets(what: &str, target: &Tensor) -> Result<()> {
+    if target.elem_count() == 0 {
+        return Ok(());
+    }
+    let flat = target.flatten_all()?;
+    let lo = flat
+        .min(0)?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()?;
+    let hi = flat
+        .max(0)?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()?;
+    // NaN fails both comparisons.
+    if !(lo >= 0.0 && hi <= 1.0) {
+        candle_core::bail!(
+            "{what}: Bernoulli targets must be in [0, 1], these span [{lo}, {hi}] (scale images to [0, 1], or use a Gaussian likelihood)"
+        );
+    }
+    Ok(())
 }

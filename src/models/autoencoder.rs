@@ -5,6 +5,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
+use super::vae::non_empty;
 use crate::data::Batch;
 use crate::losses::{bce, bce_with_logits, mse, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
@@ -146,6 +147,7 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
 
     /// Encodes `xs` `[b, c, h, w]` to codes `[b, latent]`.
     pub fn encode(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        non_empty(xs)?;
         self.encoder.forward_t(xs, train)
     }
 
@@ -157,6 +159,7 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
 
     /// Encodes and decodes `xs`.
     pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<AutoencoderOutput> {
+        non_empty(xs)?;
         let code = self.encoder.forward_t(xs, train)?; // [b, latent]
         let decoded = self.decoder.forward_t(&code, train)?; // [b, c, h, w]
         Ok(AutoencoderOutput { code, decoded })

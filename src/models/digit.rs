@@ -7,7 +7,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
-use super::vae::{check_vae_parts, VaeLossConfig};
+use super::vae::{check_vae_parts, non_empty, VaeLossConfig};
 use crate::data::Batch;
 use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam};
 use crate::losses::{cross_entropy, Reduction};
@@ -167,6 +167,7 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
 
     /// The posterior for images `xs`.
     pub fn posterior(&self, xs: &Tensor, train: bool) -> Result<DiagonalGaussian> {
+        non_empty(xs)?;
         self.posterior
             .posterior(&self.encoder.forward_t(xs, train)?)
     }

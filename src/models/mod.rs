@@ -21,7 +21,9 @@ pub use config::{
 pub use digit::{
     ClassConditioning, Conditioning, DigitConditionedVae, DigitCvaeLoss, DigitCvaeOutput,
 };
-pub use model::{ConfigAutoencoder, ConfigDigitCvae, ConfigVae, Model};
+pub use model::{
+    ConfigAutoencoder, ConfigDigitCvae, ConfigVae, Model, ModelLimits, MAX_PARAMETERS,
+};
 pub use presets::Preset;
 pub(crate) use trainable::{checkpoint_metadata, CONFIG_KEY};
 pub use trainable::{LossTerms, Mode, Per, Term, Trainable};

@@ -10,7 +10,7 @@ use rand::RngCore;
 use crate::data::Batch;
 use crate::latent::{gaussian_mixture_prior, vamp_prior, LatentPrior, PriorConfig, StandardNormal};
 use crate::nets::{Decoder, Encoder, ImageShape, Mlp};
-use crate::params::{read_checkpoint, ParamStore};
+use crate::params::{CheckpointFile, ParamStore, ShapeProbe};
 use crate::{Error, Result};
 
 use super::autoencoder::Autoencoder;
@@ -26,6 +26,26 @@ pub type ConfigAutoencoder = Autoencoder<Box<dyn Encoder>, Box<dyn Decoder>>;
 pub type ConfigVae = Vae<Box<dyn Encoder>, Box<dyn Decoder>, Box<dyn LatentPrior>>;
 /// The digit-conditioned VAE a [`Model`] builds from its config.
 pub type ConfigDigitCvae = DigitConditionedVae<Box<dyn Encoder>, Box<dyn Decoder>, Mlp>;
+
+/// The most parameters (weights and buffers) a model may have unless
+/// [`ModelLimits`] allow more: 2^28 values, 1 GiB as `f32`.
+pub const MAX_PARAMETERS: u64 = 1 << 28;
+
+/// Limits on what [`Model::new_with_limits`] builds and
+/// [`Model::load_with_limits`] loads, checked before anything is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelLimits {
+    /// The most values in all the model's tensors together.
+    pub max_parameters: u64,
+}
+
+impl Default for ModelLimits {
+    fn default() -> Self {
+        Self {
+            max_parameters: MAX_PARAMETERS,
+        }
+    }
+}
 
 /// The network of a [`Model`], by family.
 #[derive(Debug)]
@@ -82,6 +102,37 @@ impl Model {
     ///
     /// [`Error::Candle`] if a tensor cannot be created on `device`.
     pub fn from_checked(config: &CheckedModelConfig, device: &Device, seed: u64) -> Result<Self> {
+        Self::from_checked_with_limits(config, device, seed, &ModelLimits::default())
+    }
+
+    /// [`Model::new`] with other [`ModelLimits`] than the default.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first field that cannot work, or saying how
+    /// many parameters the model would have if that is over the limit.
+    pub fn new_with_limits(
+        config: &ModelConfig,
+        device: &Device,
+        seed: u64,
+        limits: &ModelLimits,
+    ) -> Result<Self> {
+        Self::from_checked_with_limits(&config.check()?, device, seed, limits)
+    }
+
+    /// [`Model::from_checked`] with other [`ModelLimits`] than the default.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the model would have more parameters than
+    /// `limits` allow (found before any weight is drawn).
+    pub fn from_checked_with_limits(
+        config: &CheckedModelConfig,
+        device: &Device,
+        seed: u64,
+        limits: &ModelLimits,
+    ) -> Result<Self> {
+        parameter_shapes(config, limits)?;
         let params = ParamStore::new(device);
         let network = build_network(config, &params, params.var_builder(seed))?;
         let frozen = build_network(config, &params, params.untracked_var_builder())?;
@@ -243,20 +294,41 @@ impl Model {
     /// [`Error::Tensor`] naming a tensor that is missing or of the wrong shape or
     /// dtype.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        Self::load_with_limits(path, device, &ModelLimits::default())
+    }
+
+    /// [`Model::load`] with other [`ModelLimits`] than the default. The file's
+    /// config is checked, the model's parameter count computed and every tensor's
+    /// name, dtype and shape compared with the file's header before any weight
+    /// is allocated.
+    ///
+    /// # Errors
+    ///
+    /// As [`Model::load`]; [`Error::Checkpoint`] too if the config asks for more
+    /// parameters than `limits` allow.
+    pub fn load_with_limits(
+        path: impl AsRef<Path>,
+        device: &Device,
+        limits: &ModelLimits,
+    ) -> Result<Self> {
         let path = path.as_ref();
-        let ckpt = read_checkpoint(path, device)?;
-        let json = ckpt.metadata.get(CONFIG_KEY).ok_or_else(|| Error::Checkpoint {
+        let file = CheckpointFile::open(path)?;
+        let json = file.metadata().get(CONFIG_KEY).ok_or_else(|| Error::Checkpoint {
             path: path.to_path_buf(),
             reason: format!("no `{CONFIG_KEY}` metadata: not a vaekit model file (use load_weights for a bare state dict)"),
         })?;
-        let config = ModelConfig::from_json(json).map_err(|e| match e {
+        let in_file = |e| match e {
             Error::Config { field, reason } => Error::Checkpoint {
                 path: path.to_path_buf(),
                 reason: format!("config field `{field}`: {reason}"),
             },
             other => other,
-        })?;
-        let model = Self::from_checked(&config, device, 0)?;
+        };
+        let config = ModelConfig::from_json(json).map_err(in_file)?;
+        let shapes = parameter_shapes(&config, limits).map_err(in_file)?;
+        file.check_shapes(&shapes)?;
+        let ckpt = file.load(device)?;
+        let model = Self::from_checked_with_limits(&config, device, 0, limits)?;
         model.params.assign(&ckpt.tensors)?;
         Ok(model)
     }
@@ -299,6 +371,29 @@ impl Trainable for Model {
 
     fn architecture(&self) -> Option<String> {
         Some(self.config.to_json())
+    }
+}
+
+/// The name and shape of every tensor of the model `config` describes, found
+/// without allocating them; an error if they hold more values than `limits`
+/// allow.
+fn parameter_shapes(
+    config: &ModelConfig,
+    limits: &ModelLimits,
+) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
+    let probe = ShapeProbe::new();
+    build_network(config, &ParamStore::new(&Device::Cpu), probe.var_builder())?;
+    let values = probe.values();
+    match values {
+        Some(n) if n <= limits.max_parameters => Ok(probe.shapes()),
+        _ => Err(Error::config(
+            "config",
+            format!(
+                "the model would have {} parameters, more than the limit of {} (raise ModelLimits::max_parameters)",
+                values.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+                limits.max_parameters
+            ),
+        )),
     }
 }
 

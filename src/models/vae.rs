@@ -276,7 +276,12 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
     }
 
     /// The posterior `q(z | x)` for images `xs` `[b, c, h, w]`.
+    ///
+    /// # Errors
+    ///
+    /// For an empty batch, or images the encoder does not take.
     pub fn posterior(&self, xs: &Tensor, train: bool) -> Result<DiagonalGaussian> {
+        non_empty(xs)?;
         let params = self.encoder.forward_t(xs, train)?; // [b, 2·latent]
         self.posterior.posterior(&params)
     }
@@ -349,6 +354,14 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
     }
 }
 
+/// Refuses an empty batch before it reaches a kernel.
+pub(crate) fn non_empty(xs: &Tensor) -> Result<()> {
+    if xs.dims().first().is_none_or(|&b| b == 0) {
+        candle_core::bail!("an empty batch {:?}: no image to work on", xs.dims());
+    }
+    Ok(())
+}
+
 /// The checks every VAE-like model makes of its parts, in one place: a
 /// positive latent width, an encoder giving `[mean | log-variance]`
 /// (`2 × latent`), a decoder taking `latent + condition` values, and the same
@@ -363,6 +376,17 @@ pub(crate) fn check_vae_parts(
 ) -> VResult<()> {
     if latent == 0 {
         return Err(Error::config("latent_dim", "must be positive"));
+    }
+    for (v, field) in [(latent, "latent_dim"), (condition, "classes")] {
+        if v > crate::nets::MAX_WIDTH {
+            return Err(Error::config(
+                field,
+                format!(
+                    "{v} is more than the largest width vaekit accepts, {}",
+                    crate::nets::MAX_WIDTH
+                ),
+            ));
+        }
     }
     if encoder_out != 2 * latent {
         return Err(Error::config(

@@ -10,13 +10,16 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, ModuleT, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::dense::check_shape;
+use super::dense::{at_most, check_shape};
 use super::layers::{
     batch_norm2d, conv2d, conv_transpose2d, linear, BatchNorm2d, Conv2d, Conv2dConfig,
     ConvTranspose2d, ConvTranspose2dConfig, Linear,
 };
 use super::ops;
-use super::{Activation, Decoder, DecoderConfig, DecoderExport, Encoder, ImageShape, OutputKind};
+use super::{
+    Activation, Decoder, DecoderConfig, DecoderExport, Encoder, ImageShape, OutputKind, MAX_KERNEL,
+    MAX_SIDE, MAX_WIDTH,
+};
 use crate::params::InitScheme;
 use crate::{Error, Result as VResult};
 
@@ -75,7 +78,7 @@ impl ConvEncoderConfig {
         let mut out = Vec::with_capacity(self.blocks.len());
         for (i, b) in self.blocks.iter().enumerate() {
             let f = format!("{field}.blocks[{i}]");
-            check_block(b.out_channels, b.kernel, b.stride, &f)?;
+            check_block(b.out_channels, b.kernel, b.stride, b.padding, &f)?;
             let conv = |x: usize| -> VResult<usize> {
                 let padded = x + 2 * b.padding;
                 if padded < b.kernel {
@@ -90,6 +93,7 @@ impl ConvEncoderConfig {
                 Ok((padded - b.kernel) / b.stride + 1)
             };
             s = ImageShape::new(b.out_channels, conv(s.height)?, conv(s.width)?);
+            check_shape(&s, &f)?;
             out.push(s);
         }
         Ok(out)
@@ -104,11 +108,22 @@ impl ConvEncoderConfig {
                 "must be positive",
             ));
         }
+        at_most(self.output_dim, MAX_WIDTH, &format!("{field}.output_dim"))?;
         Ok(())
     }
 }
 
-fn check_block(channels: usize, kernel: usize, stride: usize, field: &str) -> VResult<()> {
+fn check_block(
+    channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    field: &str,
+) -> VResult<()> {
+    at_most(channels, MAX_SIDE, &format!("{field}.out_channels"))?;
+    at_most(kernel, MAX_KERNEL, &format!("{field}.kernel"))?;
+    at_most(stride, MAX_KERNEL, &format!("{field}.stride"))?;
+    at_most(padding, MAX_KERNEL, &format!("{field}.padding"))?;
     if channels == 0 {
         return Err(Error::config(
             format!("{field}.out_channels"),
@@ -307,7 +322,18 @@ impl ConvDecoderConfig {
         let mut out = Vec::with_capacity(self.blocks.len());
         for (i, b) in self.blocks.iter().enumerate() {
             let f = format!("{field}.blocks[{i}]");
-            check_block(b.out_channels, b.kernel, b.stride, &f)?;
+            check_block(b.out_channels, b.kernel, b.stride, b.padding, &f)?;
+            match b.upsampling {
+                Upsampling::Transposed { output_padding } => at_most(
+                    output_padding,
+                    MAX_KERNEL,
+                    &format!("{f}.upsampling.output_padding"),
+                )?,
+                Upsampling::NearestConv { scale } => {
+                    at_most(scale, MAX_KERNEL, &format!("{f}.upsampling.scale"))?
+                }
+                Upsampling::Conv => {}
+            }
             let size = |x: usize| -> VResult<usize> {
                 match b.upsampling {
                     Upsampling::Transposed { output_padding } => {
@@ -353,7 +379,10 @@ impl ConvDecoderConfig {
                     }
                 }
             };
+            // Each side of `s` is at most 2^16 and each factor at most 2^10, so
+            // `size` cannot overflow; the result is checked before the next block.
             s = ImageShape::new(b.out_channels, size(s.height)?, size(s.width)?);
+            check_shape(&s, &f)?;
             out.push(s);
         }
         Ok(out)
@@ -367,6 +396,7 @@ impl ConvDecoderConfig {
                 "must be positive",
             ));
         }
+        at_most(self.input_dim, MAX_WIDTH, &format!("{field}.input_dim"))?;
         check_shape(&self.output, &format!("{field}.output"))?;
         let shapes = self.shapes(field)?;
         let last = shapes.last().copied().unwrap_or(self.start);

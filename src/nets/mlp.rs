@@ -5,8 +5,9 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::dense::at_most;
 use super::layers::{linear, Linear};
-use super::Activation;
+use super::{Activation, MAX_WIDTH};
 use crate::params::InitScheme;
 use crate::{Error, Result as VResult};
 
@@ -32,6 +33,11 @@ impl MlpConfig {
     pub fn validate(&self, field: &str) -> VResult<()> {
         if self.in_dim == 0 {
             return Err(Error::config(format!("{field}.in_dim"), "must be positive"));
+        }
+        at_most(self.in_dim, MAX_WIDTH, &format!("{field}.in_dim"))?;
+        at_most(self.out_dim, MAX_WIDTH, &format!("{field}.out_dim"))?;
+        for (i, &h) in self.hidden.iter().enumerate() {
+            at_most(h, MAX_WIDTH, &format!("{field}.hidden[{i}]"))?;
         }
         if self.out_dim == 0 {
             return Err(Error::config(

@@ -128,6 +128,17 @@ impl Decoder for Box<dyn Decoder> {
     }
 }
 
+/// The largest image side or channel count a config may give (2^16).
+pub const MAX_SIDE: usize = 1 << 16;
+/// The most values one image may hold, `channels × height × width` (2^26).
+pub const MAX_IMAGE_VALUES: usize = 1 << 26;
+/// The widest layer a config may give: hidden widths, code and output widths
+/// (2^24).
+pub const MAX_WIDTH: usize = 1 << 24;
+/// The largest kernel, stride, padding or up-sampling factor a config may give
+/// (2^10).
+pub const MAX_KERNEL: usize = 1 << 10;
+
 /// The shape of one image: channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ImageShape {

@@ -147,30 +147,122 @@ fn temporary_pid(suffix: &str) -> Option<u32> {
     pid.parse().ok()
 }
 
+/// A checkpoint file read into memory with its header parsed, before any
+/// tensor is decoded: its tensors' names, dtypes and shapes can be checked
+/// against a model before anything of the model's size is allocated.
+#[derive(Debug)]
+pub struct CheckpointFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    metadata: HashMap<String, String>,
+    shapes: BTreeMap<String, (String, Vec<usize>)>,
+}
+
+impl CheckpointFile {
+    /// Reads `path` (a regular file) and parses its safetensors header.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`] if it is
+    /// not a regular file or not a valid safetensors file (truncated, bad
+    /// header, offsets that do not match the data).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bad = |reason: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if !meta.is_file() {
+            return Err(bad("not a regular file".into()));
+        }
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let metadata = header.metadata().clone().unwrap_or_default();
+        let shapes = header
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, (format!("{:?}", info.dtype), info.shape.clone())))
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            metadata,
+            shapes,
+        })
+    }
+
+    /// The file's string metadata (the safetensors `__metadata__` header).
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
+    }
+
+    /// Every tensor's dtype (safetensors' name, e.g. `F32`) and shape, by name.
+    pub fn shapes(&self) -> &BTreeMap<String, (String, Vec<usize>)> {
+        &self.shapes
+    }
+
+    /// Checks that the file holds every tensor of `expected` (name → shape) as
+    /// `F32` of that shape; other tensors in the file are ignored.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tensor`] naming the first tensor that is missing, of another
+    /// dtype or of another shape.
+    pub fn check_shapes(&self, expected: &BTreeMap<String, Vec<usize>>) -> Result<()> {
+        for (name, dims) in expected {
+            match self.shapes.get(name) {
+                None => return Err(Error::tensor(name, "missing")),
+                Some((dtype, _)) if dtype != "F32" => {
+                    return Err(Error::tensor(name, format!("dtype {dtype}, expected F32")))
+                }
+                Some((_, shape)) if shape != dims => {
+                    return Err(Error::tensor(
+                        name,
+                        format!("shape {shape:?}, expected {dims:?}"),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes every tensor onto `device`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] naming a tensor that cannot be decoded (an
+    /// unsupported dtype).
+    pub fn load(self, device: &Device) -> Result<Checkpoint> {
+        let bad = |reason: String| Error::Checkpoint {
+            path: self.path.clone(),
+            reason,
+        };
+        let st = safetensors::SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let t = candle_core::safetensors::Load::load(&view, device)
+                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
+            tensors.insert(name, t);
+        }
+        Ok(Checkpoint {
+            tensors,
+            metadata: self.metadata,
+        })
+    }
+}
+
 /// Reads a checkpoint written by [`write_checkpoint`] (or any safetensors file),
 /// placing its tensors on `device`.
 ///
 /// # Errors
 ///
 /// [`Error::Io`] if the file cannot be read; [`Error::Checkpoint`] if it is not a
-/// valid safetensors file (truncated, bad header, unsupported dtype).
+/// regular file or not a valid safetensors file (truncated, bad header,
+/// unsupported dtype).
 pub fn read_checkpoint(path: impl AsRef<Path>, device: &Device) -> Result<Checkpoint> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let bad = |reason: String| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let st = safetensors::SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    let metadata = meta.metadata().clone().unwrap_or_default();
-    let mut tensors = HashMap::new();
-    for (name, view) in st.tensors() {
-        let t = candle_core::safetensors::Load::load(&view, device)
-            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
-        tensors.insert(name, t);
-    }
-    Ok(Checkpoint { tensors, metadata })
+    CheckpointFile::open(path)?.load(device)
 }

@@ -9,7 +9,7 @@
 mod checkpoint;
 mod init;
 
-pub use checkpoint::{read_checkpoint, write_checkpoint, Checkpoint};
+pub use checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, CheckpointFile};
 pub use init::InitScheme;
 
 use std::collections::{BTreeMap, HashMap};
@@ -177,6 +177,9 @@ impl ParamStore {
                     format!("dtype {:?}, expected {:?}", t.dtype(), var.dtype()),
                 ));
             }
+            if !all_finite(t)? {
+                return Err(Error::tensor(name, "holds NaN or infinite values"));
+            }
         }
         for (name, var) in &vars {
             if let Some(t) = tensors.get(name) {
@@ -194,6 +197,94 @@ impl ParamStore {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The shapes of the tensors a model would create, found without creating
+/// them: layers built from [`ShapeProbe::var_builder`] get one-element tensors
+/// broadcast to the shape they ask for, so building even a huge architecture
+/// allocates almost nothing. vaekit uses it to check a config's parameter
+/// count, and a checkpoint's tensors, before building anything.
+#[derive(Debug, Clone, Default)]
+pub struct ShapeProbe {
+    shapes: std::sync::Arc<Mutex<BTreeMap<String, Vec<usize>>>>,
+}
+
+impl ShapeProbe {
+    /// A probe with no shape recorded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A [`VarBuilder`] that records every tensor asked for (on the CPU).
+    pub fn var_builder(&self) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, Device::Cpu)
+    }
+
+    /// Every tensor asked for, by name, with its shape.
+    pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.shapes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The number of values in all the tensors asked for, or `None` if it
+    /// overflows 64 bits.
+    pub fn values(&self) -> Option<u64> {
+        self.shapes().values().try_fold(0u64, |acc, dims| {
+            let n = dims
+                .iter()
+                .try_fold(1u64, |p, &d| p.checked_mul(u64::try_from(d).ok()?))?;
+            acc.checked_add(n)
+        })
+    }
+}
+
+impl candle_nn::var_builder::SimpleBackend for ShapeProbe {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.shapes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), s.dims().to_vec());
+        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
+    }
+
+    fn get_unchecked(
+        &self,
+        name: &str,
+        _dtype: DType,
+        _dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        candle_core::bail!("shape probe: `{name}` asked for without a shape")
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.shapes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(name)
+    }
+}
+
+/// Whether every value of the float tensor `t` is finite (one pass).
+fn all_finite(t: &Tensor) -> Result<bool> {
+    if !t.dtype().is_float() || t.elem_count() == 0 {
+        return Ok(true);
+    }
+    // x − x is 0 for a finite x and NaN for ±∞ or NaN; NaN ≠ NaN.
+    let z = t
+        .sub(t)?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    Ok(z == 0.0)
 }
 
 /// A [`candle_nn::var_builder::SimpleBackend`] that draws missing tensors from a
