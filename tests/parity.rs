@@ -115,11 +115,19 @@ fn cvae_tf_matches_pytorch() {
 }
 
 #[test]
+#[cfg_attr(
+    not(vaekit_fixtures),
+    ignore = "needs the large PyTorch fixtures, which the published crate leaves out: run it from the repository"
+)]
 fn dense_vae_matches_pytorch() {
     check_vae(Preset::DenseVae, "dense_vae.safetensors", &[]);
 }
 
 #[test]
+#[cfg_attr(
+    not(vaekit_fixtures),
+    ignore = "needs the large PyTorch fixtures, which the published crate leaves out: run it from the repository"
+)]
 fn conv_vae_bn_matches_pytorch_in_training_and_evaluation() {
     let biases = [
         "encoder.blocks.0.conv.bias",
@@ -219,11 +227,19 @@ fn check_digit(conditioning: Conditioning, fixture: &str) {
 }
 
 #[test]
+#[cfg_attr(
+    not(vaekit_fixtures),
+    ignore = "needs the large PyTorch fixtures, which the published crate leaves out: run it from the repository"
+)]
 fn digit_cvae_matches_pytorch() {
     check_digit(Conditioning::Predicted, "digit_cvae.safetensors");
 }
 
 #[test]
+#[cfg_attr(
+    not(vaekit_fixtures),
+    ignore = "needs the large PyTorch fixtures, which the published crate leaves out: run it from the repository"
+)]
 fn digit_cvae_with_given_labels_matches_pytorch() {
     check_digit(Conditioning::Given, "digit_cvae_given.safetensors");
 }
