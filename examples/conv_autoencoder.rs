@@ -96,12 +96,14 @@ fn conv_autoencoder() -> vaekit::Result<()> {
         "test digits: 2-D codes",
     )?;
     let coords = pictures::linear_grid(10, -5.0, 5.0)?;
+    let grid = pictures::image_grid(
+        &pictures::manifold(ae2.decoder(), &coords, None, ae2.device())?,
+        10,
+        style,
+    )?;
+    let labels = pictures::manifold_labels(&coords);
     pictures::save_png(
-        &pictures::image_grid(
-            &pictures::manifold(ae2.decoder(), &coords, None, ae2.device())?,
-            10,
-            style,
-        )?,
+        &pictures::label_grid(&grid, (56, 56), style, &labels)?,
         dir.join("latent_grid.png"),
     )?;
     let options = ExplorerOptions {

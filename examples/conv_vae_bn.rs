@@ -60,6 +60,7 @@ fn conv_vae_bn() -> vaekit::Result<()> {
         .on_epoch(|report| {
             common::print_epoch(report);
             let grid = pictures::image_grid(&model.decode(&z, None)?, 8, style)?;
+            let grid = pictures::caption(&grid, &format!("epoch {}", report.epoch))?;
             pictures::save_png(
                 &grid,
                 out.join(format!("sample_epoch_{:02}.png", report.epoch)),

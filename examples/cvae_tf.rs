@@ -3,8 +3,9 @@
 //! 100 epochs.
 //!
 //! Prints the test-set ELBO and seconds per epoch, saves a 4×4 grid of decoded
-//! test samples every epoch (`image_at_epoch_NNNN.png`: the same 16 test images,
-//! encoded, sampled and decoded) and assembles them into `cvae.gif`.
+//! test samples before training and after every epoch
+//! (`image_at_epoch_NNNN.png`, captioned: the same 16 test images, encoded,
+//! sampled and decoded) and assembles them into `cvae.gif`.
 //!
 //! ```text
 //! cargo run --release --example cvae_tf -- --epochs 10
@@ -52,6 +53,19 @@ fn cvae_tf() -> vaekit::Result<()> {
         model.params().num_trainable(),
         config.epochs
     );
+    // The test sample encoded, sampled and decoded, captioned with the epoch.
+    let mut frame = |epoch: usize| -> vaekit::Result<()> {
+        let out_epoch = vae.forward_t(&test_sample, &mut noise, false)?; // z ~ q(z|x)
+        let pixels = vae.to_pixels(&out_epoch.decoded)?;
+        let grid = pictures::image_grid(&pixels, 4, style)?;
+        let grid = pictures::caption(&grid, &format!("epoch {epoch}"))?;
+        pictures::save_png(&grid, out.join(format!("image_at_epoch_{epoch:04}.png")))?;
+        frames.push_image(grid)
+    };
+    // As the tutorial does, the untrained model first.
+    if !args.resumes(&args.out) {
+        frame(0)?;
+    }
     let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report| {
@@ -61,14 +75,7 @@ fn cvae_tf() -> vaekit::Result<()> {
                 -report.test_loss(),
                 report.seconds
             );
-            let out_epoch = vae.forward_t(&test_sample, &mut noise, false)?; // z ~ q(z|x)
-            let pixels = vae.to_pixels(&out_epoch.decoded)?;
-            let grid = pictures::image_grid(&pixels, 4, style)?;
-            pictures::save_png(
-                &grid,
-                out.join(format!("image_at_epoch_{:04}.png", report.epoch)),
-            )?;
-            frames.push_image(grid)
+            frame(report.epoch)
         });
     if args.resumes(&args.out) {
         println!("resuming the run in {}", args.out.display());

@@ -3,7 +3,8 @@
 //!
 //! Writes to `--out` (default `out/dense_vae_2d`): `reconstructions.png`,
 //! `latent_scatter.png`, `manifold.png` (15×15 decoded at the normal quantiles
-//! Φ⁻¹(linspace(0.05, 0.95, 15))), `samples.gif` (that manifold epoch by epoch),
+//! Φ⁻¹(linspace(0.05, 0.95, 15)), labelled with their z values),
+//! `manifold.gif` (that manifold as training goes, about 12 captioned frames),
 //! `loss_curves.png`, `explorer.html`, and the trainer's `history.jsonl`,
 //! `best.safetensors` and `checkpoint.safetensors`.
 //!
@@ -42,7 +43,9 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         background: 255,
     };
     let coords = pictures::normal_quantile_grid(15, 0.05, 0.95)?;
-    let mut frames = FrameRecorder::new(15, style, Duration::from_millis(150));
+    // About a dozen frames whatever the number of epochs: the GIF stays small.
+    let every = config.epochs.div_ceil(12);
+    let mut frames = FrameRecorder::new(15, style, Duration::from_millis(250));
     let mut curves = Vec::new();
     println!(
         "dense VAE, latent 2: {} parameters, {} epochs",
@@ -54,12 +57,15 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         .on_epoch(|report| {
             common::print_epoch(report);
             common::record_curves(&mut curves, report);
-            frames.push(&pictures::manifold(
-                model.decoder(),
-                &coords,
-                None,
-                model.device(),
-            )?)
+            if report.epoch % every == 0 || report.epoch == 1 {
+                let pixels = pictures::manifold(model.decoder(), &coords, None, model.device())?;
+                let grid = pictures::image_grid(&pixels, 15, style)?;
+                frames.push_image(pictures::caption(
+                    &grid,
+                    &format!("epoch {}", report.epoch),
+                )?)?;
+            }
+            Ok(())
         });
     if args.resumes(&args.out) {
         println!("resuming the run in {}", args.out.display());
@@ -89,15 +95,17 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         out.join("latent_scatter.png"),
         "test digits: latent means",
     )?;
+    let grid = pictures::image_grid(
+        &pictures::manifold(model.decoder(), &coords, None, model.device())?,
+        15,
+        big,
+    )?;
+    let labels = pictures::manifold_labels(&coords);
     pictures::save_png(
-        &pictures::image_grid(
-            &pictures::manifold(model.decoder(), &coords, None, model.device())?,
-            15,
-            style,
-        )?,
+        &pictures::label_grid(&grid, (56, 56), big, &labels)?,
         out.join("manifold.png"),
     )?;
-    frames.finish(out.join("samples.gif"))?;
+    frames.finish(out.join("manifold.gif"))?;
     common::save_curves(
         &curves,
         &["train loss", "test loss"],

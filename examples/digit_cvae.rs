@@ -4,9 +4,10 @@
 //!
 //! Generating a chosen digit sets the class vector to its one-hot and draws z
 //! from the prior, so one z renders all ten digits in one style. Writes
-//! `loss_curves.png` (the VAE loss and the classifier loss, as the tutorial
-//! plots them), `digits_by_epoch.png` (one row per epoch: a fresh z, digits
-//! 0–9), `digit_grid.png` (ten z's × ten digits from the final model),
+//! `loss_curves.png` (the VAE loss and the classifier loss in two panels, as
+//! the tutorial plots them), `digits_by_epoch.png` (one row per epoch, labelled:
+//! a fresh z, digits 0–9), `digit_grid.png` (ten z's × ten digits from the final
+//! model),
 //! `interpolation.png` (between two test digits), and the trainer's files.
 //!
 //! ```text
@@ -44,8 +45,9 @@ fn digit_cvae() -> vaekit::Result<()> {
     };
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
-    let mut vae_loss = Vec::new();
-    let mut classifier_loss = Vec::new();
+    let mut epochs = Vec::new();
+    let (mut vae_loss, mut vae_test) = (Vec::new(), Vec::new());
+    let (mut classifier_loss, mut classifier_test) = (Vec::new(), Vec::new());
     println!(
         "digit-conditioned VAE, z 10: {} parameters, {} epochs",
         built.params().num_trainable(),
@@ -55,9 +57,13 @@ fn digit_cvae() -> vaekit::Result<()> {
         .output_dir(&args.out)
         .on_epoch(|report| {
             common::print_epoch(report);
-            let term = |n: &str| report.train_metric(n).unwrap_or(f64::NAN);
-            vae_loss.push(term("reconstruction") + term("kl"));
-            classifier_loss.push(term("classification"));
+            let train = |n: &str| report.train_metric(n).unwrap_or(f64::NAN);
+            let test = |n: &str| report.test_metric(n).unwrap_or(f64::NAN);
+            epochs.push(report.epoch);
+            vae_loss.push(train("reconstruction") + train("kl"));
+            vae_test.push(test("reconstruction") + test("kl"));
+            classifier_loss.push(train("classification"));
+            classifier_test.push(test("classification"));
             rows.push(model.generate_grid(1, &mut rng, &args.device)?); // [10, 1, 28, 28]
             Ok(())
         });
@@ -70,21 +76,49 @@ fn digit_cvae() -> vaekit::Result<()> {
     drop(trainer); // ends the hook's borrows
 
     let out = &args.out;
-    pictures::loss_curves(
+    pictures::loss_panels(
         &[
-            ("VAE loss", &vae_loss),
-            ("digit classifier loss", &classifier_loss),
+            (
+                "VAE loss (reconstruction + KL)",
+                &[("train", &vae_loss), ("test", &vae_test)],
+            ),
+            (
+                "digit classifier loss (cross-entropy)",
+                &[("train", &classifier_loss), ("test", &classifier_test)],
+            ),
         ],
         out.join("loss_curves.png"),
-        "training losses per epoch",
+        "digit-conditioned VAE: losses per epoch",
     )?;
+    let tile = (28 * style.scale as u32, 28 * style.scale as u32);
+    let digit_labels: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let by_epoch = candle_core::Tensor::cat(&rows, 0)?;
+    let labels = pictures::GridLabels {
+        rows: epochs.iter().map(|e| format!("epoch {e}")).collect(),
+        columns: digit_labels.clone(),
+        ..Default::default()
+    };
     pictures::save_png(
-        &pictures::image_grid(&by_epoch, 10, style)?,
+        &pictures::label_grid(
+            &pictures::image_grid(&by_epoch, 10, style)?,
+            tile,
+            style,
+            &labels,
+        )?,
         out.join("digits_by_epoch.png"),
     )?;
+    let labels = pictures::GridLabels {
+        columns: digit_labels,
+        column_title: Some("digit (each row: one z from the prior)".into()),
+        ..Default::default()
+    };
     pictures::save_png(
-        &pictures::digit_grid(model, 10, &mut rng, style)?,
+        &pictures::label_grid(
+            &pictures::digit_grid(model, 10, &mut rng, style)?,
+            tile,
+            style,
+            &labels,
+        )?,
         out.join("digit_grid.png"),
     )?;
     // From the first test digit to the second (to itself with one test image).

@@ -315,6 +315,7 @@ fn concrete_optimizers_match_pytorch_through_candles_trait() -> TestResult {
             OptimizerConfig::AdamW(p) => run_candle::<AdamW>(&fx, &case, p.clone())?,
             OptimizerConfig::Sgd(p) => run_candle::<Sgd>(&fx, &case, p.clone())?,
             OptimizerConfig::Rmsprop(p) => run_candle::<Rmsprop>(&fx, &case, p.clone())?,
+            other => panic!("no candle run for {other:?}"),
         });
     }
     assert_no_mismatch(bad);
@@ -840,6 +841,7 @@ fn validation_errors_name_the_field() -> TestResult {
             C::AdamW(p) => AdamW::new(vars.clone(), p.clone()).map(drop),
             C::Sgd(p) => Sgd::new(vars.clone(), p.clone()).map(drop),
             C::Rmsprop(p) => Rmsprop::new(vars.clone(), p.clone()).map(drop),
+            other => panic!("no constructor for {other:?}"),
         };
         let got = got.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(want.contains(field), "{want}");

@@ -599,3 +599,105 @@ impl Decoder for OwnDecoder {
         OutputKind::Logits
     }
 }
+
+/// Whether any pixel in the rectangle `x0..x1 × y0..y1` of `img` is dark
+/// (text drawn there).
+fn has_ink(img: &image::RgbImage, x0: u32, x1: u32, y0: u32, y1: u32) -> bool {
+    (y0..y1).any(|y| (x0..x1).any(|x| img.get_pixel(x, y).0.iter().all(|&c| c < 128)))
+}
+
+#[test]
+fn grids_get_row_and_column_labels_and_frames_a_caption() {
+    use vaekit::pictures::{caption, label_grid, manifold_labels, GridLabels};
+    let device = Device::Cpu;
+    let style = GridStyle {
+        scale: 2,
+        padding: 2,
+        background: 255,
+    };
+    // A white 3×4 grid of white tiles: any dark pixel is text.
+    let pixels = Tensor::ones((12, 1, 28, 28), DType::F32, &device).expect("pixels");
+    let grid = image_grid(&pixels, 4, style).expect("grid");
+    let labels = GridLabels {
+        rows: vec!["epoch 1".into(), "epoch 2".into(), "epoch 3".into()],
+        columns: (0..4).map(|d| d.to_string()).collect(),
+        row_title: None,
+        column_title: None,
+    };
+    let labelled = label_grid(&grid, (56, 56), style, &labels).expect("labels");
+    let (w, h) = (labelled.width(), labelled.height());
+    assert!(
+        w > grid.width() && h > grid.height(),
+        "room was made for the labels"
+    );
+    let (left, top) = (w - grid.width() - 4, h - grid.height() - 4);
+    let img = labelled.to_rgb8();
+    // Each row label sits left of its row, each column label above its column.
+    for r in 0..3u32 {
+        let y = top + 2 + r * 58;
+        assert!(has_ink(&img, 0, left, y + 10, y + 46), "row label {r}");
+    }
+    for c in 0..4u32 {
+        let x = left + 2 + c * 58;
+        assert!(has_ink(&img, x + 10, x + 46, 0, top), "column label {c}");
+    }
+    // The tiles themselves are untouched.
+    assert!(!has_ink(&img, left, w - 4, top, h - 4));
+    // More labels than rows is an error, not a picture with labels off it.
+    let too_many = GridLabels {
+        rows: (0..4).map(|r| r.to_string()).collect(),
+        ..GridLabels::default()
+    };
+    assert!(label_grid(&grid, (56, 56), style, &too_many).is_err());
+
+    // A manifold's labels: z1 left to right, z2 top to bottom, largest first.
+    let coords = linear_grid(3, -1.0, 1.0).expect("coords");
+    let m = manifold_labels(&coords);
+    assert_eq!(m.columns, ["-1.00", "0.00", "1.00"]);
+    assert_eq!(m.rows, ["1.00", "0.00", "-1.00"]);
+    assert_eq!(
+        (m.row_title.as_deref(), m.column_title.as_deref()),
+        (Some("z2"), Some("z1"))
+    );
+
+    let framed = caption(&grid, "epoch 7").expect("caption");
+    assert_eq!(framed.width(), grid.width());
+    let strip = framed.height() - grid.height();
+    assert!(strip > 10);
+    assert!(
+        has_ink(&framed.to_rgb8(), 0, grid.width(), 0, strip),
+        "caption text"
+    );
+}
+
+#[test]
+fn loss_panels_give_each_loss_its_own_axis() {
+    let dir = out_dir("loss-panels");
+    let path = dir.join("panels.png");
+    let vae = [320.0, 290.0, 280.0];
+    let classifier = [0.9, 0.4, 0.2];
+    vaekit::pictures::loss_panels(
+        &[
+            ("VAE", &[("train", &vae[..])]),
+            ("classifier", &[("train", &classifier[..])]),
+        ],
+        &path,
+        "two panels",
+    )
+    .expect("panels");
+    let img = image::open(&path).expect("PNG").to_rgb8();
+    assert_eq!(img.width(), 2 * LOSS_PLOT_SIZE.0);
+    // The classifier's curve spans its own panel's height: blue ink in the
+    // upper and the lower half of the right panel.
+    let blue = |y0: u32, y1: u32| {
+        (y0..y1).any(|y| {
+            (LOSS_PLOT_SIZE.0..img.width()).any(|x| img.get_pixel(x, y).0 == [31, 119, 180])
+        })
+    };
+    let h = img.height();
+    assert!(
+        blue(h / 6, h / 2) && blue(h / 2, h - h / 6),
+        "the small loss is not flat"
+    );
+    assert!(vaekit::pictures::loss_panels(&[], &path, "none").is_err());
+}

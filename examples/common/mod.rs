@@ -291,18 +291,20 @@ pub fn parse_positive(name: &str, value: &str) -> Result<usize> {
     positive(value).map_err(|reason| Error::config(name, reason))
 }
 
-/// Prints one line per epoch.
+/// Prints one line per epoch: the training terms (means over the epoch's
+/// batches) and the test terms (evaluation mode), labelled.
 pub fn print_epoch(report: &vaekit::train::EpochReport) {
-    let test: Vec<String> = report
-        .test
-        .iter()
-        .map(|(k, v)| format!("{k} {v:.4}"))
-        .collect();
+    let terms = |t: &[(String, f64)]| {
+        t.iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "epoch {:>3}  train loss {:.4}  test {}  {:.1}s  {:.0} img/s",
+        "epoch {:>3}  train: {}  test: {}  ({:.1} s, {:.0} img/s)",
         report.epoch,
-        report.train_loss(),
-        test.join("  "),
+        terms(&report.train),
+        terms(&report.test),
         report.seconds,
         report.images_per_s
     );

@@ -40,7 +40,7 @@ impl<E: Encoder> VampPrior<E> {
             .input_shape()
             .check_batch(&pseudo_inputs, "VampPrior pseudo-inputs")?;
         let out = encoder.output_dim();
-        if k == 0 || out == 0 || out % 2 != 0 {
+        if k == 0 || out == 0 || !out.is_multiple_of(2) {
             candle_core::bail!(
                 "VampPrior: need at least one pseudo-input and an encoder of output 2 × latent, got {k} and {out}"
             );

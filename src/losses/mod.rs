@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 /// How an element-wise loss is reduced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Reduction {
     /// Keep every element.
     None,

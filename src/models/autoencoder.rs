@@ -15,6 +15,7 @@ use crate::{Error, Result as VResult};
 /// Reconstruction loss of an [`Autoencoder`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum AeLoss {
     /// Mean squared error against the decoder's pixels.
     Mse,

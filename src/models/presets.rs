@@ -34,6 +34,7 @@ use crate::latent::{PosteriorParam, PriorConfig};
 /// A tutorial architecture with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Preset {
     /// The TensorFlow CVAE tutorial.
     CvaeTf,

@@ -15,6 +15,7 @@ use crate::{Error, Result as VResult};
 /// The likelihood `p(x | z)` whose negative log is the reconstruction term.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Likelihood {
     /// Bernoulli pixels: binary cross-entropy on the decoder's logits or
     /// probabilities.
@@ -35,6 +36,7 @@ pub enum Likelihood {
 /// How the KL term is computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum KlEstimator {
     /// The prior's [`LatentPrior::kl`]: closed form where the prior has one.
     Analytic,

@@ -26,6 +26,7 @@ use crate::{Error, Result as VResult};
 /// Normalisation after a convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Norm {
     /// None.
     #[default]
@@ -255,6 +256,7 @@ impl Encoder for ConvEncoder {
 /// How an up block changes the size of its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Upsampling {
     /// A plain convolution (no up-sampling).
     Conv,

@@ -218,6 +218,7 @@ impl OutputKind {
 /// An element-wise activation function.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Activation {
     /// No activation.
     Identity,

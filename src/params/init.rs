@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 /// preset starts from the same distribution as its tutorial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum InitScheme {
     /// PyTorch's defaults: weights and biases `U(−1/√fan_in, 1/√fan_in)`, where a
     /// transposed convolution takes its fan-in from the weight's second dimension

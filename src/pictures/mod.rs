@@ -39,6 +39,7 @@ mod digits;
 mod explorer;
 mod gif;
 mod grid;
+mod labels;
 mod manifold;
 mod plots;
 
@@ -46,10 +47,13 @@ pub use digits::{digit_grid, interpolation_strip};
 pub use explorer::{write_latent_explorer, ExplorerOptions, LatentScatter, SliderRange};
 pub use gif::{write_gif, FrameRecorder};
 pub use grid::{comparison_grid, image_grid, save_png, GridStyle};
+pub use labels::{caption, label_grid, manifold_labels, GridLabels};
 pub use manifold::{
     inverse_normal_cdf, linear_grid, manifold, manifold_codes, normal_quantile_grid,
 };
-pub use plots::{latent_scatter, loss_curves, LOSS_PLOT_SIZE, SCATTER_PLOT_SIZE};
+pub use plots::{
+    latent_scatter, loss_curves, loss_panels, LossPanel, LOSS_PLOT_SIZE, SCATTER_PLOT_SIZE,
+};
 
 use std::path::Path;
 

@@ -39,7 +39,7 @@ const TAB10: [RGBColor; 10] = [
 ];
 
 /// Registers the bundled font as `sans-serif`, once per process.
-fn ensure_font(path: &Path) -> Result<()> {
+pub(crate) fn ensure_font_registered(path: &Path) -> Result<()> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     if *REGISTERED.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok()) {
         Ok(())
@@ -56,7 +56,7 @@ fn plot_png<F>(path: &Path, size: (u32, u32), draw: F) -> Result<()>
 where
     F: FnOnce(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
 {
-    ensure_font(path)?;
+    ensure_font_registered(path)?;
     let (w, h) = size;
     let mut buf = vec![255u8; w as usize * h as usize * 3];
     {
@@ -217,23 +217,78 @@ pub fn latent_scatter(
 /// [`Error::Io`] naming `path` if the plot cannot be drawn or written.
 pub fn loss_curves(series: &[(&str, &[f64])], path: impl AsRef<Path>, title: &str) -> Result<()> {
     let path = path.as_ref();
+    check_series(series, "series")?;
+    plot_png(path, LOSS_PLOT_SIZE, |root| {
+        root.fill(&WHITE).map_err(|e| picture_error(path, e))?;
+        draw_loss_panel(root, series, title, path)
+    })
+}
+
+/// Loss curves in panels side by side, each with its own `loss` axis — for
+/// losses of different sizes, such as a VAE's (≈ 250) and its classifier's
+/// (≈ 0.5), which on one axis would flatten the smaller to a line at 0. Each
+/// panel is `(title, series)` drawn as [`loss_curves`] draws its one; the
+/// picture is [`LOSS_PLOT_SIZE`] wide per panel, with `title` above them.
+///
+/// # Errors
+///
+/// [`Error::Config`] if there is no panel or a panel has no finite value;
+/// [`Error::Io`] naming `path` if the plot cannot be drawn or written.
+pub fn loss_panels(panels: &[LossPanel<'_>], path: impl AsRef<Path>, title: &str) -> Result<()> {
+    let path = path.as_ref();
+    if panels.is_empty() {
+        return Err(Error::config("panels", "need at least one panel"));
+    }
+    for (i, (_, series)) in panels.iter().enumerate() {
+        check_series(series, &format!("panels[{i}]"))?;
+    }
+    let n = u32::try_from(panels.len()).unwrap_or(u32::MAX);
+    let size = (LOSS_PLOT_SIZE.0.saturating_mul(n), LOSS_PLOT_SIZE.1 + 30);
+    plot_png(path, size, |root| {
+        root.fill(&WHITE).map_err(|e| picture_error(path, e))?;
+        let root = root
+            .titled(title, ("sans-serif", 22))
+            .map_err(|e| picture_error(path, e))?;
+        for (area, (panel_title, series)) in root.split_evenly((1, panels.len())).iter().zip(panels)
+        {
+            draw_loss_panel(area, series, panel_title, path)?;
+        }
+        Ok(())
+    })
+}
+
+/// One panel of [`loss_panels`]: its title and its named series (values per
+/// epoch).
+pub type LossPanel<'a> = (&'a str, &'a [(&'a str, &'a [f64])]);
+
+/// An error unless some series has a finite value.
+fn check_series(series: &[(&str, &[f64])], field: &str) -> Result<()> {
     if !series
         .iter()
         .any(|(_, values)| values.iter().any(|v| v.is_finite()))
     {
         return Err(Error::config(
-            "series",
+            field,
             "need at least one finite loss value to plot",
         ));
     }
+    Ok(())
+}
+
+/// One chart of loss curves per epoch on `root`.
+fn draw_loss_panel(
+    root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    series: &[(&str, &[f64])],
+    title: &str,
+    path: &Path,
+) -> Result<()> {
     let epochs = series.iter().map(|(_, v)| v.len()).max().unwrap_or(1);
     // Epochs are integers; one spare on each side keeps the end dots inside.
     let xs = 0..i32::try_from(epochs).unwrap_or(i32::MAX - 1) + 1;
     let ys = padded_range(series.iter().flat_map(|(_, v)| v.iter().copied()));
     let y_span = ys.end - ys.start;
     let err = |e: &dyn std::fmt::Display| picture_error(path, e);
-    plot_png(path, LOSS_PLOT_SIZE, |root| {
-        root.fill(&WHITE).map_err(|e| err(&e))?;
+    {
         let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 22))
             .margin(14)
@@ -291,5 +346,5 @@ pub fn loss_curves(series: &[(&str, &[f64])], path: impl AsRef<Path>, title: &st
             .draw()
             .map_err(|e| err(&e))?;
         Ok(())
-    })
+    }
 }

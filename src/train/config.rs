@@ -10,6 +10,7 @@ use crate::{Error, Result};
 /// How training images are binarised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Binarization {
     /// Grey levels in `[0, 1]` as they are.
     #[default]
@@ -34,6 +35,7 @@ pub struct EarlyStopping {
 /// Whether a progress bar is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Progress {
     /// On standard error when it is a terminal; silent otherwise.
     #[default]

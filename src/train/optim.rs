@@ -1103,6 +1103,7 @@ state_and_debug_from_slots!(Rmsprop);
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum OptimizerConfig {
     /// [`Adam`] (`"kind": "adam"`).
     Adam(AdamParams),

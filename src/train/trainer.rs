@@ -206,8 +206,10 @@ impl<'a> Trainer<'a> {
     }
 
     /// Calls `hook` with the epoch's report after every epoch (after the history
-    /// and checkpoints are written), e.g. to write pictures: the hook borrows the
-    /// model it draws from, as `fit` does. An error from the hook stops training.
+    /// and checkpoints are written), e.g. to print a line or write pictures: the
+    /// hook borrows the model it draws from, as `fit` does. The progress bar is
+    /// cleared while a hook runs, so its output never collides with the bar. An
+    /// error from the hook stops training.
     pub fn on_epoch(mut self, hook: impl FnMut(&EpochReport) -> Result<()> + 'a) -> Self {
         self.hooks.push(Box::new(hook));
         self
@@ -476,8 +478,10 @@ impl<'a> Trainer<'a> {
                 }
                 save_training_checkpoint(&dir.join(CHECKPOINT_FILE), model, opt, &state, &rng)?;
             }
+            // The bar steps aside while hooks run, so what they print lands on
+            // lines of its own, never on the end of the bar's line.
             for hook in &mut self.hooks {
-                hook(&report)?;
+                bar.suspend(|| hook(&report))?;
             }
             history.push(report);
             if let Some(es) = cfg.early_stopping {
