@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
 use crate::data::Batch;
-use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam};
+use crate::latent::{
+    single_sample_kl, standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam,
+};
 use crate::losses::{bce, bce_with_logits, gaussian_nll, squared_error, Elbo, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
 use crate::params::ParamStore;
@@ -150,7 +152,7 @@ impl VaeLossConfig {
     ) -> Result<Tensor> {
         match self.kl {
             KlEstimator::Analytic => prior.kl(q, rng),
-            KlEstimator::SingleSample => q.log_prob(z)?.sub(&prior.log_prob(z)?),
+            KlEstimator::SingleSample => single_sample_kl(q, prior, z),
         }
     }
 }
