@@ -192,6 +192,7 @@ pub fn cvae_tf(latent_dim: usize) -> ModelConfig {
             kl: KlEstimator::SingleSample,
             beta: 1.0,
             reduction: Reduction::BatchMean,
+            ..VaeLossConfig::default()
         },
     })
 }
@@ -233,6 +234,7 @@ pub fn conv_vae_bn(latent_dim: usize) -> ModelConfig {
             kl: KlEstimator::Analytic,
             beta: 1.0,
             reduction: Reduction::Sum,
+            ..VaeLossConfig::default()
         },
     })
 }
@@ -265,6 +267,7 @@ pub fn dense_vae(latent_dim: usize) -> ModelConfig {
             kl: KlEstimator::Analytic,
             beta: 1.0,
             reduction: Reduction::BatchMean,
+            ..VaeLossConfig::default()
         },
     })
 }
@@ -309,6 +312,7 @@ pub fn digit_cvae(latent_dim: usize, conditioning: Conditioning) -> ModelConfig 
             kl: KlEstimator::Analytic,
             beta: 1.0,
             reduction: Reduction::BatchMean,
+            ..VaeLossConfig::default()
         },
     })
 }
