@@ -465,7 +465,7 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
 
     /// `log p(x|z)`, `log p(z)` and `log q(z|x)`, each `[k, b]`, at
     /// `z = mean + eps · std` for noise `eps` `[k, b, d]`.
-    fn log_weight_parts(
+    pub(crate) fn log_weight_parts(
         &self,
         q: &DiagonalGaussian,
         xs: &Tensor,
