@@ -21,8 +21,8 @@ use clap::Parser;
 use serde_json::json;
 use vaekit::data::Dataset;
 use vaekit::eval::{
-    dataset_log_likelihood, latent_statistics, latent_traversal, ImportanceSampling,
-    LatentModel, ACTIVE_UNIT_THRESHOLD,
+    dataset_log_likelihood, latent_statistics, latent_traversal, ImportanceSampling, LatentModel,
+    ACTIVE_UNIT_THRESHOLD,
 };
 use vaekit::models::Model;
 use vaekit::Error;
@@ -70,13 +70,19 @@ fn main() {
 }
 
 fn evaluate() -> vaekit::Result<()> {
-    let cli: Cli = common::parse_flags("", "Evaluate a VAE checkpoint: importance-sampled NLL, −ELBO, active units.");
+    let cli: Cli = common::parse_flags(
+        "",
+        "Evaluate a VAE checkpoint: importance-sampled NLL, −ELBO, active units.",
+    );
     let device = vaekit::device_from_name(&cli.device)?;
     let model = Model::load(&cli.checkpoint, &device)?;
     let vae = model.as_vae_untracked().ok_or_else(|| {
         Error::config(
             "checkpoint",
-            format!("{} holds no VAE: only VAEs have a likelihood to estimate", cli.checkpoint.display()),
+            format!(
+                "{} holds no VAE: only VAEs have a likelihood to estimate",
+                cli.checkpoint.display()
+            ),
         )
     })?;
     let digits = match &cli.data {
@@ -156,7 +162,11 @@ fn write_pictures<M: LatentModel>(
         "Active units: Var(E[z_d | x]) > 0.01",
     )?;
     let x = common::first_images(test, 1, device)?;
-    let code = model.posterior_of(&x.images)?.mean().squeeze(0)?.to_vec1::<f32>()?;
+    let code = model
+        .posterior_of(&x.images)?
+        .mean()
+        .squeeze(0)?
+        .to_vec1::<f32>()?;
     let values: Vec<f32> = (0..9).map(|i| -3.0 + 0.75 * i as f32).collect();
     let pixels = latent_traversal(model, &code, &values, device)?;
     save_png(

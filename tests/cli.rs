@@ -483,8 +483,16 @@ fn evaluate_prints_one_json_object_for_a_conv_vae_bn_checkpoint() {
     ];
     let out = run("evaluate", &os(&args));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.trim_end().lines().count(), 1, "not one line: {stdout}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim_end().lines().count(),
+        1,
+        "not one line: {stdout}"
+    );
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["importance_samples"], 20);
     assert_eq!(v["test_images"], 12);
@@ -513,8 +521,22 @@ fn evaluate_prints_one_json_object_for_a_conv_vae_bn_checkpoint() {
         .unwrap();
     let out = run(
         "evaluate",
-        &os(&["--checkpoint", ae.to_str().unwrap(), "--importance-samples", "2"]),
+        &os(&[
+            "--checkpoint",
+            ae.to_str().unwrap(),
+            "--importance-samples",
+            "2",
+        ]),
     );
     assert_one_line_error("autoencoder", &out, &["holds no VAE"]);
-    run_fails("evaluate", &["--checkpoint", ae.to_str().unwrap(), "--importance-samples", "0"], "--importance-samples");
+    run_fails(
+        "evaluate",
+        &[
+            "--checkpoint",
+            ae.to_str().unwrap(),
+            "--importance-samples",
+            "0",
+        ],
+        "--importance-samples",
+    );
 }

@@ -29,7 +29,10 @@ impl LatentStatistics {
     /// Dimensions whose [`mean_variance`](Self::mean_variance) exceeds
     /// `threshold` ([`ACTIVE_UNIT_THRESHOLD`] for Burda et al.'s count).
     pub fn active_units(&self, threshold: f64) -> usize {
-        self.mean_variance.iter().filter(|&&v| v > threshold).count()
+        self.mean_variance
+            .iter()
+            .filter(|&&v| v > threshold)
+            .count()
     }
 }
 

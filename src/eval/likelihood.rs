@@ -272,7 +272,8 @@ pub fn dataset_log_likelihood<M: LatentModel + ?Sized>(
         device,
     )? {
         let batch = batch?;
-        let est = importance_sampled_log_likelihood(model, &batch.images, &batch.indices, settings)?;
+        let est =
+            importance_sampled_log_likelihood(model, &batch.images, &batch.indices, settings)?;
         match &mut total {
             None => total = Some(est),
             Some(t) => {

@@ -11,7 +11,9 @@
 mod diagnostics;
 mod likelihood;
 
-pub use diagnostics::{latent_statistics, latent_traversal, LatentStatistics, ACTIVE_UNIT_THRESHOLD};
+pub use diagnostics::{
+    latent_statistics, latent_traversal, LatentStatistics, ACTIVE_UNIT_THRESHOLD,
+};
 pub use likelihood::{
     dataset_log_likelihood, importance_noise, importance_sampled_log_likelihood, log_mean_exp,
     ImportanceSampling, LikelihoodEstimate,

@@ -16,9 +16,9 @@ mod standard_normal;
 mod vamp;
 
 pub use config::PriorConfig;
-pub use gaussian::DiagonalGaussian;
 pub(crate) use density::LN_2PI;
 pub use density::{kl_standard_normal_elementwise, log_normal_pdf, single_sample_kl};
+pub use gaussian::DiagonalGaussian;
 pub use mixture::{gaussian_mixture_prior, mixture_log_prob, GaussianMixturePrior, MixtureConfig};
 pub use noise::standard_normal;
 pub use posterior::PosteriorParam;

@@ -213,12 +213,20 @@ impl VaeLossConfig {
     /// # Shapes
     ///
     /// `decoded`, `xs`: `[batch, c, h, w]`; returns `[batch]`.
-    pub fn log_likelihood(&self, decoded: &Tensor, xs: &Tensor, kind: OutputKind) -> Result<Tensor> {
+    pub fn log_likelihood(
+        &self,
+        decoded: &Tensor,
+        xs: &Tensor,
+        kind: OutputKind,
+    ) -> Result<Tensor> {
         let recon = self.reconstruction(decoded, xs, kind)?; // [b]
         match self.likelihood {
             Likelihood::SquaredError { scale } => {
                 let pixels = xs.elem_count() / xs.dim(0)?.max(1);
-                recon.affine(-1.0, -0.5 * (std::f64::consts::PI / scale).ln() * pixels as f64)
+                recon.affine(
+                    -1.0,
+                    -0.5 * (std::f64::consts::PI / scale).ln() * pixels as f64,
+                )
             }
             _ => recon.neg(),
         }
@@ -494,7 +502,11 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
         rep.extend_from_slice(xs.dims());
         let mut flat = vec![k * b];
         flat.extend_from_slice(&xs.dims()[1..]);
-        let xs_rep = xs.unsqueeze(0)?.broadcast_as(rep)?.contiguous()?.reshape(flat)?; // [k·b, c, h, w]
+        let xs_rep = xs
+            .unsqueeze(0)?
+            .broadcast_as(rep)?
+            .contiguous()?
+            .reshape(flat)?; // [k·b, c, h, w]
         let decoded = self.decoder.forward_t(&z, train)?; // [k·b, c, h, w]
         let lpx = self
             .loss
@@ -538,7 +550,11 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
             total: r.apply(&bound.neg()?)?,
             per,
             terms: vec![
-                Term::new("reconstruction", r.apply(&lpx.sum(0)?.affine(-scale, 0.0)?)?, per),
+                Term::new(
+                    "reconstruction",
+                    r.apply(&lpx.sum(0)?.affine(-scale, 0.0)?)?,
+                    per,
+                ),
                 Term::new("kl", r.apply(&kl.sum(0)?.affine(scale, 0.0)?)?, per),
             ],
         })
@@ -633,7 +649,13 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Trainable for Vae<E, D, P> {
     /// corrupts the inputs).
     fn batch_loss(&self, batch: &Batch, rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
         if let Objective::Iwae { samples } = self.loss.objective {
-            return self.iwae_loss(&batch.images, batch.targets(), samples, rng, mode.is_train());
+            return self.iwae_loss(
+                &batch.images,
+                batch.targets(),
+                samples,
+                rng,
+                mode.is_train(),
+            );
         }
         let out = self.forward_t(&batch.images, rng, mode.is_train())?;
         let elbo = self.loss(&out, batch.targets(), rng)?;

@@ -227,7 +227,11 @@ pub fn denoising_triplets(
         if t.dims() != noisy.dims() {
             return Err(Error::config(
                 name,
-                format!("shape {:?} differs from the noisy images' {:?}", t.dims(), noisy.dims()),
+                format!(
+                    "shape {:?} differs from the noisy images' {:?}",
+                    t.dims(),
+                    noisy.dims()
+                ),
             ));
         }
     }

@@ -316,10 +316,16 @@ pub fn active_units_plot(
 ) -> Result<()> {
     let path = path.as_ref();
     if values.is_empty() {
-        return Err(Error::config("values", "need at least one dimension to plot"));
+        return Err(Error::config(
+            "values",
+            "need at least one dimension to plot",
+        ));
     }
     if !(threshold.is_finite() && threshold > 0.0) {
-        return Err(Error::config("threshold", format!("{threshold} must be positive")));
+        return Err(Error::config(
+            "threshold",
+            format!("{threshold} must be positive"),
+        ));
     }
     const FLOOR: f64 = 1e-8;
     let shown: Vec<f64> = values

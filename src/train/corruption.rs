@@ -42,9 +42,10 @@ impl Corruption {
     /// outside `[0, 1]`.
     pub fn validate(&self, field: &str) -> Result<()> {
         match *self {
-            Corruption::Gaussian { std } if !(std.is_finite() && std >= 0.0) => Err(
-                Error::config(format!("{field}.std"), format!("{std} must be finite and ≥ 0")),
-            ),
+            Corruption::Gaussian { std } if !(std.is_finite() && std >= 0.0) => Err(Error::config(
+                format!("{field}.std"),
+                format!("{std} must be finite and ≥ 0"),
+            )),
             Corruption::Masking { p } | Corruption::SaltAndPepper { p }
                 if !(0.0..=1.0).contains(&p) =>
             {
@@ -64,7 +65,10 @@ impl Corruption {
     ///
     /// If the tensor cannot be read or written.
     pub fn apply(&self, images: &Tensor, rng: &mut dyn RngCore) -> candle_core::Result<Tensor> {
-        let mut px = images.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let mut px = images
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?;
         match *self {
             Corruption::Gaussian { std } => {
                 for v in &mut px {
