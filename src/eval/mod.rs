@@ -3,8 +3,8 @@
 //! dimension, and latent diagnostics — the KL per dimension, active units and
 //! traversals.
 //!
-//! Everything takes a [`LatentModel`]: any [`Vae`](crate::models::Vae)
-//! (whatever its encoder, decoder and prior), a [`Model`](crate::models::Model)
+//! Everything takes a [`LatentModel`]: any [`Vae`]
+//! (whatever its encoder, decoder and prior), a [`Model`]
 //! holding one, or a model of your own that gives a posterior, log importance
 //! weights and a decoder.
 
