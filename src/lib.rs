@@ -18,7 +18,8 @@
 //! | [`losses`] | BCE (logits, probabilities), MSE, Gaussian NLL, KL, ELBO |
 //! | [`models`] | autoencoder, VAE, digit-conditioned VAE; configs, presets, save/load |
 //! | [`data`] | IDX reader, datasets, seeded batches, the bundled MNIST digits |
-//! | [`train`] | the trainer and PyTorch-exact optimizers (Adam, AdamW, SGD, RMSprop) |
+//! | [`train`] | the trainer, β schedules, input corruption, PyTorch-exact optimizers (Adam, AdamW, SGD, RMSprop) |
+//! | [`eval`] | importance-sampled log-likelihood, KL per dimension, active units, traversals |
 //! | [`params`] | seeded initialisation and safetensors checkpoints |
 //!
 //! ## Example
@@ -61,6 +62,7 @@
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod latent;
 pub mod losses;
 pub mod models;

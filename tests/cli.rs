@@ -79,7 +79,7 @@ fn run_fails(name: &str, args: &[&str], expect: &str) {
     let mut all = args.to_vec();
     let out_dir = scratch("fails");
     let out_dir = out_dir.to_str().unwrap();
-    if name != "bench" && !args.iter().any(|a| a.starts_with("--out")) {
+    if !["bench", "evaluate"].contains(&name) && !args.iter().any(|a| a.starts_with("--out")) {
         // Keep the tutorial examples' outputs out of the source tree.
         all.extend(["--out", out_dir]);
     }
@@ -566,4 +566,86 @@ fn train_preset_trains_a_run_file_and_names_a_bad_field() {
     let result = run("train_preset", &os(&args));
     assert_one_line_error("bad run file", &result, &["model.encoder.hidden[1]"]);
     assert!(!bad_out.exists(), "nothing is written for a bad run file");
+}
+
+#[test]
+fn evaluate_prints_one_json_object_for_a_conv_vae_bn_checkpoint() {
+    use vaekit::models::{Model, Preset};
+    let dir = scratch("evaluate");
+    let ckpt = dir.join("conv_vae_bn.safetensors");
+    Model::from_preset(Preset::ConvVaeBn, &Device::Cpu, 0)
+        .unwrap()
+        .save(&ckpt)
+        .unwrap();
+    let pictures = dir.join("pictures");
+    let args = [
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--importance-samples",
+        "20",
+        "--limit",
+        "12",
+        "--pairs-per-pass",
+        "50",
+        "--pictures",
+        pictures.to_str().unwrap(),
+    ];
+    let out = run("evaluate", &os(&args));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim_end().lines().count(),
+        1,
+        "not one line: {stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["importance_samples"], 20);
+    assert_eq!(v["test_images"], 12);
+    assert_eq!(v["latent_dim"], 32);
+    let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    let (nll, elbo) = (num("nll"), num("negative_elbo"));
+    // Untrained: both near 784 · ln 2 ≈ 543 nats; the estimate below −ELBO.
+    assert!(nll > 300.0 && nll <= elbo, "nll {nll}, −ELBO {elbo}");
+    assert!((num("bits_per_dim") - nll / (784.0 * std::f64::consts::LN_2)).abs() < 1e-9);
+    assert!(num("seconds") >= 0.0);
+    let au = v["active_units"].as_u64().unwrap();
+    assert!(au <= 32);
+    assert_eq!(v["kl_per_dim"].as_array().unwrap().len(), 32);
+    assert!(pictures.join("active_units.png").is_file());
+    assert!(pictures.join("traversal.png").is_file());
+    // The same seed gives the same numbers.
+    let again = run("evaluate", &os(&args[..8]));
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(w["nll"], v["nll"]);
+
+    // An autoencoder has no likelihood: one line naming the file.
+    let ae = dir.join("ae.safetensors");
+    Model::from_preset(Preset::ConvAe, &Device::Cpu, 0)
+        .unwrap()
+        .save(&ae)
+        .unwrap();
+    let out = run(
+        "evaluate",
+        &os(&[
+            "--checkpoint",
+            ae.to_str().unwrap(),
+            "--importance-samples",
+            "2",
+        ]),
+    );
+    assert_one_line_error("autoencoder", &out, &["holds no VAE"]);
+    run_fails(
+        "evaluate",
+        &[
+            "--checkpoint",
+            ae.to_str().unwrap(),
+            "--importance-samples",
+            "0",
+        ],
+        "--importance-samples",
+    );
 }

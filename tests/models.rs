@@ -759,6 +759,7 @@ fn a_vae_with_a_mixture_prior_falls_back_to_monte_carlo_kl() {
         kl: KlEstimator::Analytic,
         beta: 1.0,
         reduction: Reduction::BatchMean,
+        ..VaeLossConfig::default()
     };
     let vae = Vae::new(
         &store,

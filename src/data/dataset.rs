@@ -63,6 +63,11 @@ pub struct Batch {
     pub labels: Tensor,
     /// Which dataset images these are, in batch order.
     pub indices: Vec<usize>,
+    /// What the reconstruction is scored against, when it is not `images`:
+    /// the clean images of a batch whose `images` were corrupted for
+    /// denoising ([`Corruption`](crate::train::Corruption)). `None` for an
+    /// ordinary batch; read it through [`targets`](Self::targets).
+    pub targets: Option<Tensor>,
 }
 
 impl Batch {
@@ -74,7 +79,14 @@ impl Batch {
             images,
             labels,
             indices: (0..b).collect(),
+            targets: None,
         }
+    }
+
+    /// The images a model's likelihood scores: [`targets`](Self::targets)
+    /// when set (the clean images of a corrupted batch), else the images.
+    pub fn targets(&self) -> &Tensor {
+        self.targets.as_ref().unwrap_or(&self.images)
     }
 
     /// Number of images.
@@ -358,6 +370,7 @@ impl Dataset {
             images,
             labels,
             indices: indices.to_vec(),
+            targets: None,
         })
     }
 

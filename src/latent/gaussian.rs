@@ -3,10 +3,8 @@
 use candle_core::{Result, Tensor, D};
 use rand::RngCore;
 
+use super::density::{kl_standard_normal_elementwise, log_normal_pdf};
 use super::noise::standard_normal;
-
-/// `ln(2π)`.
-pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
 /// A batch of diagonal Gaussians, one per row: `mean` and `logvar` are both
 /// `[batch, latent]`.
@@ -96,13 +94,18 @@ impl DiagonalGaussian {
     /// `log q(z)` per row, `[batch]`:
     /// `Σ_d −½ ((z − mean)² · e^{−logvar} + logvar + ln 2π)`.
     pub fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
-        crate::losses::log_normal_pdf(z, &self.mean, &self.logvar)
+        log_normal_pdf(z, &self.mean, &self.logvar)
     }
 
     /// `KL(q ‖ N(0, I))` per row, `[batch]`:
     /// `−½ Σ_d (1 + logvar − mean² − e^{logvar})`.
     pub fn kl_standard_normal(&self) -> Result<Tensor> {
-        crate::losses::kl_standard_normal(&self.mean, &self.logvar, crate::losses::Reduction::None)?
-            .sum(D::Minus1)
+        self.kl_standard_normal_per_dim()?.sum(D::Minus1)
+    }
+
+    /// `KL(q_d ‖ N(0, 1))` per row and latent dimension, `[batch, latent]`:
+    /// `−½ (1 + logvar − mean² − e^{logvar})`.
+    pub fn kl_standard_normal_per_dim(&self) -> Result<Tensor> {
+        kl_standard_normal_elementwise(&self.mean, &self.logvar)
     }
 }

@@ -6,7 +6,7 @@ use candle_nn::{Init, VarBuilder};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use super::gaussian::LN_2PI;
+use super::density::LN_2PI;
 use super::{noise::standard_normal, LatentPrior};
 use crate::{Error, Result as VResult};
 

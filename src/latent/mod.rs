@@ -7,6 +7,7 @@
 //! whatever the device.
 
 mod config;
+mod density;
 mod gaussian;
 mod mixture;
 mod noise;
@@ -15,8 +16,9 @@ mod standard_normal;
 mod vamp;
 
 pub use config::PriorConfig;
+pub(crate) use density::LN_2PI;
+pub use density::{kl_standard_normal_elementwise, log_normal_pdf, single_sample_kl};
 pub use gaussian::DiagonalGaussian;
-pub(crate) use gaussian::LN_2PI;
 pub use mixture::{gaussian_mixture_prior, mixture_log_prob, GaussianMixturePrior, MixtureConfig};
 pub use noise::standard_normal;
 pub use posterior::PosteriorParam;
@@ -54,6 +56,15 @@ pub trait LatentPrior: Send + Sync + std::fmt::Debug {
     fn has_closed_form_kl(&self) -> bool {
         false
     }
+
+    /// `KL(q_d ‖ p_d)` per row and latent dimension, `[batch, latent]`, for a
+    /// prior that factorises over the dimensions (the standard normal);
+    /// `None` for one that does not (a mixture), the default. Free bits and
+    /// the per-dimension KL of the diagnostics need it.
+    fn kl_per_dim(&self, q: &DiagonalGaussian) -> Result<Option<Tensor>> {
+        let _ = q;
+        Ok(None)
+    }
 }
 
 impl<P: LatentPrior + ?Sized> LatentPrior for Box<P> {
@@ -71,6 +82,9 @@ impl<P: LatentPrior + ?Sized> LatentPrior for Box<P> {
     }
     fn has_closed_form_kl(&self) -> bool {
         (**self).has_closed_form_kl()
+    }
+    fn kl_per_dim(&self, q: &DiagonalGaussian) -> Result<Option<Tensor>> {
+        (**self).kl_per_dim(q)
     }
 }
 
@@ -91,7 +105,7 @@ pub fn monte_carlo_kl<P: LatentPrior + ?Sized>(
     let mut total: Option<Tensor> = None;
     for _ in 0..samples {
         let z = q.rsample(rng)?; // [b, d]
-        let term = (q.log_prob(&z)? - prior.log_prob(&z)?)?; // [b]
+        let term = single_sample_kl(q, prior, &z)?; // [b]
         total = Some(match total {
             None => term,
             Some(t) => (t + term)?,

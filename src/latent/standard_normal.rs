@@ -3,7 +3,7 @@
 use candle_core::{Device, Result, Tensor, D};
 use rand::RngCore;
 
-use super::gaussian::LN_2PI;
+use super::density::LN_2PI;
 use super::{noise::standard_normal, DiagonalGaussian, LatentPrior};
 
 /// The standard-normal prior `p(z) = N(0, I)` of width `latent_dim`; its KL has a
@@ -51,5 +51,10 @@ impl LatentPrior for StandardNormal {
 
     fn has_closed_form_kl(&self) -> bool {
         true
+    }
+
+    /// Closed form per dimension, `[batch, latent]`.
+    fn kl_per_dim(&self, q: &DiagonalGaussian) -> Result<Option<Tensor>> {
+        q.kl_standard_normal_per_dim().map(Some)
     }
 }

@@ -2,7 +2,7 @@
 
 use candle_core::{Result, Tensor};
 
-use crate::latent::{DiagonalGaussian, LatentPrior};
+use crate::latent::{single_sample_kl, DiagonalGaussian, LatentPrior};
 
 /// A VAE loss (the negative ELBO) and its terms, each a scalar tensor:
 /// `total = reconstruction + β · kl`.
@@ -45,7 +45,5 @@ pub fn monte_carlo_elbo(
     posterior: &DiagonalGaussian,
     prior: &dyn LatentPrior,
 ) -> Result<Tensor> {
-    let log_pz = prior.log_prob(z)?; // [b]
-    let log_qz_x = posterior.log_prob(z)?; // [b]
-    (log_px_z + log_pz)?.sub(&log_qz_x)
+    log_px_z.sub(&single_sample_kl(posterior, prior, z)?) // [b]
 }

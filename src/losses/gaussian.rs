@@ -1,8 +1,9 @@
-//! Gaussian log-densities and negative log-likelihoods.
+//! The Gaussian negative log-likelihood of pixels (the log-density itself
+//! lives in [`latent`](crate::latent), with the KL terms).
 
 use candle_core::{Result, Tensor};
 
-use super::{same_shape, sum_per_example, Reduction};
+use super::{same_shape, Reduction};
 use crate::latent::LN_2PI;
 
 /// Negative log-likelihood of `target` under `N(mean, σ²)` with a fixed `sigma`:
@@ -23,15 +24,4 @@ pub fn gaussian_nll(
     let c = sigma.ln() + 0.5 * LN_2PI;
     let loss = mean.sub(target)?.sqr()?.affine(0.5 / (sigma * sigma), c)?;
     reduction.apply(&loss)
-}
-
-/// Log-density of `x` under `N(mean, diag(exp(logvar)))`, summed over every
-/// dimension but the first: `Σ −½ ((x − μ)² e^{−logvar} + logvar + ln 2π)`, as
-/// `[batch]` (the TensorFlow CVAE tutorial's `log_normal_pdf`).
-pub fn log_normal_pdf(x: &Tensor, mean: &Tensor, logvar: &Tensor) -> Result<Tensor> {
-    same_shape("log_normal_pdf", x, mean)?;
-    same_shape("log_normal_pdf", x, logvar)?;
-    let quad = x.sub(mean)?.sqr()?.mul(&logvar.neg()?.exp()?)?;
-    let inner = (quad + logvar)?.affine(-0.5, -0.5 * LN_2PI)?;
-    sum_per_example(&inner)
 }

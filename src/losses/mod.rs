@@ -13,10 +13,11 @@ mod gaussian;
 mod kl;
 mod mse;
 
+pub use crate::latent::log_normal_pdf;
 pub use bce::{bce, bce_with_logits};
 pub use cross_entropy::cross_entropy;
 pub use elbo::{monte_carlo_elbo, Elbo};
-pub use gaussian::{gaussian_nll, log_normal_pdf};
+pub use gaussian::gaussian_nll;
 pub use kl::kl_standard_normal;
 pub use mse::{mse, squared_error};
 

@@ -188,7 +188,7 @@ impl<E: Encoder, D: Decoder> Trainable for Autoencoder<E, D> {
     /// One term, `reconstruction`, which is also the total.
     fn batch_loss(&self, batch: &Batch, _rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
         let out = self.forward_t(&batch.images, mode.is_train())?;
-        let total = self.loss(&out, &batch.images)?;
+        let total = self.loss(&out, batch.targets())?;
         let per = Per::from(self.loss.reduction);
         Ok(LossTerms {
             total: total.clone(),

@@ -6,8 +6,9 @@ use candle_nn::Module;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use super::beta::{check_beta, BetaCell};
 use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
-use super::vae::{check_vae_parts, non_empty, VaeLossConfig};
+use super::vae::{check_vae_parts, non_empty, Objective, VaeLossConfig};
 use crate::data::Batch;
 use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam};
 use crate::losses::{cross_entropy, Reduction};
@@ -78,6 +79,7 @@ pub struct DigitConditionedVae<E, D, C> {
     class_weight: f64,
     posterior: PosteriorParam,
     loss: VaeLossConfig,
+    beta: BetaCell,
 }
 
 impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
@@ -123,6 +125,12 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
         }
         posterior.validate("posterior")?;
         loss.validate("loss", decoder.output_kind())?;
+        if loss.objective != Objective::Elbo || loss.free_bits.is_some() {
+            return Err(Error::config(
+                "loss.objective",
+                "the digit-conditioned VAE trains on the ELBO, without free bits",
+            ));
+        }
         Ok(Self {
             params: params.clone(),
             encoder,
@@ -133,6 +141,7 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
             class_weight,
             posterior,
             loss,
+            beta: BetaCell::new(loss.beta),
         })
     }
 
@@ -300,7 +309,7 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
                 .loss
                 .kl_per_example(&self.prior, &out.posterior, &out.z, rng)?,
         )?;
-        let mut total = recon.add(&kl.affine(self.loss.beta, 0.0)?)?;
+        let mut total = recon.add(&kl.affine(self.beta.get(), 0.0)?)?;
         let classification = match &out.class_logits {
             Some(logits) => {
                 self.check_labels(labels)?;
@@ -364,7 +373,7 @@ impl<E: Encoder, D: Decoder, C: Module> Trainable for DigitConditionedVae<E, D, 
     /// with a classifier, `classification` (mean cross-entropy per image).
     fn batch_loss(&self, batch: &Batch, rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
         let out = self.forward_t(&batch.images, Some(&batch.labels), rng, mode.is_train())?;
-        let l = self.loss(&out, &batch.images, &batch.labels, rng)?;
+        let l = self.loss(&out, batch.targets(), &batch.labels, rng)?;
         let per = Per::from(self.loss.reduction);
         let mut terms = vec![
             Term::new("reconstruction", l.reconstruction, per),
@@ -393,5 +402,15 @@ impl<E: Encoder, D: Decoder, C: Module> Trainable for DigitConditionedVae<E, D, 
             terms.terms.push(Term::new("accuracy", hits, Per::Image));
         }
         Ok(terms)
+    }
+
+    fn beta(&self) -> Option<f64> {
+        Some(self.beta.get())
+    }
+
+    fn set_beta(&self, beta: f64) -> VResult<()> {
+        check_beta(beta)?;
+        self.beta.set(beta);
+        Ok(())
     }
 }

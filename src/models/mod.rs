@@ -5,6 +5,7 @@
 //! [`ModelConfig`] and saves and loads it.
 
 mod autoencoder;
+mod beta;
 mod config;
 mod digit;
 mod model;
@@ -27,7 +28,7 @@ pub use model::{
 pub use presets::Preset;
 pub(crate) use trainable::{checkpoint_metadata, CONFIG_KEY};
 pub use trainable::{LossTerms, Mode, Per, Term, Trainable};
-pub use vae::{KlEstimator, Likelihood, Vae, VaeLossConfig, VaeOutput};
+pub use vae::{KlEstimator, Likelihood, Objective, Vae, VaeLossConfig, VaeOutput};
 
 pub use crate::latent::{PosteriorParam, PriorConfig};
 

@@ -172,6 +172,16 @@ impl Model {
         }
     }
 
+    /// The VAE over untracked views of the weights, if the model is one: the
+    /// same network as [`as_vae`](Self::as_vae), for inference (importance
+    /// sampling, diagnostics) without an autograd graph.
+    pub fn as_vae_untracked(&self) -> Option<&ConfigVae> {
+        match &self.frozen {
+            Network::Vae(m) => Some(m),
+            _ => None,
+        }
+    }
+
     /// The autoencoder, if the model is one.
     pub fn as_autoencoder(&self) -> Option<&ConfigAutoencoder> {
         match &self.network {
@@ -371,6 +381,16 @@ impl Trainable for Model {
 
     fn architecture(&self) -> Option<String> {
         Some(self.config.to_json())
+    }
+
+    fn beta(&self) -> Option<f64> {
+        self.network.trainable().beta()
+    }
+
+    /// Sets β in both copies of the network (training and inference).
+    fn set_beta(&self, beta: f64) -> Result<()> {
+        self.network.trainable().set_beta(beta)?;
+        self.frozen.trainable().set_beta(beta)
     }
 }
 

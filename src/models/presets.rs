@@ -193,6 +193,7 @@ pub fn cvae_tf(latent_dim: usize) -> ModelConfig {
             kl: KlEstimator::SingleSample,
             beta: 1.0,
             reduction: Reduction::BatchMean,
+            ..VaeLossConfig::default()
         },
     })
 }
@@ -234,6 +235,7 @@ pub fn conv_vae_bn(latent_dim: usize) -> ModelConfig {
             kl: KlEstimator::Analytic,
             beta: 1.0,
             reduction: Reduction::Sum,
+            ..VaeLossConfig::default()
         },
     })
 }
@@ -266,6 +268,7 @@ pub fn dense_vae(latent_dim: usize) -> ModelConfig {
             kl: KlEstimator::Analytic,
             beta: 1.0,
             reduction: Reduction::BatchMean,
+            ..VaeLossConfig::default()
         },
     })
 }
@@ -310,6 +313,7 @@ pub fn digit_cvae(latent_dim: usize, conditioning: Conditioning) -> ModelConfig 
             kl: KlEstimator::Analytic,
             beta: 1.0,
             reduction: Reduction::BatchMean,
+            ..VaeLossConfig::default()
         },
     })
 }

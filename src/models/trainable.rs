@@ -176,6 +176,29 @@ pub trait Trainable {
         None
     }
 
+    /// The KL weight β the loss uses now, for a model that has one (every
+    /// VAE); `None` otherwise, the default. The trainer records it per epoch.
+    fn beta(&self) -> Option<f64> {
+        None
+    }
+
+    /// Sets the KL weight β, for the trainer's β schedule
+    /// ([`TrainConfig::beta_schedule`](crate::train::TrainConfig::beta_schedule)).
+    /// The architecture and the saved config keep the configured β.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a β that is negative or not finite, or, by
+    /// default, for a model without a KL term: implement it (and
+    /// [`beta`](Self::beta)) in a model of your own that has one.
+    fn set_beta(&self, beta: f64) -> Result<()> {
+        let _ = beta;
+        Err(Error::config(
+            "beta_schedule",
+            "this model has no KL weight to schedule",
+        ))
+    }
+
     /// The device the parameters live on.
     fn device(&self) -> &Device {
         self.params().device()
@@ -255,5 +278,11 @@ impl<M: Trainable + ?Sized> Trainable for &M {
     }
     fn architecture(&self) -> Option<String> {
         (**self).architecture()
+    }
+    fn beta(&self) -> Option<f64> {
+        (**self).beta()
+    }
+    fn set_beta(&self, beta: f64) -> Result<()> {
+        (**self).set_beta(beta)
     }
 }

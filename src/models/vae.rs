@@ -4,9 +4,12 @@ use candle_core::{Device, Result, Tensor};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use super::beta::{check_beta, BetaCell};
 use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
 use crate::data::Batch;
-use crate::latent::{standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam};
+use crate::latent::{
+    single_sample_kl, standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam,
+};
 use crate::losses::{bce, bce_with_logits, gaussian_nll, squared_error, Elbo, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
 use crate::params::ParamStore;
@@ -45,7 +48,35 @@ pub enum KlEstimator {
     SingleSample,
 }
 
+/// What a VAE's training loss optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Objective {
+    /// The ELBO, `E_q[log p(x|z)] − β · KL(q ‖ p)`, with one `z` per image.
+    #[default]
+    Elbo,
+    /// The importance-weighted bound of Burda et al. (2016) with `samples`
+    /// draws `z_j ~ q(z|x)` per image:
+    /// `log (1/k) Σ_j exp(log p(x|z_j) + β · (log p(z_j) − log q(z_j|x)))`,
+    /// by log-sum-exp (β = 1 gives the IWAE bound; `samples = 1` the
+    /// single-sample ELBO). The loss is its negation, reduced over the batch.
+    Iwae {
+        /// Importance samples `k` per image (≥ 1).
+        samples: usize,
+    },
+}
+
+impl Objective {
+    fn is_elbo(&self) -> bool {
+        *self == Objective::Elbo
+    }
+}
+
 /// The loss of a VAE: `reduce(−log p(x|z)) + β · reduce(KL)`.
+///
+/// `objective` and `free_bits` are left out of the JSON when they have their
+/// defaults, so configs (and checkpoints) written before they existed read
+/// and compare the same.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct VaeLossConfig {
     /// The pixel likelihood.
@@ -57,6 +88,17 @@ pub struct VaeLossConfig {
     /// How per-example terms are combined over the batch ([`Reduction::Sum`] or
     /// [`Reduction::BatchMean`]).
     pub reduction: Reduction,
+    /// The ELBO (default) or the IWAE bound.
+    #[serde(default, skip_serializing_if = "Objective::is_elbo")]
+    pub objective: Objective,
+    /// Free bits (Kingma et al. 2016), in nats per latent dimension: the KL in
+    /// the total becomes `Σ_d max(λ, mean over the batch of KL_d)` (times the
+    /// batch size under [`Reduction::Sum`]), so dimensions under `λ` nats get
+    /// no push towards the prior. Needs a prior with a per-dimension KL
+    /// ([`LatentPrior::kl_per_dim`]: the standard normal) and the ELBO
+    /// objective. The reported `kl` term stays the true KL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bits: Option<f64>,
 }
 
 impl Default for VaeLossConfig {
@@ -66,6 +108,8 @@ impl Default for VaeLossConfig {
             kl: KlEstimator::Analytic,
             beta: 1.0,
             reduction: Reduction::BatchMean,
+            objective: Objective::Elbo,
+            free_bits: None,
         }
     }
 }
@@ -78,6 +122,28 @@ impl VaeLossConfig {
                 format!("{field}.beta"),
                 format!("{} must be finite and ≥ 0", self.beta),
             ));
+        }
+        if let Objective::Iwae { samples } = self.objective {
+            if samples == 0 {
+                return Err(Error::config(
+                    format!("{field}.objective.samples"),
+                    "must be at least 1",
+                ));
+            }
+            if self.free_bits.is_some() {
+                return Err(Error::config(
+                    format!("{field}.free_bits"),
+                    "free bits apply to the ELBO objective, not to the IWAE bound",
+                ));
+            }
+        }
+        if let Some(lambda) = self.free_bits {
+            if !(lambda.is_finite() && lambda >= 0.0) {
+                return Err(Error::config(
+                    format!("{field}.free_bits"),
+                    format!("{lambda} must be finite and ≥ 0"),
+                ));
+            }
         }
         match self.likelihood {
             Likelihood::Bernoulli if kind == OutputKind::Linear => Err(Error::config(
@@ -138,6 +204,35 @@ impl VaeLossConfig {
         };
         crate::losses::sum_per_example(&per_elem)
     }
+
+    /// The normalised `log p(x | z)` per example, `[batch]`: the negated
+    /// [`reconstruction`](Self::reconstruction) for the Bernoulli and Gaussian
+    /// likelihoods; for [`Likelihood::SquaredError`] the Gaussian it is
+    /// proportional to, `σ² = 1 / (2 · scale)`, with its normalising constant
+    /// `½ ln(π / scale)` per pixel. This is what importance sampling and the
+    /// IWAE bound weigh.
+    ///
+    /// # Shapes
+    ///
+    /// `decoded`, `xs`: `[batch, c, h, w]`; returns `[batch]`.
+    pub fn log_likelihood(
+        &self,
+        decoded: &Tensor,
+        xs: &Tensor,
+        kind: OutputKind,
+    ) -> Result<Tensor> {
+        let recon = self.reconstruction(decoded, xs, kind)?; // [b]
+        match self.likelihood {
+            Likelihood::SquaredError { scale } => {
+                let pixels = xs.elem_count() / xs.dim(0)?.max(1);
+                recon.affine(
+                    -1.0,
+                    -0.5 * (std::f64::consts::PI / scale).ln() * pixels as f64,
+                )
+            }
+            _ => recon.neg(),
+        }
+    }
 }
 
 impl VaeLossConfig {
@@ -152,8 +247,35 @@ impl VaeLossConfig {
     ) -> Result<Tensor> {
         match self.kl {
             KlEstimator::Analytic => prior.kl(q, rng),
-            KlEstimator::SingleSample => q.log_prob(z)?.sub(&prior.log_prob(z)?),
+            KlEstimator::SingleSample => single_sample_kl(q, prior, z),
         }
+    }
+
+    /// The KL part of the total, reduced: `β · reduce(KL)`, or with free bits
+    /// `β · Σ_d max(λ, mean_b KL_{b,d})` (times the batch size under
+    /// [`Reduction::Sum`]).
+    fn kl_in_total<P: LatentPrior + ?Sized>(
+        &self,
+        prior: &P,
+        q: &DiagonalGaussian,
+        kl: &Tensor,
+        beta: f64,
+    ) -> Result<Tensor> {
+        let Some(lambda) = self.free_bits else {
+            return kl.affine(beta, 0.0);
+        };
+        let Some(per_dim) = prior.kl_per_dim(q)? else {
+            candle_core::bail!(
+                "free bits need a prior whose KL splits over the latent dimensions (the standard normal)"
+            )
+        };
+        let b = per_dim.dim(0)?;
+        let kept = per_dim.mean(0)?.maximum(lambda)?.sum_all()?; // per image
+        let scale = match self.reduction {
+            Reduction::Sum => b as f64,
+            _ => 1.0,
+        };
+        kept.affine(beta * scale, 0.0)
     }
 }
 
@@ -193,6 +315,7 @@ pub struct Vae<E, D, P> {
     prior: P,
     posterior: PosteriorParam,
     loss: VaeLossConfig,
+    beta: BetaCell,
 }
 
 impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
@@ -249,6 +372,7 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
             prior,
             posterior,
             loss,
+            beta: BetaCell::new(loss.beta),
         })
     }
 
@@ -267,9 +391,15 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
         &self.prior
     }
 
-    /// The loss settings.
+    /// The loss settings (with the configured β; see [`beta`](Self::beta)).
     pub fn loss_config(&self) -> &VaeLossConfig {
         &self.loss
+    }
+
+    /// The KL weight in use: the configured β until a β schedule
+    /// ([`Trainable::set_beta`]) changes it.
+    pub fn beta(&self) -> f64 {
+        self.beta.get()
     }
 
     /// Width of the latent space.
@@ -317,7 +447,124 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
             .loss
             .kl_per_example(&self.prior, &out.posterior, &out.z, rng)?; // [b]
         let r = self.loss.reduction;
-        Elbo::new(r.apply(&recon)?, r.apply(&kl)?, self.loss.beta)
+        let beta = self.beta.get();
+        let (reconstruction, kl) = (r.apply(&recon)?, r.apply(&kl)?);
+        if self.loss.free_bits.is_none() {
+            return Elbo::new(reconstruction, kl, beta);
+        }
+        let kl_part = self
+            .loss
+            .kl_in_total(&self.prior, &out.posterior, &kl, beta)?;
+        Ok(Elbo {
+            total: reconstruction.add(&kl_part)?,
+            reconstruction,
+            kl,
+            beta,
+        })
+    }
+
+    /// The log importance weights `log p(x|z_j) + log p(z_j) − log q(z_j|x)`
+    /// of `k` draws per image with given noise `eps` `[k, b, latent]`
+    /// (`z_j = mean + eps_j · std`), as `[k, b]`, with training or evaluation
+    /// behaviour. Their log-mean-exp over `k` is the importance-sampled
+    /// estimate of `log p(x)`; their mean the Monte Carlo ELBO.
+    ///
+    /// # Shapes
+    ///
+    /// `xs`: `[b, c, h, w]`; `eps`: `[k, b, latent]`; returns `[k, b]`.
+    pub fn log_weights_with_eps(&self, xs: &Tensor, eps: &Tensor, train: bool) -> Result<Tensor> {
+        let q = self.posterior(xs, train)?; // [b, d]
+        let (lpx, lpz, lqz) = self.log_weight_parts(&q, xs, eps, train)?;
+        lpx.add(&lpz)?.sub(&lqz)
+    }
+
+    /// `log p(x|z)`, `log p(z)` and `log q(z|x)`, each `[k, b]`, at
+    /// `z = mean + eps · std` for noise `eps` `[k, b, d]`.
+    pub(crate) fn log_weight_parts(
+        &self,
+        q: &DiagonalGaussian,
+        xs: &Tensor,
+        eps: &Tensor,
+        train: bool,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let (k, b, d) = eps.dims3()?;
+        if q.mean().dims() != [b, d] {
+            candle_core::bail!(
+                "importance weights: noise {:?} does not fit the posterior {:?} ([k, batch, latent])",
+                eps.dims(),
+                q.mean().dims()
+            );
+        }
+        let mean = q.mean().unsqueeze(0)?.broadcast_as((k, b, d))?; // [k, b, d]
+        let logvar = q.logvar().unsqueeze(0)?.broadcast_as((k, b, d))?; // [k, b, d]
+        let z = eps
+            .broadcast_mul(&q.std()?.unsqueeze(0)?)?
+            .broadcast_add(q.mean())?
+            .reshape((k * b, d))?; // [k·b, d]
+        let q_rep = DiagonalGaussian::new(
+            mean.contiguous()?.reshape((k * b, d))?,
+            logvar.contiguous()?.reshape((k * b, d))?,
+        )?;
+        let mut rep = vec![k];
+        rep.extend_from_slice(xs.dims());
+        let mut flat = vec![k * b];
+        flat.extend_from_slice(&xs.dims()[1..]);
+        let xs_rep = xs
+            .unsqueeze(0)?
+            .broadcast_as(rep)?
+            .contiguous()?
+            .reshape(flat)?; // [k·b, c, h, w]
+        let decoded = self.decoder.forward_t(&z, train)?; // [k·b, c, h, w]
+        let lpx = self
+            .loss
+            .log_likelihood(&decoded, &xs_rep, self.decoder.output_kind())?
+            .reshape((k, b))?;
+        let lpz = self.prior.log_prob(&z)?.reshape((k, b))?;
+        let lqz = q_rep.log_prob(&z)?.reshape((k, b))?;
+        Ok((lpx, lpz, lqz))
+    }
+
+    /// The IWAE objective of a batch with `k` samples per image: terms
+    /// `iwae` (the negated bound), `reconstruction` and `kl` (single-sample
+    /// estimates averaged over the `k` draws), reduced as configured.
+    fn iwae_loss(
+        &self,
+        xs: &Tensor,
+        targets: &Tensor,
+        k: usize,
+        rng: &mut dyn RngCore,
+        train: bool,
+    ) -> Result<LossTerms> {
+        let q = self.posterior(xs, train)?; // [b, d]
+        let b = xs.dim(0)?;
+        let eps = standard_normal((k, b, self.latent_dim()), rng, xs.device())?;
+        let (lpx, lpz, lqz) = self.log_weight_parts(&q, targets, &eps, train)?; // [k, b] each
+        let kl = lqz.sub(&lpz)?; // [k, b]
+        let lw = lpx.sub(&kl.affine(self.beta.get(), 0.0)?)?; // [k, b]
+        let m = lw.max_keepdim(0)?.detach(); // [1, b]
+        let bound = lw
+            .broadcast_sub(&m)?
+            .exp()?
+            .sum_keepdim(0)?
+            .log()?
+            .add(&m)?
+            .squeeze(0)?
+            .affine(1.0, -(k as f64).ln())?; // [b]
+        let r = self.loss.reduction;
+        let per = Per::from(r);
+        let scale = 1.0 / k as f64;
+        Ok(LossTerms {
+            total: r.apply(&bound.neg()?)?,
+            per,
+            terms: vec![
+                Term::new(
+                    "reconstruction",
+                    r.apply(&lpx.sum(0)?.affine(-scale, 0.0)?)?,
+                    per,
+                ),
+                Term::new("kl", r.apply(&kl.sum(0)?.affine(scale, 0.0)?)?, per),
+            ],
+        })
     }
 
     /// The decoder's output (from [`VaeOutput::decoded`]) as pixels in `[0, 1]`.
@@ -352,7 +599,7 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
         let kl = self
             .loss
             .kl_per_example(&self.prior, &out.posterior, &out.z, rng)?;
-        recon.add(&kl.affine(self.loss.beta, 0.0)?)
+        recon.add(&kl.affine(self.beta.get(), 0.0)?)
     }
 }
 
@@ -422,10 +669,22 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Trainable for Vae<E, D, P> {
     }
 
     /// The negative ELBO: terms `reconstruction` and `kl` (before β), each
-    /// reduced over the batch by the loss config's reduction.
+    /// reduced over the batch by the loss config's reduction; under
+    /// [`Objective::Iwae`] the negated IWAE bound. The likelihood scores the
+    /// batch's [`targets`](Batch::targets) (the clean images when the trainer
+    /// corrupts the inputs).
     fn batch_loss(&self, batch: &Batch, rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
+        if let Objective::Iwae { samples } = self.loss.objective {
+            return self.iwae_loss(
+                &batch.images,
+                batch.targets(),
+                samples,
+                rng,
+                mode.is_train(),
+            );
+        }
         let out = self.forward_t(&batch.images, rng, mode.is_train())?;
-        let elbo = self.loss(&out, &batch.images, rng)?;
+        let elbo = self.loss(&out, batch.targets(), rng)?;
         let per = Per::from(self.loss.reduction);
         Ok(LossTerms {
             total: elbo.total,
@@ -435,5 +694,15 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Trainable for Vae<E, D, P> {
                 Term::new("kl", elbo.kl, per),
             ],
         })
+    }
+
+    fn beta(&self) -> Option<f64> {
+        Some(self.beta.get())
+    }
+
+    fn set_beta(&self, beta: f64) -> VResult<()> {
+        check_beta(beta)?;
+        self.beta.set(beta);
+        Ok(())
     }
 }

@@ -203,6 +203,52 @@ pub fn comparison_grid(
     render(&images, &cells, cols, style)
 }
 
+/// Denoising triplets: for each image, its corrupted input, the clean image
+/// and the model's reconstruction from the corrupted input, side by side —
+/// `cols` triplets per row (`3 · cols` cells), triplet `i` in row
+/// `i / cols`, columns `3 · (i % cols)` to `3 · (i % cols) + 2`. Sizes are
+/// as in [`image_grid`].
+///
+/// # Errors
+///
+/// [`Error::Config`] if the three tensors differ in shape or are not valid
+/// pixel batches, or as in [`image_grid`].
+pub fn denoising_triplets(
+    noisy: &Tensor,
+    clean: &Tensor,
+    denoised: &Tensor,
+    cols: usize,
+    style: GridStyle,
+) -> Result<DynamicImage> {
+    if cols == 0 {
+        return Err(Error::config("cols", "must be at least 1"));
+    }
+    for (name, t) in [("clean", clean), ("denoised", denoised)] {
+        if t.dims() != noisy.dims() {
+            return Err(Error::config(
+                name,
+                format!(
+                    "shape {:?} differs from the noisy images' {:?}",
+                    t.dims(),
+                    noisy.dims()
+                ),
+            ));
+        }
+    }
+    let all = Tensor::cat(&[noisy, clean, denoised], 0)?; // [3n, c, h, w]
+    let images = pixels_to_bytes(&all, "noisy")?;
+    let n = images.n / 3;
+    let mut cells = Vec::with_capacity(3 * n.div_ceil(cols) * cols);
+    for start in (0..n).step_by(cols) {
+        for i in start..start + cols {
+            for offset in [0, n, 2 * n] {
+                cells.push((i < n).then_some(i + offset));
+            }
+        }
+    }
+    render(&images, &cells, 3 * cols, style)
+}
+
 /// Writes `image` to `path` as PNG, whatever the file's extension.
 ///
 /// # Errors

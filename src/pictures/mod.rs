@@ -11,10 +11,10 @@
 //!
 //! | file | what it makes |
 //! |---|---|
-//! | [`image_grid`], [`comparison_grid`], [`save_png`] | tiles of images, originals over reconstructions |
+//! | [`image_grid`], [`comparison_grid`], [`denoising_triplets`], [`save_png`] | tiles of images, originals over reconstructions, noisy / clean / denoised |
 //! | [`write_gif`], [`FrameRecorder`] | an animated GIF, e.g. one frame per epoch |
 //! | [`normal_quantile_grid`], [`linear_grid`], [`manifold`] | the decoded grid of a 2-D latent space |
-//! | [`latent_scatter`], [`loss_curves`] | plots (plotters, PNG) |
+//! | [`latent_scatter`], [`loss_curves`], [`active_units_plot`] | plots (plotters, PNG) |
 //! | [`digit_grid`], [`interpolation_strip`] | digit-conditioned samples; a walk between two codes |
 //! | [`write_latent_explorer`] | one HTML file with sliders that runs the decoder live |
 //!
@@ -46,13 +46,14 @@ mod plots;
 pub use digits::{digit_grid, interpolation_strip};
 pub use explorer::{write_latent_explorer, ExplorerOptions, LatentScatter, SliderRange};
 pub use gif::{write_gif, FrameRecorder};
-pub use grid::{comparison_grid, image_grid, save_png, GridStyle};
+pub use grid::{comparison_grid, denoising_triplets, image_grid, save_png, GridStyle};
 pub use labels::{caption, label_grid, manifold_labels, GridLabels};
 pub use manifold::{
     inverse_normal_cdf, linear_grid, manifold, manifold_codes, normal_quantile_grid,
 };
 pub use plots::{
-    latent_scatter, loss_curves, loss_panels, LossPanel, LOSS_PLOT_SIZE, SCATTER_PLOT_SIZE,
+    active_units_plot, latent_scatter, loss_curves, loss_panels, LossPanel, BAR_PLOT_SIZE,
+    LOSS_PLOT_SIZE, SCATTER_PLOT_SIZE,
 };
 
 use std::path::Path;

@@ -348,3 +348,85 @@ fn draw_loss_panel(
         Ok(())
     }
 }
+
+/// Width and height in pixels of [`active_units_plot`]'s picture.
+pub const BAR_PLOT_SIZE: (u32, u32) = (760, 420);
+
+/// A bar per latent dimension of `values` (e.g. `Var_x(E_q[z_d])` from
+/// [`LatentStatistics`](crate::eval::LatentStatistics)) on a log scale, bars
+/// above `threshold` in blue and the rest in grey, with the threshold as a
+/// dashed red line, axis `dimension` and `title` on top; written to `path` as
+/// a PNG of [`BAR_PLOT_SIZE`]. With `threshold = 0.01` this is Burda et al.'s
+/// active-unit count. Values at or below 1e-8 are drawn at 1e-8.
+///
+/// # Errors
+///
+/// [`Error::Config`] for no value or a threshold that is not positive;
+/// [`Error::Io`] naming `path` if the plot cannot be drawn or written.
+pub fn active_units_plot(
+    values: &[f64],
+    threshold: f64,
+    path: impl AsRef<Path>,
+    title: &str,
+) -> Result<()> {
+    let path = path.as_ref();
+    if values.is_empty() {
+        return Err(Error::config(
+            "values",
+            "need at least one dimension to plot",
+        ));
+    }
+    if !(threshold.is_finite() && threshold > 0.0) {
+        return Err(Error::config(
+            "threshold",
+            format!("{threshold} must be positive"),
+        ));
+    }
+    const FLOOR: f64 = 1e-8;
+    let shown: Vec<f64> = values
+        .iter()
+        .map(|v| if v.is_finite() { v.max(FLOOR) } else { FLOOR })
+        .collect();
+    let lo = shown.iter().copied().fold(threshold, f64::min) / 3.0;
+    let hi = shown.iter().copied().fold(threshold, f64::max) * 3.0;
+    let n = values.len();
+    let err = |e: &dyn std::fmt::Display| picture_error(path, e);
+    plot_png(path, BAR_PLOT_SIZE, |root| {
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 22))
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(72)
+            .build_cartesian_2d(0f64..n as f64, (lo..hi).log_scale())
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("dimension")
+            .y_desc("Var of posterior mean")
+            .x_labels(n.min(16) + 1)
+            .x_label_formatter(&|v| format!("{}", v.floor() as i64))
+            .y_label_formatter(&|v| format!("{v:.0e}"))
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(shown.iter().enumerate().map(|(d, &v)| {
+                let color = if v > threshold { TAB10[0] } else { TAB10[7] };
+                Rectangle::new([(d as f64 + 0.1, lo), (d as f64 + 0.9, v)], color.filled())
+            }))
+            .map_err(|e| err(&e))?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, threshold), (n as f64, threshold)],
+                8,
+                5,
+                TAB10[3].stroke_width(2),
+            ))
+            .map_err(|e| err(&e))?;
+        Ok(())
+    })
+}

@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::corruption::Corruption;
 use super::optim::{AdamParams, OptimizerConfig, RmspropParams};
+use super::schedule::BetaSchedule;
 use crate::data::LastBatch;
 use crate::models::Preset;
 use crate::{Error, Result};
@@ -66,6 +68,13 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// Progress bar.
     pub progress: Progress,
+    /// A β schedule for the KL weight (the model's configured β when absent).
+    /// Needs a model with a β ([`Trainable::set_beta`](crate::models::Trainable::set_beta)).
+    pub beta_schedule: Option<BetaSchedule>,
+    /// Input corruption for denoising: the model sees corrupted images, its
+    /// loss scores the clean ones (test images are corrupted too, with the
+    /// evaluation generator). None when absent.
+    pub corruption: Option<Corruption>,
 }
 
 impl Default for TrainConfig {
@@ -80,6 +89,8 @@ impl Default for TrainConfig {
             early_stopping: None,
             eval_batch_size: 1000,
             progress: Progress::Auto,
+            beta_schedule: None,
+            corruption: None,
         }
     }
 }
@@ -111,6 +122,12 @@ impl TrainConfig {
                     format!("{} must be finite and ≥ 0", es.min_delta),
                 ));
             }
+        }
+        if let Some(s) = &self.beta_schedule {
+            s.validate("beta_schedule")?;
+        }
+        if let Some(c) = &self.corruption {
+            c.validate("corruption")?;
         }
         self.optimizer.validate()
     }

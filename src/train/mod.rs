@@ -1,21 +1,26 @@
-//! Training: the [`Trainer`] loop, its [`TrainConfig`], and the optimizers that
-//! update a model's variables from its gradients.
+//! Training: the [`Trainer`] loop, its [`TrainConfig`] (with β schedules and
+//! input corruption for denoising), and the optimizers that update a model's
+//! variables from its gradients.
 //!
 //! [`optim`] holds PyTorch-exact Adam, AdamW, SGD and RMSprop, their serde-ready
 //! [`OptimizerConfig`], and the object-safe [`TrainOptimizer`] a training loop drives.
 
 mod config;
+mod corruption;
 mod fused;
 pub mod optim;
 mod run;
+mod schedule;
 mod trainer;
 
 pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
+pub use corruption::Corruption;
 pub use optim::{
     Adam, AdamParams, AdamW, AdamWParams, OptimizerConfig, OptimizerState, Rmsprop, RmspropParams,
     Sgd, SgdParams, TrainOptimizer,
 };
 pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
+pub use schedule::BetaSchedule;
 pub use trainer::{
     evaluate, read_history, EpochReport, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE,
     HISTORY_FILE,

@@ -12,6 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::config::{Binarization, Progress, TrainConfig};
+use super::corruption::Corruption;
 use super::optim::TrainOptimizer;
 use crate::data::{Dataset, LastBatch, Shuffle};
 use crate::models::{checkpoint_metadata, LossTerms, Mode, Per, Trainable, CONFIG_KEY};
@@ -47,6 +48,8 @@ pub struct EpochReport {
     pub images_per_s: f64,
     /// Whether the test loss improved on the best so far.
     pub improved: bool,
+    /// The KL weight β of the epoch's training steps, for a model with one.
+    pub beta: Option<f64>,
 }
 
 impl EpochReport {
@@ -72,7 +75,8 @@ impl EpochReport {
     }
 
     /// The report as one flat JSON object: `epoch`, `train_loss`, `test_loss`,
-    /// `train_<term>`, `test_<term>`, `seconds`, `images_per_s`.
+    /// `train_<term>`, `test_<term>`, `beta` (for a model with one),
+    /// `seconds`, `images_per_s`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut m = serde_json::Map::new();
         m.insert("epoch".into(), self.epoch.into());
@@ -81,6 +85,9 @@ impl EpochReport {
         }
         for (k, v) in &self.test {
             m.insert(format!("test_{k}"), json_number(*v));
+        }
+        if let Some(beta) = self.beta {
+            m.insert("beta".into(), json_number(beta));
         }
         m.insert("seconds".into(), json_number(self.seconds));
         m.insert("images_per_s".into(), json_number(self.images_per_s));
@@ -392,6 +399,10 @@ impl<'a> Trainer<'a> {
         while state.epoch < cfg.epochs {
             let epoch = state.epoch + 1;
             let started = Instant::now();
+            if let Some(schedule) = &cfg.beta_schedule {
+                model.set_beta(schedule.beta_at(epoch))?;
+            }
+            let beta = model.beta();
             let dynamic;
             let train_set = match (&train_static, cfg.binarization) {
                 (Some(s), _) => s,
@@ -409,7 +420,10 @@ impl<'a> Trainer<'a> {
             )?;
             let mut acc = TermAccumulator::default();
             for (i, batch) in batches.enumerate() {
-                let batch = batch?;
+                let batch = match &cfg.corruption {
+                    Some(c) => c.corrupt(batch?, &mut rng)?,
+                    None => batch?,
+                };
                 let step = i + 1;
                 let terms = model.batch_loss(&batch, &mut rng, Mode::Train)?;
                 let values = acc.add(&terms, batch.len())?;
@@ -436,7 +450,16 @@ impl<'a> Trainer<'a> {
             let train_seconds = started.elapsed().as_secs_f64();
             let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
             eval_rng.set_stream(epoch as u64);
-            let test_terms = evaluate(model, test_set, cfg.eval_batch_size, &mut eval_rng)?;
+            if let Some(schedule) = &cfg.beta_schedule {
+                model.set_beta(schedule.target())?;
+            }
+            let test_terms = evaluate_with(
+                model,
+                test_set,
+                cfg.eval_batch_size,
+                &mut eval_rng,
+                cfg.corruption.as_ref(),
+            )?;
             let train_terms = acc.means();
             let test_loss = lookup(&test_terms, "loss").unwrap_or(f64::NAN);
             if !test_loss.is_finite() {
@@ -466,6 +489,7 @@ impl<'a> Trainer<'a> {
                 seconds: started.elapsed().as_secs_f64(),
                 images_per_s: acc.images as f64 / train_seconds.max(1e-9),
                 improved,
+                beta,
             };
             if let Some(dir) = &self.out_dir {
                 append_history(&dir.join(HISTORY_FILE), &report)?;
@@ -608,6 +632,17 @@ pub fn evaluate<M: Trainable + ?Sized>(
     batch_size: usize,
     rng: &mut dyn RngCore,
 ) -> Result<Vec<(String, f64)>> {
+    evaluate_with(model, data, batch_size, rng, None)
+}
+
+/// [`evaluate`], with the inputs corrupted by `corruption` (drawn from `rng`).
+fn evaluate_with<M: Trainable + ?Sized>(
+    model: &M,
+    data: &Dataset,
+    batch_size: usize,
+    rng: &mut dyn RngCore,
+    corruption: Option<&Corruption>,
+) -> Result<Vec<(String, f64)>> {
     if data.is_empty() {
         return Err(Error::Data {
             path: PathBuf::from("evaluation set"),
@@ -616,7 +651,10 @@ pub fn evaluate<M: Trainable + ?Sized>(
     }
     let mut acc = TermAccumulator::default();
     for batch in data.batches(batch_size, Shuffle::None, LastBatch::Keep, model.device())? {
-        let batch = batch?;
+        let batch = match corruption {
+            Some(c) => c.corrupt(batch?, rng)?,
+            None => batch?,
+        };
         let terms = model.evaluate(&batch, rng)?;
         acc.add(&terms, batch.len())?;
     }

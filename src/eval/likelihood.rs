@@ -1,0 +1,289 @@
+//! The importance-sampled log-likelihood
+//! `log p(x) ≈ log (1/k) Σ_j p(x, z_j) / q(z_j | x)`, `z_j ~ q(z | x)`
+//! (Burda et al. 2016), batched over images and samples, with a stable
+//! log-sum-exp accumulated in `f64`.
+
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::LatentModel;
+use crate::data::{Dataset, LastBatch, Shuffle};
+use crate::{Error, Result};
+
+/// Settings of an importance-sampled likelihood estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportanceSampling {
+    /// Samples `k` per image (Burda et al. report `k = 5000`).
+    pub samples: usize,
+    /// Seed of the noise. Image `i` of a dataset draws its `k · latent`
+    /// values from `ChaCha8Rng::seed_from_u64(seed)` on stream `i`, sample
+    /// after sample, so the estimate does not depend on how the work is
+    /// batched ([`importance_noise`]).
+    pub seed: u64,
+    /// Images encoded per pass.
+    pub images_per_pass: usize,
+    /// The memory budget: (image, sample) pairs decoded per pass. Peak memory
+    /// is about this many times the decoder's activations for one code.
+    pub pairs_per_pass: usize,
+}
+
+impl Default for ImportanceSampling {
+    /// 5,000 samples, seed 0, 100 images and 8,192 pairs per pass.
+    fn default() -> Self {
+        Self {
+            samples: 5000,
+            seed: 0,
+            images_per_pass: 100,
+            pairs_per_pass: 8192,
+        }
+    }
+}
+
+impl ImportanceSampling {
+    /// Checks the values.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming a count that is zero.
+    pub fn validate(&self) -> Result<()> {
+        for (name, v) in [
+            ("samples", self.samples),
+            ("images_per_pass", self.images_per_pass),
+            ("pairs_per_pass", self.pairs_per_pass),
+        ] {
+            if v == 0 {
+                return Err(Error::config(name, "must be positive"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-image results of an importance-sampled estimate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LikelihoodEstimate {
+    /// `log p(x)` estimates per image: `log (1/k) Σ_j w_j`, in nats.
+    pub log_px: Vec<f64>,
+    /// The Monte Carlo ELBO per image: `(1/k) Σ_j log w_j`, from the same
+    /// samples (never above [`log_px`](Self::log_px), by Jensen).
+    pub elbo: Vec<f64>,
+    /// Samples per image.
+    pub samples: usize,
+    /// Values per image (`c · h · w`), for bits per dimension.
+    pub dims: usize,
+}
+
+impl LikelihoodEstimate {
+    /// Mean negative log-likelihood, nats per image.
+    pub fn nll(&self) -> f64 {
+        -mean(&self.log_px)
+    }
+
+    /// Mean `−ELBO`, nats per image, from the same samples.
+    pub fn negative_elbo(&self) -> f64 {
+        -mean(&self.elbo)
+    }
+
+    /// [`nll`](Self::nll) in bits per dimension: `nll / (dims · ln 2)`.
+    pub fn bits_per_dim(&self) -> f64 {
+        self.nll() / (self.dims.max(1) as f64 * std::f64::consts::LN_2)
+    }
+
+    /// Standard error of [`nll`](Self::nll) over the images.
+    pub fn nll_standard_error(&self) -> f64 {
+        let n = self.log_px.len();
+        if n < 2 {
+            return f64::NAN;
+        }
+        let m = mean(&self.log_px);
+        let var = self.log_px.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+        (var / n as f64).sqrt()
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// `log (1/n) Σ exp(v)`, stably (max-shifted, in `f64`); `−∞` for no value
+/// or all `−∞`.
+pub fn log_mean_exp(values: &[f64]) -> f64 {
+    let m = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if !m.is_finite() {
+        return m;
+    }
+    let s: f64 = values.iter().map(|v| (v - m).exp()).sum();
+    m + s.ln() - (values.len() as f64).ln()
+}
+
+/// The noise of image `index`: `samples · latent` standard-normal draws from
+/// `ChaCha8Rng::seed_from_u64(seed)` on stream `index`, sample after sample,
+/// as `[samples, latent]` values, row-major.
+pub fn importance_noise(seed: u64, index: usize, samples: usize, latent: usize) -> Vec<f32> {
+    let mut rng = image_rng(seed, index);
+    (0..samples * latent)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect()
+}
+
+fn image_rng(seed: u64, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64);
+    rng
+}
+
+/// A running `log Σ exp` and `Σ` per image, in `f64`.
+struct Accumulator {
+    max: Vec<f64>,
+    scaled: Vec<f64>,
+    sum: Vec<f64>,
+}
+
+impl Accumulator {
+    fn new(n: usize) -> Self {
+        Self {
+            max: vec![f64::NEG_INFINITY; n],
+            scaled: vec![0.0; n],
+            sum: vec![0.0; n],
+        }
+    }
+
+    fn add(&mut self, i: usize, v: f64) {
+        self.sum[i] += v;
+        if v > self.max[i] {
+            self.scaled[i] = self.scaled[i] * (self.max[i] - v).exp() + 1.0;
+            self.max[i] = v;
+        } else {
+            self.scaled[i] += (v - self.max[i]).exp();
+        }
+    }
+}
+
+/// The importance-sampled `log p(x)` of each of `images` `[n, c, h, w]`, with
+/// `settings.samples` draws per image; image `j` is numbered `indices[j]` for
+/// its noise ([`importance_noise`]).
+///
+/// Work goes in passes of at most `images_per_pass` images and
+/// `pairs_per_pass` decoded (image, sample) pairs; the log-sum-exp is
+/// accumulated per image in `f64`, so `k` may be in the thousands.
+///
+/// # Errors
+///
+/// [`Error::Config`] for bad settings or `indices` of the wrong length;
+/// [`Error::Candle`] from the model, or for a weight that is NaN.
+pub fn importance_sampled_log_likelihood<M: LatentModel + ?Sized>(
+    model: &M,
+    images: &Tensor,
+    indices: &[usize],
+    settings: &ImportanceSampling,
+) -> Result<LikelihoodEstimate> {
+    settings.validate()?;
+    let n = images.dim(0)?;
+    if indices.len() != n {
+        return Err(Error::config(
+            "indices",
+            format!("{} indices for {n} images", indices.len()),
+        ));
+    }
+    let dims = images.elem_count() / n.max(1);
+    let d = model.latent_width();
+    let k = settings.samples;
+    let per_pass = settings.images_per_pass.min(settings.pairs_per_pass).max(1);
+    let mut log_px = Vec::with_capacity(n);
+    let mut elbo = Vec::with_capacity(n);
+    for start in (0..n).step_by(per_pass) {
+        let b = per_pass.min(n - start);
+        let xs = images.narrow(0, start, b)?; // [b, c, h, w]
+        let q = model.posterior_of(&xs)?; // [b, d]
+        let mut rngs: Vec<ChaCha8Rng> = indices[start..start + b]
+            .iter()
+            .map(|&i| image_rng(settings.seed, i))
+            .collect();
+        let mut acc = Accumulator::new(b);
+        let s_max = (settings.pairs_per_pass / b).clamp(1, k);
+        let mut done = 0;
+        while done < k {
+            let s = s_max.min(k - done);
+            let mut noise = vec![0f32; s * b * d];
+            for (i, rng) in rngs.iter_mut().enumerate() {
+                for j in 0..s {
+                    let row = (j * b + i) * d;
+                    for v in &mut noise[row..row + d] {
+                        *v = StandardNormal.sample(&mut *rng);
+                    }
+                }
+            }
+            let eps = Tensor::from_vec(noise, (s, b, d), xs.device())?; // [s, b, d]
+            let lw = model.log_weights(&q, &xs, &eps)?; // [s, b]
+            let lw = lw.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+            for row in &lw {
+                for (i, &v) in row.iter().enumerate() {
+                    if v.is_nan() {
+                        return Err(Error::Candle(candle_core::Error::Msg(format!(
+                            "importance sampling: a log weight of image {} is NaN",
+                            indices[start + i]
+                        ))));
+                    }
+                    acc.add(i, v);
+                }
+            }
+            done += s;
+        }
+        for i in 0..b {
+            log_px.push(acc.max[i] + acc.scaled[i].ln() - (k as f64).ln());
+            elbo.push(acc.sum[i] / k as f64);
+        }
+    }
+    Ok(LikelihoodEstimate {
+        log_px,
+        elbo,
+        samples: k,
+        dims,
+    })
+}
+
+/// [`importance_sampled_log_likelihood`] over a dataset, in dataset order,
+/// with each image's dataset index as its noise stream.
+///
+/// # Errors
+///
+/// [`Error::Data`] for an empty dataset; otherwise as
+/// [`importance_sampled_log_likelihood`].
+pub fn dataset_log_likelihood<M: LatentModel + ?Sized>(
+    model: &M,
+    data: &Dataset,
+    settings: &ImportanceSampling,
+    device: &Device,
+) -> Result<LikelihoodEstimate> {
+    settings.validate()?;
+    if data.is_empty() {
+        return Err(Error::Data {
+            path: "evaluation set".into(),
+            reason: "holds no image".into(),
+        });
+    }
+    let mut total: Option<LikelihoodEstimate> = None;
+    for batch in data.batches(
+        settings.images_per_pass,
+        Shuffle::None,
+        LastBatch::Keep,
+        device,
+    )? {
+        let batch = batch?;
+        let est =
+            importance_sampled_log_likelihood(model, &batch.images, &batch.indices, settings)?;
+        match &mut total {
+            None => total = Some(est),
+            Some(t) => {
+                t.log_px.extend(est.log_px);
+                t.elbo.extend(est.elbo);
+            }
+        }
+    }
+    total.ok_or_else(|| Error::Data {
+        path: "evaluation set".into(),
+        reason: "holds no image".into(),
+    })
+}

@@ -1,0 +1,60 @@
+//! The one home of the Gaussian log-density and of the KL terms built on it:
+//! the diagonal Gaussian's log-density, its closed-form KL to `N(0, I)` per
+//! element, and the single-sample KL `log q(z) − log p(z)`.
+//!
+//! [`losses`](crate::losses) builds on these (it re-exports
+//! [`log_normal_pdf`] and wraps the KL with a [`Reduction`](crate::losses::Reduction));
+//! nothing here depends on `losses`.
+
+use candle_core::{Result, Tensor};
+
+use super::{DiagonalGaussian, LatentPrior};
+
+/// `ln(2π)`.
+pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+fn same_shape(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.dims() != b.dims() {
+        candle_core::bail!("{what}: shapes differ, {:?} vs {:?}", a.dims(), b.dims());
+    }
+    Ok(())
+}
+
+/// Log-density of `x` under `N(mean, diag(exp(logvar)))`, summed over every
+/// dimension but the first: `Σ −½ ((x − μ)² e^{−logvar} + logvar + ln 2π)`, as
+/// `[batch]` (the TensorFlow CVAE tutorial's `log_normal_pdf`).
+///
+/// # Shapes
+///
+/// `x`, `mean`, `logvar`: `[batch, …]`, all the same; returns `[batch]`.
+pub fn log_normal_pdf(x: &Tensor, mean: &Tensor, logvar: &Tensor) -> Result<Tensor> {
+    same_shape("log_normal_pdf", x, mean)?;
+    same_shape("log_normal_pdf", x, logvar)?;
+    let quad = x.sub(mean)?.sqr()?.mul(&logvar.neg()?.exp()?)?;
+    let inner = (quad + logvar)?.affine(-0.5, -0.5 * LN_2PI)?;
+    if inner.rank() <= 1 {
+        return Ok(inner);
+    }
+    inner.flatten_from(1)?.sum(1)
+}
+
+/// Closed-form `KL(N(μ, e^{logvar}) ‖ N(0, 1))` per element:
+/// `−½ (1 + logvar − μ² − e^{logvar})`, same shape as the inputs.
+pub fn kl_standard_normal_elementwise(mean: &Tensor, logvar: &Tensor) -> Result<Tensor> {
+    same_shape("kl_standard_normal", mean, logvar)?;
+    ((logvar.affine(1.0, 1.0)? - mean.sqr()?)? - logvar.exp()?)?.affine(-0.5, 0.0)
+}
+
+/// The single-sample KL estimate `log q(z) − log p(z)` per row, `[batch]`, at
+/// a `z` `[batch, latent]` drawn from `q` (the Monte Carlo ELBO's KL part).
+///
+/// Every single-sample KL in vaekit goes through this function:
+/// [`monte_carlo_kl`](super::monte_carlo_kl), the VAE's
+/// `KlEstimator::SingleSample` and [`monte_carlo_elbo`](crate::losses::monte_carlo_elbo).
+pub fn single_sample_kl<P: LatentPrior + ?Sized>(
+    q: &DiagonalGaussian,
+    prior: &P,
+    z: &Tensor,
+) -> Result<Tensor> {
+    q.log_prob(z)?.sub(&prior.log_prob(z)?)
+}
