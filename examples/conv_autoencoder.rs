@@ -49,12 +49,7 @@ fn train(
         common::print_epoch(report);
         Ok(())
     });
-    let summary = if args.resumes(&dir) {
-        println!("resuming the run in {}", dir.display());
-        trainer.resume(&model, &digits.train, &digits.test)?
-    } else {
-        trainer.fit(&model, &digits.train, &digits.test)?
-    };
+    let summary = args.fit_or_resume(&mut trainer, &dir, &model, &digits)?;
     if summary.stopped_early {
         println!("early stopping after epoch {}", summary.last_epoch);
     }

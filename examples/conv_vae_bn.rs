@@ -67,12 +67,7 @@ fn conv_vae_bn() -> vaekit::Result<()> {
             )?;
             frames.push_image(grid)
         });
-    if args.resumes(&args.out) {
-        println!("resuming the run in {}", args.out.display());
-        trainer.resume(&model, &digits.train, &digits.test)?;
-    } else {
-        trainer.fit(&model, &digits.train, &digits.test)?;
-    }
+    args.fit_or_resume(&mut trainer, &args.out, &model, &digits)?;
     drop(trainer); // ends the hook's borrows
     frames.finish(args.out.join("samples.gif"))?;
     let originals = common::first_images(&digits.test, 16, &args.device)?.images;

@@ -142,12 +142,7 @@ fn custom_model() -> Result<()> {
             common::print_epoch(report);
             Ok(())
         });
-    if args.resumes(&args.out) {
-        println!("resuming the run in {}", args.out.display());
-        trainer.resume(&model, &digits.train, &digits.test)?;
-    } else {
-        trainer.fit(&model, &digits.train, &digits.test)?;
-    }
+    args.fit_or_resume(&mut trainer, &args.out, &model, &digits)?;
     let saved = args.out.join("model.safetensors");
     model.save(&saved)?;
 

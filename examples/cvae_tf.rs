@@ -77,12 +77,7 @@ fn cvae_tf() -> vaekit::Result<()> {
             );
             frame(report.epoch)
         });
-    if args.resumes(&args.out) {
-        println!("resuming the run in {}", args.out.display());
-        trainer.resume(&model, &digits.train, &digits.test)?;
-    } else {
-        trainer.fit(&model, &digits.train, &digits.test)?;
-    }
+    args.fit_or_resume(&mut trainer, &args.out, &model, &digits)?;
     drop(trainer); // ends the hook's borrows
     frames.finish(args.out.join("cvae.gif"))?;
     println!(

@@ -77,11 +77,7 @@ fn train() -> vaekit::Result<()> {
             common::print_epoch(report);
             Ok(())
         });
-    if args.resumes(&args.out) {
-        trainer.resume(&vae, &digits.train, &digits.test)?;
-    } else {
-        trainer.fit(&vae, &digits.train, &digits.test)?;
-    }
+    args.fit_or_resume(&mut trainer, &args.out, &vae, &digits)?;
     // Triplets of the first 16 test digits, corrupted with a fixed seed.
     let clean = common::first_images(&digits.test, 16, device)?;
     let mut rng = Generator::seed_from_u64(args.seed);

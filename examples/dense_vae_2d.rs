@@ -67,12 +67,7 @@ fn dense_vae_2d() -> vaekit::Result<()> {
             }
             Ok(())
         });
-    if args.resumes(&args.out) {
-        println!("resuming the run in {}", args.out.display());
-        trainer.resume(&model, &digits.train, &digits.test)?;
-    } else {
-        trainer.fit(&model, &digits.train, &digits.test)?;
-    }
+    args.fit_or_resume(&mut trainer, &args.out, &model, &digits)?;
     drop(trainer); // ends the hook's borrows
 
     let out = &args.out;

@@ -67,12 +67,7 @@ fn digit_cvae() -> vaekit::Result<()> {
             rows.push(model.generate_grid(1, &mut rng, &args.device)?); // [10, 1, 28, 28]
             Ok(())
         });
-    if args.resumes(&args.out) {
-        println!("resuming the run in {}", args.out.display());
-        trainer.resume(&built, &digits.train, &digits.test)?;
-    } else {
-        trainer.fit(&built, &digits.train, &digits.test)?;
-    }
+    args.fit_or_resume(&mut trainer, &args.out, &built, &digits)?;
     drop(trainer); // ends the hook's borrows
 
     let out = &args.out;

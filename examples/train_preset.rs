@@ -90,12 +90,7 @@ fn train() -> vaekit::Result<()> {
             common::print_epoch(report);
             Ok(())
         });
-    let summary = if args.resumes(&args.out) {
-        println!("resuming the run in {}", args.out.display());
-        trainer.resume(&model, &digits.train, &digits.test)?
-    } else {
-        trainer.fit(&model, &digits.train, &digits.test)?
-    };
+    let summary = args.fit_or_resume(&mut trainer, &args.out, &model, &digits)?;
     if let Some((epoch, loss)) = summary.best {
         println!(
             "best test loss {loss:.4} at epoch {epoch}; outputs in {}",

@@ -161,6 +161,24 @@ impl Args {
         std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))
     }
 
+    /// Trains `model` with `trainer` into `dir` (the trainer's output folder):
+    /// resumes the run there if [`resumes`](Self::resumes) says so, else
+    /// starts it.
+    pub fn fit_or_resume<M: vaekit::models::Trainable + ?Sized>(
+        &self,
+        trainer: &mut vaekit::train::Trainer<'_>,
+        dir: &Path,
+        model: &M,
+        data: &Mnist,
+    ) -> Result<vaekit::train::TrainSummary> {
+        if self.resumes(dir) {
+            println!("resuming the run in {}", dir.display());
+            trainer.resume(model, &data.train, &data.test)
+        } else {
+            trainer.fit(model, &data.train, &data.test)
+        }
+    }
+
     /// Whether the run in `dir` is to be resumed (`--resume` and a checkpoint
     /// there) rather than started: call the trainer's `resume` then, else `fit`.
     pub fn resumes(&self, dir: &Path) -> bool {

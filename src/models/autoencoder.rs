@@ -5,7 +5,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
-use super::vae::non_empty;
+use super::vae::{check_same_shape, non_empty};
 use crate::data::Batch;
 use crate::losses::{bce, bce_with_logits, mse, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
@@ -107,16 +107,7 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
                 ),
             ));
         }
-        if encoder.input_shape() != decoder.output_shape() {
-            return Err(Error::config(
-                "decoder.output",
-                format!(
-                    "{} does not match the encoder's input {}",
-                    decoder.output_shape(),
-                    encoder.input_shape()
-                ),
-            ));
-        }
+        check_same_shape(encoder.input_shape(), decoder.output_shape())?;
         loss.validate("loss", decoder.output_kind())?;
         Ok(Self {
             params: params.clone(),

@@ -14,7 +14,7 @@ pub use crate::nets::{DecoderConfig, EncoderConfig};
 
 use super::autoencoder::AeLossConfig;
 use super::digit::Conditioning;
-use super::vae::{check_vae_parts, VaeLossConfig};
+use super::vae::{check_same_shape, check_vae_parts, VaeLossConfig};
 
 /// A plain autoencoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,7 +146,7 @@ impl ModelConfig {
                         ));
                     }
                 }
-                check_same_shape(&c.encoder, &c.decoder)?;
+                check_same_shape(c.encoder.input_shape(), c.decoder.output_shape())?;
                 c.loss.validate("loss", c.decoder.output_kind())?;
             }
             ModelConfig::Vae(c) => {
@@ -261,20 +261,6 @@ impl ModelConfig {
         let config: ModelConfig = parse_json(json)?;
         config.check()
     }
-}
-
-fn check_same_shape(encoder: &EncoderConfig, decoder: &DecoderConfig) -> Result<()> {
-    if encoder.input_shape() != decoder.output_shape() {
-        return Err(Error::config(
-            "decoder.output",
-            format!(
-                "{} does not match the encoder's input {}",
-                decoder.output_shape(),
-                encoder.input_shape()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Parses JSON into `T`; an error names the path of the field at fault

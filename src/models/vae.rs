@@ -654,6 +654,14 @@ pub(crate) fn check_vae_parts(
             format!("{decoder_in} must equal {what}"),
         ));
     }
+    check_same_shape(encoder_input, decoder_output)
+}
+
+/// The decoder must give back images of the shape the encoder takes.
+pub(crate) fn check_same_shape(
+    encoder_input: crate::nets::ImageShape,
+    decoder_output: crate::nets::ImageShape,
+) -> VResult<()> {
     if encoder_input != decoder_output {
         return Err(Error::config(
             "decoder.output",
