@@ -49,7 +49,7 @@ fn train(
         common::print_epoch(report);
         Ok(())
     });
-    let summary = args.fit_or_resume(&mut trainer, &dir, &model, &digits)?;
+    let summary = args.fit_or_resume(&mut trainer, &dir, &model, digits)?;
     if summary.stopped_early {
         println!("early stopping after epoch {}", summary.last_epoch);
     }
