@@ -253,7 +253,7 @@ fn write_idx(
     std::fs::write(dir.join(stem_images), images).unwrap();
     let mut labels = vec![0, 0, 8, 1];
     labels.extend((n as u32).to_be_bytes());
-    labels.extend(&set.labels()[..n]);
+    labels.extend(&set.labels().unwrap()[..n]);
     std::fs::write(dir.join(stem_labels), labels).unwrap();
 }
 

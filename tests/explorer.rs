@@ -202,6 +202,7 @@ fn scatter(model: &Model, n: usize) -> (Vec<(f32, f32)>, Vec<u8>) {
         .collect();
     let labels = batch
         .labels
+        .expect("MNIST has labels")
         .to_vec1::<u32>()
         .expect("labels")
         .into_iter()

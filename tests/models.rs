@@ -936,6 +936,30 @@ fn model_level_helpers_agree_with_the_network() {
             None
         )
         .is_err());
+    // …and says so when a batch has none, for training and for evaluation.
+    assert!(digit.needs_labels());
+    let unlabelled = Batch::new(x.clone(), None);
+    for err in [
+        digit
+            .batch_loss(&unlabelled, &mut rng(0), Mode::Train)
+            .expect_err("no labels")
+            .to_string(),
+        digit
+            .evaluate(&unlabelled, &mut rng(0))
+            .expect_err("no labels")
+            .to_string(),
+    ] {
+        assert!(
+            err.contains("the digit-conditioned VAE needs a label per image"),
+            "{err}"
+        );
+    }
+    // A VAE or an autoencoder trains on unlabelled images.
+    for preset in [Preset::CvaeTf, Preset::ConvAe] {
+        let m = Model::from_preset(preset, &Device::Cpu, 2).unwrap();
+        assert!(!m.needs_labels(), "{preset}");
+        m.batch_loss(&unlabelled, &mut rng(0), Mode::Train).unwrap();
+    }
     let batch = Batch::new(x.clone(), labels.clone());
     let terms = digit.batch_loss(&batch, &mut rng(0), Mode::Train).unwrap();
     let names: Vec<&str> = terms.terms.iter().map(|t| t.name.as_ref()).collect();

@@ -29,7 +29,9 @@
 mod dataset;
 pub mod idx;
 mod mnist;
+mod source;
 
 pub use dataset::{Batch, Batches, Dataset, LastBatch, Shuffle};
+pub use source::{BatchIter, ImageSource};
 pub use idx::{DataLimits, IdxImages, MAX_DATASET_BYTES};
 pub use mnist::{Mnist, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
