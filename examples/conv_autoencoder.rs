@@ -45,12 +45,10 @@ fn train(
         model.params().num_trainable(),
         config.epochs
     );
-    let mut trainer = Trainer::new(config)?
-        .output_dir(&dir)
-        .on_epoch(|report| {
-            common::print_epoch(report);
-            Ok(())
-        });
+    let mut trainer = Trainer::new(config)?.output_dir(&dir).on_epoch(|report| {
+        common::print_epoch(report);
+        Ok(())
+    });
     let summary = if args.resumes(&dir) {
         println!("resuming the run in {}", dir.display());
         trainer.resume(&model, &digits.train, &digits.test)?

@@ -881,7 +881,10 @@ fn batches_hold_the_right_pixels_labels_and_shapes() {
         let b = batch.indices.len();
         assert_eq!(batch.images.dims(), &[b, 1, 2, 3]);
         assert_eq!(batch.images.dtype(), DType::F32);
-        let labels = batch.labels.as_ref().expect("labelled set, labelled batches");
+        let labels = batch
+            .labels
+            .as_ref()
+            .expect("labelled set, labelled batches");
         assert_eq!(labels.dims(), &[b]);
         assert_eq!(labels.dtype(), DType::U32);
         let pixels = batch

@@ -232,8 +232,12 @@ fn cpu_and_gpu_agree_on_every_preset() {
             let g = g.to_device(&Device::Cpu).unwrap();
             assert_close(&format!("{preset} {name}"), &g, c, 1e-4, 1e-6);
         }
-        let c = cpu_model.reconstruct(&cb.images, cb.labels.as_ref()).unwrap();
-        let g = gpu_model.reconstruct(&gb.images, gb.labels.as_ref()).unwrap();
+        let c = cpu_model
+            .reconstruct(&cb.images, cb.labels.as_ref())
+            .unwrap();
+        let g = gpu_model
+            .reconstruct(&gb.images, gb.labels.as_ref())
+            .unwrap();
         let g = g.to_device(&Device::Cpu).unwrap();
         assert_close(&format!("{preset} reconstruction"), &g, &c, 1e-4, 1e-6);
     }
