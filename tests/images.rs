@@ -9,13 +9,14 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use image::{ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba, RgbaImage};
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::{
-    Channels, Dataset, ImageFolder, ImageFolderOptions, ImageSource, Labels, LastBatch, Shuffle,
-    Unreadable,
+    Augmentation, Channels, Dataset, ImageFolder, ImageFolderOptions, ImageSource, Labels,
+    LastBatch, Shuffle, Unreadable,
 };
 use vaekit::models::{Model, ModelConfig, Preset};
 use vaekit::nets::ImageShape;
@@ -659,4 +660,136 @@ fn the_trainer_learns_unlabelled_streamed_colour_images_and_refuses_what_cannot_
         Err(Error::Config { field, .. }) => assert_eq!(field, "binarization"),
         other => panic!("expected a config error, got {other:?}"),
     }
+}
+
+// ---------------------------------------------------------------------------
+// Augmentation.
+
+/// 16 images of 2×3×5 whose value encodes (image, channel, row, column).
+fn ramp() -> (Tensor, Vec<f32>) {
+    let (b, c, h, w) = (16, 2, 3, 5);
+    let v: Vec<f32> = (0..b * c * h * w).map(|i| i as f32 / 1000.0).collect();
+    (
+        Tensor::from_vec(v.clone(), (b, c, h, w), &Device::Cpu).unwrap(),
+        v,
+    )
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+#[test]
+fn flips_mirror_some_images_and_crops_shift_by_at_most_the_padding() {
+    let (images, v) = ramp();
+    let (c, h, w) = (2, 3, 5);
+    let at = |i: usize, ch: usize, y: usize, x: usize| v[((i * c + ch) * h + y) * w + x];
+    // Nothing to do: the same tensor, and nothing drawn.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let same = Augmentation::default().apply(&images, &mut rng).unwrap();
+    assert_eq!(values(&same), v);
+    assert_eq!(
+        rng,
+        ChaCha8Rng::seed_from_u64(5),
+        "no draw without augmentation"
+    );
+
+    // Flips only: each image is itself or its mirror, both occur, and the
+    // coins are the generator's, in batch order.
+    let flip = Augmentation {
+        horizontal_flip: true,
+        crop_padding: 0,
+    };
+    let out = values(
+        &flip
+            .apply(&images, &mut ChaCha8Rng::seed_from_u64(5))
+            .unwrap(),
+    );
+    let mut coins = ChaCha8Rng::seed_from_u64(5);
+    let mut flipped = 0;
+    for i in 0..16 {
+        let mirror = coins.random::<bool>();
+        flipped += usize::from(mirror);
+        for ch in 0..c {
+            for y in 0..h {
+                for x in 0..w {
+                    let sx = if mirror { w - 1 - x } else { x };
+                    assert_eq!(out[((i * c + ch) * h + y) * w + x], at(i, ch, y, sx));
+                }
+            }
+        }
+    }
+    assert!((1..16).contains(&flipped), "{flipped} of 16 flipped");
+
+    // Crops only: every image is its shift by one (dx, dy) within ±2, edges
+    // repeated, the same for every channel; the same seed gives the same crops.
+    let crop = Augmentation {
+        horizontal_flip: false,
+        crop_padding: 2,
+    };
+    let out = values(
+        &crop
+            .apply(&images, &mut ChaCha8Rng::seed_from_u64(6))
+            .unwrap(),
+    );
+    let again = values(
+        &crop
+            .apply(&images, &mut ChaCha8Rng::seed_from_u64(6))
+            .unwrap(),
+    );
+    assert_eq!(out, again);
+    let mut shifts = std::collections::BTreeSet::new();
+    for i in 0..16 {
+        let found = (-2isize..=2)
+            .flat_map(|dy| (-2isize..=2).map(move |dx| (dx, dy)))
+            .find(|&(dx, dy)| {
+                (0..c).all(|ch| {
+                    (0..h).all(|y| {
+                        (0..w).all(|x| {
+                            let sy = (y as isize + dy).clamp(0, h as isize - 1) as usize;
+                            let sx = (x as isize + dx).clamp(0, w as isize - 1) as usize;
+                            out[((i * c + ch) * h + y) * w + x] == at(i, ch, sy, sx)
+                        })
+                    })
+                })
+            });
+        shifts.insert(found.unwrap_or_else(|| panic!("image {i} is no shift within ±2")));
+    }
+    assert!(shifts.len() > 3, "16 images, only shifts {shifts:?}");
+}
+
+#[test]
+fn augmented_training_is_seeded_and_differs_from_plain_training() {
+    let root = shapes_folder("augment", 4);
+    let set = ImageFolder::scan(&root, &options(32, Channels::Rgb))
+        .unwrap()
+        .load()
+        .unwrap();
+    let data = set.dataset().unwrap();
+    let run = |augmentation: Augmentation| {
+        let model = Model::new(&small_rgb_vae(), &Device::Cpu, 3).unwrap();
+        let config = TrainConfig {
+            epochs: 2,
+            batch_size: 4,
+            augmentation,
+            progress: vaekit::train::Progress::Hidden,
+            ..TrainConfig::default()
+        };
+        let summary = Trainer::new(config)
+            .unwrap()
+            .fit(&model, data, data)
+            .unwrap();
+        summary
+            .history
+            .iter()
+            .map(|r| r.train_loss())
+            .collect::<Vec<_>>()
+    };
+    let augment = Augmentation {
+        horizontal_flip: true,
+        crop_padding: 3,
+    };
+    let a = run(augment);
+    assert_eq!(a, run(augment), "the same seed, the same run");
+    assert_ne!(a, run(Augmentation::default()));
 }

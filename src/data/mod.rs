@@ -33,6 +33,7 @@
 //! # Ok::<(), vaekit::Error>(())
 //! ```
 
+mod augment;
 mod dataset;
 #[cfg(feature = "image-folder")]
 mod folder;
@@ -42,6 +43,7 @@ mod source;
 #[cfg(feature = "image-folder")]
 mod stream;
 
+pub use augment::Augmentation;
 pub use dataset::{Batch, Batches, Dataset, LastBatch, Shuffle};
 #[cfg(feature = "image-folder")]
 pub use folder::{

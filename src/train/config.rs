@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::optim::{AdamParams, OptimizerConfig, RmspropParams};
-use crate::data::LastBatch;
+use crate::data::{Augmentation, LastBatch};
 use crate::models::Preset;
 use crate::{Error, Result};
 
@@ -64,6 +64,8 @@ pub struct TrainConfig {
     pub eval_batch_size: usize,
     /// Progress bar.
     pub progress: Progress,
+    /// Seeded flips and crops of the training images (none by default).
+    pub augmentation: Augmentation,
 }
 
 impl Default for TrainConfig {
@@ -78,6 +80,7 @@ impl Default for TrainConfig {
             early_stopping: None,
             eval_batch_size: 1000,
             progress: Progress::Auto,
+            augmentation: Augmentation::default(),
         }
     }
 }

@@ -452,7 +452,10 @@ impl<'a> Trainer<'a> {
             )?;
             let mut acc = TermAccumulator::default();
             for (i, batch) in batches.enumerate() {
-                let batch = batch?;
+                let mut batch = batch?;
+                if cfg.augmentation.is_active() {
+                    batch.images = cfg.augmentation.apply(&batch.images, &mut rng)?;
+                }
                 let step = i + 1;
                 let terms = model.batch_loss(&batch, &mut rng, Mode::Train)?;
                 let values = acc.add(&terms, batch.len())?;
