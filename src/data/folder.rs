@@ -112,6 +112,8 @@ pub struct ImageFolderOptions {
     pub unreadable: Unreadable,
     /// The most bytes of decoded `f32` pixels held in memory: a set within it
     /// is decoded once and held, a larger one is streamed from disk each epoch.
+    /// Each [`ImageFolder::load`] checks it alone: after a [`split`](ImageFolder::split),
+    /// the training and test parts together may hold up to twice the budget.
     pub memory_budget: u64,
     /// Threads that decode images (at least 1).
     pub workers: usize,
