@@ -72,7 +72,7 @@ fn workloads(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("inference", 1000), |b| {
                 b.iter(|| {
                     model
-                        .reconstruct(&test.images, Some(&test.labels))
+                        .reconstruct(&test.images, test.labels.as_ref())
                         .expect("reconstruct");
                     device.synchronize().expect("sync");
                 })

@@ -121,7 +121,7 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         .collect::<Result<_>>()?;
     let infer = |labels: bool| -> Result<()> {
         for b in &test {
-            model.reconstruct(&b.images, labels.then_some(&b.labels))?;
+            model.reconstruct(&b.images, b.labels.as_ref().filter(|_| labels))?;
         }
         Ok(())
     };

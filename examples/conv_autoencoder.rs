@@ -86,7 +86,7 @@ fn conv_autoencoder() -> vaekit::Result<()> {
     let points = common::points_2d(&ae2.encode(&test.images)?)?;
     pictures::latent_scatter(
         &points,
-        digits.test.labels(),
+        common::labels_of(&digits.test)?,
         dir.join("latent_scatter.png"),
         "test digits: 2-D codes",
     )?;
@@ -102,7 +102,7 @@ fn conv_autoencoder() -> vaekit::Result<()> {
         dir.join("latent_grid.png"),
     )?;
     let options = ExplorerOptions {
-        scatter: Some((&points, digits.test.labels())),
+        scatter: Some((&points, common::labels_of(&digits.test)?)),
         range: SliderRange::Scatter,
         classes: 0,
     };

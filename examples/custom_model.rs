@@ -162,7 +162,7 @@ fn custom_model() -> Result<()> {
     let means = model.posterior(&test.images, false)?.mean().clone(); // [n, 2]
     pictures::latent_scatter(
         &common::points_2d(&means)?,
-        digits.test.labels(),
+        common::labels_of(&digits.test)?,
         args.out.join("latent_scatter.png"),
         "test digits: posterior means under a mixture prior",
     )?;

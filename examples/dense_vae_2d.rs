@@ -86,7 +86,7 @@ fn dense_vae_2d() -> vaekit::Result<()> {
     let points = common::points_2d(&model.encode(&test.images)?)?;
     pictures::latent_scatter(
         &points,
-        digits.test.labels(),
+        common::labels_of(&digits.test)?,
         out.join("latent_scatter.png"),
         "test digits: latent means",
     )?;
@@ -108,7 +108,7 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         "dense VAE loss per epoch",
     )?;
     let options = ExplorerOptions {
-        scatter: Some((&points, digits.test.labels())),
+        scatter: Some((&points, common::labels_of(&digits.test)?)),
         range: SliderRange::Prior,
         classes: 0,
     };

@@ -120,7 +120,7 @@ fn digit_cvae() -> vaekit::Result<()> {
     let pair = common::first_images(&digits.test, 2, &args.device)?;
     let last = pair.indices.len() - 1;
     let codes = model.posterior(&pair.images, false)?.mean().clone(); // [1 or 2, 10]
-    let labels: Vec<u32> = pair.labels.to_vec1()?;
+    let labels: Vec<u32> = pair.require_labels("the interpolation")?.to_vec1()?;
     let (from, to) = (
         model.class_vector(labels[0])?,
         model.class_vector(labels[last])?,

@@ -135,12 +135,12 @@ fn evaluate() -> vaekit::Result<()> {
 /// The first `n` images of `data`.
 fn first(data: &Dataset, n: usize) -> vaekit::Result<Dataset> {
     let n = n.min(data.len());
-    let size = data.height() * data.width();
-    Dataset::new(
+    let size = data.shape().numel();
+    Dataset::from_pixels(
         data.images()[..n * size].to_vec(),
-        data.labels()[..n].to_vec(),
-        data.height(),
-        data.width(),
+        n,
+        data.shape(),
+        data.labels().map(|l| l[..n].to_vec()),
     )
 }
 

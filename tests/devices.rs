@@ -80,7 +80,7 @@ fn inference_runs(device: &Device) {
         let z = model.encode(&b.images).unwrap();
         assert_eq!(z.dims(), [8, model.latent_dim()], "{preset}");
         assert!(z.device().same_device(device), "{preset}");
-        let pixels = model.reconstruct(&b.images, Some(&b.labels)).unwrap();
+        let pixels = model.reconstruct(&b.images, b.labels.as_ref()).unwrap();
         assert_eq!(pixels.dims(), b.images.dims(), "{preset}");
         let sampled = model.sample(5, &mut rng(1)).unwrap();
         assert_eq!(sampled.dims()[0], 5, "{preset}");
@@ -111,8 +111,8 @@ fn save_and_load_round_trip(device: &Device) {
         model.save(&path).unwrap();
         let loaded = Model::load(&path, device).unwrap();
         let (a, c) = (
-            model.reconstruct(&b.images, Some(&b.labels)).unwrap(),
-            loaded.reconstruct(&b.images, Some(&b.labels)).unwrap(),
+            model.reconstruct(&b.images, b.labels.as_ref()).unwrap(),
+            loaded.reconstruct(&b.images, b.labels.as_ref()).unwrap(),
         );
         let diff = (a - c).unwrap().abs().unwrap().max_all().unwrap();
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{preset}");
@@ -207,10 +207,10 @@ fn cpu_and_gpu_agree_on_every_preset() {
         let (cb, gb) = (batch(preset, 16, &Device::Cpu), batch(preset, 16, &gpu));
 
         let cl = cpu_model
-            .loss(&cb.images, Some(&cb.labels), &mut rng(5), true)
+            .loss(&cb.images, cb.labels.as_ref(), &mut rng(5), true)
             .unwrap();
         let gl = gpu_model
-            .loss(&gb.images, Some(&gb.labels), &mut rng(5), true)
+            .loss(&gb.images, gb.labels.as_ref(), &mut rng(5), true)
             .unwrap();
         for ((name, c), (_, g)) in cl.terms.iter().zip(&gl.terms) {
             let g = g.to_device(&Device::Cpu).unwrap();
@@ -232,8 +232,12 @@ fn cpu_and_gpu_agree_on_every_preset() {
             let g = g.to_device(&Device::Cpu).unwrap();
             assert_close(&format!("{preset} {name}"), &g, c, 1e-4, 1e-6);
         }
-        let c = cpu_model.reconstruct(&cb.images, Some(&cb.labels)).unwrap();
-        let g = gpu_model.reconstruct(&gb.images, Some(&gb.labels)).unwrap();
+        let c = cpu_model
+            .reconstruct(&cb.images, cb.labels.as_ref())
+            .unwrap();
+        let g = gpu_model
+            .reconstruct(&gb.images, gb.labels.as_ref())
+            .unwrap();
         let g = g.to_device(&Device::Cpu).unwrap();
         assert_close(&format!("{preset} reconstruction"), &g, &c, 1e-4, 1e-6);
     }

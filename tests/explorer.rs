@@ -16,11 +16,11 @@ use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
-use vaekit::data::{LastBatch, Mnist, Shuffle};
-use vaekit::models::presets::{cvae_tf, digit_cvae};
-use vaekit::models::{Conditioning, DecoderConfig, Model, ModelConfig, Preset};
+use vaekit::data::{Batch, LastBatch, Mnist, Shuffle};
+use vaekit::models::presets::{cvae_tf, digit_cvae, vanilla_vae};
+use vaekit::models::{Conditioning, DecoderConfig, Likelihood, Model, ModelConfig, Preset};
 use vaekit::models::{Mode, Trainable};
-use vaekit::nets::{Activation, Norm};
+use vaekit::nets::{Activation, ImageShape, Norm};
 use vaekit::pictures::{write_latent_explorer, ExplorerOptions, SliderRange};
 
 /// The Chromium binary, or `None` (after saying so) when the browser tests are
@@ -202,6 +202,7 @@ fn scatter(model: &Model, n: usize) -> (Vec<(f32, f32)>, Vec<u8>) {
         .collect();
     let labels = batch
         .labels
+        .expect("MNIST has labels")
         .to_vec1::<u32>()
         .expect("labels")
         .into_iter()
@@ -247,7 +248,11 @@ fn check_explorer(
     let result = page_result(&bin, &dir, &page, &query);
     assert_eq!(result["error"], "", "page error: {}", result["error"]);
     let shape = numbers(&result["shape"], "shape");
-    assert_eq!(shape, vec![1.0, 28.0, 28.0]);
+    let want = model.input_shape();
+    assert_eq!(
+        shape,
+        [want.channels, want.height, want.width].map(|d| d as f64)
+    );
 
     let z_used = numbers(&result["z"], "z");
     assert!(
@@ -362,6 +367,30 @@ fn batch_norm_conv_decoder_explorer_decodes_like_vaekit() {
         .expect("running mean");
     assert!(moved > 1e-3, "the running mean did not move: {moved}");
     check_explorer("conv-bn", &model, false, (0.75, -0.33), (-3.0, 2.0), None);
+}
+
+#[test]
+fn colour_vanilla_vae_explorer_decodes_rgb_like_vaekit() {
+    // PyTorch-VAE's VanillaVAE for 3×32×32 with a 2-D latent: five transposed
+    // convolutions with batch norm and leaky ReLU, a final convolution to three
+    // channels; the page must decode every channel as vaekit does.
+    let config = vanilla_vae(ImageShape::new(3, 32, 32), 2, Likelihood::Bernoulli).expect("config");
+    let device = Device::Cpu;
+    let model = Model::new(&config, &device, 16).expect("model");
+    // Training-mode passes on a fixed colour pattern move the running statistics.
+    let n = 8 * 3 * 32 * 32;
+    let pattern: Vec<f32> = (0..n)
+        .map(|i| 0.5 + 0.5 * (i as f32 * 0.37).sin())
+        .collect();
+    let images = Tensor::from_vec(pattern, (8, 3, 32, 32), &device).expect("images");
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for _ in 0..2 {
+        model
+            .batch_loss(&Batch::new(images.clone(), None), &mut rng, Mode::Train)
+            .expect("training-mode pass");
+    }
+    scale_weight(&model, "decoder.blocks.5.conv.weight", 30.0);
+    check_explorer("vanilla-rgb", &model, false, (0.5, -1.2), (2.0, 1.0), None);
 }
 
 #[test]

@@ -33,7 +33,7 @@ fn real_labels() -> Vec<u8> {
     let mnist = vaekit::data::Mnist::bundled().unwrap();
     let mut v = vec![0, 0, 8, 1];
     v.extend_from_slice(&40u32.to_be_bytes());
-    v.extend_from_slice(&mnist.test.labels()[..40]);
+    v.extend_from_slice(&mnist.test.labels().unwrap()[..40]);
     v
 }
 

@@ -43,7 +43,10 @@ fn rng(seed: u64) -> ChaCha8Rng {
 fn digits() -> (Tensor, Tensor) {
     let mnist = vaekit::data::Mnist::bundled().unwrap();
     let batch = mnist.test.batch(&[0, 1, 2, 3], &Device::Cpu).unwrap();
-    (batch.images, batch.labels)
+    (
+        batch.images,
+        batch.labels.expect("the bundled digits have labels"),
+    )
 }
 
 /// A folder of its own under the system temp dir, removed when dropped.
@@ -943,6 +946,30 @@ fn model_level_helpers_agree_with_the_network() {
             None
         )
         .is_err());
+    // …and says so when a batch has none, for training and for evaluation.
+    assert!(digit.needs_labels());
+    let unlabelled = Batch::new(x.clone(), None);
+    for err in [
+        digit
+            .batch_loss(&unlabelled, &mut rng(0), Mode::Train)
+            .expect_err("no labels")
+            .to_string(),
+        digit
+            .evaluate(&unlabelled, &mut rng(0))
+            .expect_err("no labels")
+            .to_string(),
+    ] {
+        assert!(
+            err.contains("the digit-conditioned VAE needs a label per image"),
+            "{err}"
+        );
+    }
+    // A VAE or an autoencoder trains on unlabelled images.
+    for preset in [Preset::CvaeTf, Preset::ConvAe] {
+        let m = Model::from_preset(preset, &Device::Cpu, 2).unwrap();
+        assert!(!m.needs_labels(), "{preset}");
+        m.batch_loss(&unlabelled, &mut rng(0), Mode::Train).unwrap();
+    }
     let batch = Batch::new(x.clone(), labels.clone());
     let terms = digit.batch_loss(&batch, &mut rng(0), Mode::Train).unwrap();
     let names: Vec<&str> = terms.terms.iter().map(|t| t.name.as_ref()).collect();
@@ -1018,5 +1045,54 @@ fn inference_records_no_graph_and_sees_every_training_update() {
             !model.sample(3, &mut rng(1)).unwrap().track_op(),
             "{preset}"
         );
+    }
+}
+
+#[test]
+fn vanilla_vae_has_pytorch_vaes_layers_for_32_and_64_pixel_colour_images() {
+    use vaekit::models::presets::vanilla_vae;
+    // PyTorch-VAE's VanillaVAE(in_channels=3, latent_dim=128) at 64×64: five
+    // Conv2d(k3)+BatchNorm2d of 32…512 channels (896 + 64, 18,496 + 128,
+    // 73,856 + 256, 295,168 + 512, 1,180,160 + 1,024), fc_mu and fc_var
+    // (2 × 262,272), decoder_input (264,192), four ConvTranspose2d+BatchNorm2d
+    // (1,179,904 + 512, 295,040 + 256, 73,792 + 128, 18,464 + 64), the final
+    // ConvTranspose2d(32)+BatchNorm2d (9,248 + 64) and Conv2d(32→3) (867):
+    // 3,937,635 trainable values. At 32×32 the flattened code is 512, not 2048.
+    for (side, params) in [(64, 3_937_635), (32, 3_346_275)] {
+        let shape = ImageShape::new(3, side, side);
+        let config = vanilla_vae(shape, 128, Likelihood::Bernoulli).unwrap();
+        let model = Model::new(&config, &Device::Cpu, 0).unwrap();
+        assert_eq!(model.params().num_trainable(), params, "{side}×{side}");
+        let x = Tensor::full(0.25f32, (2, 3, side, side), &Device::Cpu).unwrap();
+        assert_eq!(
+            model.reconstruct(&x, None).unwrap().dims(),
+            [2, 3, side, side]
+        );
+        assert_eq!(
+            model.sample(3, &mut rng(0)).unwrap().dims(),
+            [3, 3, side, side]
+        );
+        let terms = model
+            .batch_loss(&Batch::new(x, None), &mut rng(0), Mode::Train)
+            .unwrap();
+        assert!(common::scalar(&terms.total).is_finite());
+    }
+    // A Gaussian likelihood and grey images work too; sizes that five
+    // halvings cannot divide do not.
+    let grey = vanilla_vae(
+        ImageShape::new(1, 32, 64),
+        16,
+        Likelihood::Gaussian { sigma: 0.1 },
+    )
+    .unwrap();
+    Model::new(&grey, &Device::Cpu, 0).unwrap();
+    for bad in [ImageShape::new(3, 48, 48), ImageShape::new(0, 32, 32)] {
+        match vanilla_vae(bad, 8, Likelihood::Bernoulli) {
+            Err(Error::Config { field, reason }) => {
+                assert_eq!(field, "image");
+                assert!(reason.contains("multiples of 32"), "{reason}");
+            }
+            other => panic!("{bad:?}: expected a config error, got {other:?}"),
+        }
     }
 }

@@ -55,7 +55,10 @@ fn digits(n: usize) -> (Tensor, Vec<u8>) {
         .test
         .batch(&indices, &Device::Cpu)
         .expect("a batch of test digits");
-    (batch.images, mnist.test.labels()[..n].to_vec())
+    (
+        batch.images,
+        mnist.test.labels().expect("MNIST has labels")[..n].to_vec(),
+    )
 }
 
 /// Asserts that tile (`row`, `col`) of a grey grid in `style` shows `pixels`

@@ -376,6 +376,12 @@ pub fn points_2d(z: &candle_core::Tensor) -> Result<Vec<(f32, f32)>> {
         .collect())
 }
 
+/// The labels of `data` (every MNIST-format set has them), or an error.
+pub fn labels_of(data: &vaekit::data::Dataset) -> Result<&[u8]> {
+    data.labels()
+        .ok_or_else(|| Error::config("data", "these images have no labels"))
+}
+
 /// The first `n` images of `data` as one batch on `device`.
 pub fn first_images(
     data: &vaekit::data::Dataset,

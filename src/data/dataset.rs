@@ -1,5 +1,5 @@
-//! An in-memory set of greyscale images with labels, binarization, and a
-//! seeded batch iterator that yields candle tensors.
+//! An in-memory set of `C×H×W` images with optional labels, binarization,
+//! and a seeded batch iterator that yields candle tensors.
 
 use std::fmt;
 use std::path::Path;
@@ -10,18 +10,23 @@ use rand::{Rng, RngCore};
 
 use super::idx::{self, DataLimits, IdxImages};
 use crate::error::{Error, Result};
+use crate::nets::ImageShape;
 
-/// Greyscale images as `f32` in `[0, 1]`, one contiguous buffer, with a
-/// `u8` label per image.
+/// Images of `channels × height × width` as `f32` in `[0, 1]`, one contiguous
+/// buffer, with an optional `u8` label per image.
 ///
-/// Pixel `(i, y, x)` of image `i` sits at `images()[i * h * w + y * w + x]`;
-/// there is one channel. Images read from IDX bytes are scaled as `v / 255`.
+/// Value `(i, c, y, x)` — channel `c` of image `i` — sits at
+/// `images()[((i * channels + c) * height + y) * width + x]`: images one after
+/// the other, each channel-major like a candle tensor `[n, c, h, w]`. Images read
+/// from IDX bytes are grey (one channel), labelled, and scaled as `v / 255`;
+/// images read from a folder ([`ImageFolder`](super::ImageFolder)) have 1 or 3
+/// channels and labels only when asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dataset {
     images: Vec<f32>,
-    labels: Vec<u8>,
-    height: usize,
-    width: usize,
+    labels: Option<Vec<u8>>,
+    shape: ImageShape,
+    len: usize,
 }
 
 /// The order in which [`Dataset::batches`] visits the images.
@@ -54,13 +59,13 @@ pub enum LastBatch {
     Drop,
 }
 
-/// One batch of images and labels as tensors.
+/// One batch of images, and their labels where the data has labels, as tensors.
 #[derive(Debug, Clone)]
 pub struct Batch {
-    /// The images, `f32`, shape `[batch, 1, height, width]`.
+    /// The images, `f32`, shape `[batch, channels, height, width]`.
     pub images: Tensor,
-    /// The labels, `u32`, shape `[batch]`.
-    pub labels: Tensor,
+    /// The labels, `u32`, shape `[batch]`; `None` for unlabelled data.
+    pub labels: Option<Tensor>,
     /// Which dataset images these are, in batch order.
     pub indices: Vec<usize>,
     /// What the reconstruction is scored against, when it is not `images`:
@@ -71,13 +76,26 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// A batch of `images` `[b, c, h, w]` with their `labels` `[b]`, numbered
-    /// `0..b` (for batches made outside a [`Dataset`]).
-    pub fn new(images: Tensor, labels: Tensor) -> Self {
+    /// A batch of `images` `[b, c, h, w]` with their `labels` `[b]` (a
+    /// `Tensor`, or `None` for unlabelled images), numbered `0..b` (for
+    /// batches made outside a [`Dataset`]).
+    ///
+    /// ```
+    /// use candle_core::{Device, Tensor};
+    /// use vaekit::data::Batch;
+    ///
+    /// let images = Tensor::zeros((2, 3, 8, 8), candle_core::DType::F32, &Device::Cpu)?;
+    /// let unlabelled = Batch::new(images.clone(), None);
+    /// assert!(unlabelled.labels.is_none());
+    /// let labelled = Batch::new(images, Tensor::new(&[0u32, 1], &Device::Cpu)?);
+    /// assert_eq!(labelled.labels.map(|l| l.dims().to_vec()), Some(vec![2]));
+    /// # Ok::<(), candle_core::Error>(())
+    /// ```
+    pub fn new(images: Tensor, labels: impl Into<Option<Tensor>>) -> Self {
         let b = images.dims().first().copied().unwrap_or(0);
         Self {
             images,
-            labels,
+            labels: labels.into(),
             indices: (0..b).collect(),
             targets: None,
         }
@@ -87,6 +105,23 @@ impl Batch {
     /// when set (the clean images of a corrupted batch), else the images.
     pub fn targets(&self) -> &Tensor {
         self.targets.as_ref().unwrap_or(&self.images)
+    }
+
+    /// The labels, or an error saying that `what` needs them and this batch
+    /// has none (for models that need labels, in their forward code).
+    ///
+    /// # Errors
+    ///
+    /// A candle error naming `what` when the batch is unlabelled.
+    pub fn require_labels(&self, what: &str) -> candle_core::Result<&Tensor> {
+        self.labels.as_ref().ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "{what} needs a label per image, but this batch of {} images has none \
+                 (the data was loaded without labels; an image folder gives labels with \
+                 `Labels::SubFolders`)",
+                self.len()
+            ))
+        })
     }
 
     /// Number of images.
@@ -101,31 +136,72 @@ impl Batch {
 }
 
 impl Dataset {
-    /// Builds a dataset from `images` (`labels.len() * height * width` values
-    /// in `[0, 1]`, image after image, row-major) and one label per image.
+    /// Builds a grey, labelled dataset from `images` (`labels.len() * height *
+    /// width` values in `[0, 1]`, image after image, row-major) and one label
+    /// per image.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] if `height` or `width` is zero, if the number of
     /// values does not match, or if a value is not a finite number in `[0, 1]`.
     pub fn new(images: Vec<f32>, labels: Vec<u8>, height: usize, width: usize) -> Result<Self> {
-        if height == 0 || width == 0 {
+        let len = labels.len();
+        Self::from_pixels(images, len, ImageShape::new(1, height, width), Some(labels))
+    }
+
+    /// Builds a dataset of `len` images of `shape` (any number of channels;
+    /// pictures take 1 or 3) from `images`, `len · c · h · w` values in
+    /// `[0, 1]` laid out as `[len, c, h, w]`, with one label per image or none.
+    ///
+    /// ```
+    /// use vaekit::data::Dataset;
+    /// use vaekit::nets::ImageShape;
+    ///
+    /// let rgb = Dataset::from_pixels(vec![0.5; 2 * 3 * 4 * 4], 2, ImageShape::new(3, 4, 4), None)?;
+    /// assert_eq!((rgb.len(), rgb.channels(), rgb.labels()), (2, 3, None));
+    /// # Ok::<(), vaekit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if a dimension of `shape` is zero, if the number of
+    /// values or of labels does not match `len`, or if a value is not a finite
+    /// number in `[0, 1]`.
+    pub fn from_pixels(
+        images: Vec<f32>,
+        len: usize,
+        shape: ImageShape,
+        labels: Option<Vec<u8>>,
+    ) -> Result<Self> {
+        let ImageShape {
+            channels,
+            height,
+            width,
+        } = shape;
+        if channels == 0 || height == 0 || width == 0 {
             return Err(Error::config(
-                "height, width",
-                format!("images of {height}×{width} pixels: both must be positive"),
+                "shape",
+                format!("images of {channels}×{height}×{width}: every dimension must be positive"),
             ));
         }
-        let expected = labels
-            .len()
-            .checked_mul(height)
+        if let Some(labels) = &labels {
+            if labels.len() != len {
+                return Err(Error::config(
+                    "labels",
+                    format!("{} labels for {len} images", labels.len()),
+                ));
+            }
+        }
+        let expected = len
+            .checked_mul(channels)
+            .and_then(|n| n.checked_mul(height))
             .and_then(|n| n.checked_mul(width));
         if expected != Some(images.len()) {
             return Err(Error::config(
                 "images",
                 format!(
-                    "{} values for {} labels of {height}×{width} pixels",
+                    "{} values for {len} images of {channels}×{height}×{width}",
                     images.len(),
-                    labels.len()
                 ),
             ));
         }
@@ -138,8 +214,8 @@ impl Dataset {
         Ok(Self {
             images,
             labels,
-            height,
-            width,
+            shape,
+            len,
         })
     }
 
@@ -181,9 +257,9 @@ impl Dataset {
         pixels.extend(images.pixels().iter().map(|&v| f32::from(v) / 255.0));
         Ok(Self {
             images: pixels,
-            labels,
-            height: images.rows(),
-            width: images.cols(),
+            len: labels.len(),
+            labels: Some(labels),
+            shape: ImageShape::new(1, images.rows(), images.cols()),
         })
     }
 
@@ -258,43 +334,54 @@ impl Dataset {
 
     /// Number of images.
     pub fn len(&self) -> usize {
-        self.labels.len()
+        self.len
     }
 
     /// Whether there are no images.
     pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+        self.len == 0
+    }
+
+    /// The shape of every image, `channels × height × width`.
+    pub fn shape(&self) -> ImageShape {
+        self.shape
     }
 
     /// Image height in pixels.
     pub fn height(&self) -> usize {
-        self.height
+        self.shape.height
     }
 
     /// Image width in pixels.
     pub fn width(&self) -> usize {
-        self.width
+        self.shape.width
     }
 
-    /// Number of channels: always 1 (greyscale).
+    /// Number of channels: 1 for grey images (every IDX set), 3 for RGB.
     pub fn channels(&self) -> usize {
-        1
+        self.shape.channels
     }
 
-    /// All pixels, `len() * height() * width()` values in `[0, 1]`.
+    /// All pixels, `len() * channels() * height() * width()` values in `[0, 1]`.
     pub fn images(&self) -> &[f32] {
         &self.images
     }
 
-    /// The labels, one per image.
-    pub fn labels(&self) -> &[u8] {
-        &self.labels
+    /// The labels, one per image, or `None` for unlabelled images.
+    pub fn labels(&self) -> Option<&[u8]> {
+        self.labels.as_deref()
     }
 
-    /// The pixels of image `index` (`height() * width()` values, row-major),
-    /// or `None` past the end.
+    /// The same images without their labels.
+    pub fn without_labels(mut self) -> Dataset {
+        self.labels = None;
+        self
+    }
+
+    /// The values of image `index` (`channels() * height() * width()` of
+    /// them, channel-major then row-major), or `None` past the end.
     pub fn image(&self, index: usize) -> Option<&[f32]> {
-        let size = self.height * self.width;
+        let size = self.shape.numel();
         let start = index.checked_mul(size)?;
         self.images.get(start..start.checked_add(size)?)
     }
@@ -336,8 +423,8 @@ impl Dataset {
         Dataset {
             images,
             labels: self.labels.clone(),
-            height: self.height,
-            width: self.width,
+            shape: self.shape,
+            len: self.len,
         }
     }
 
@@ -357,15 +444,25 @@ impl Dataset {
                 ),
             ));
         }
-        let size = self.height * self.width;
+        let size = self.shape.numel();
         let mut pixels = Vec::with_capacity(indices.len() * size);
         for &i in indices {
             pixels.extend_from_slice(&self.images[i * size..(i + 1) * size]);
         }
-        let labels: Vec<u32> = indices.iter().map(|&i| u32::from(self.labels[i])).collect();
         let b = indices.len();
-        let images = Tensor::from_vec(pixels, (b, 1, self.height, self.width), device)?; // [b, 1, h, w]
-        let labels = Tensor::from_vec(labels, b, device)?; // [b]
+        let ImageShape {
+            channels: c,
+            height: h,
+            width: w,
+        } = self.shape;
+        let images = Tensor::from_vec(pixels, (b, c, h, w), device)?; // [b, c, h, w]
+        let labels = match &self.labels {
+            Some(all) => {
+                let labels: Vec<u32> = indices.iter().map(|&i| u32::from(all[i])).collect();
+                Some(Tensor::from_vec(labels, b, device)?) // [b]
+            }
+            None => None,
+        };
         Ok(Batch {
             images,
             labels,
@@ -417,33 +514,7 @@ impl Dataset {
         last: LastBatch,
         device: &Device,
     ) -> Result<Batches<'_>> {
-        if batch_size == 0 {
-            return Err(Error::config("batch_size", "must be positive, got 0"));
-        }
-        if self.is_empty() {
-            return Err(Error::config(
-                "dataset",
-                "is empty: there are no images to make batches of",
-            ));
-        }
-        if last == LastBatch::Drop && self.len() < batch_size {
-            return Err(Error::config(
-                "batch_size",
-                format!(
-                    "{batch_size} is more than the {} images of the dataset, and LastBatch::Drop drops the only, partial batch: no batch would be made (use a smaller batch size or LastBatch::Keep)",
-                    self.len()
-                ),
-            ));
-        }
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        if let Shuffle::Seeded(rng) = shuffle {
-            order.shuffle(rng);
-        }
-        let end = match last {
-            LastBatch::Keep => order.len(),
-            LastBatch::Drop => order.len() - order.len() % batch_size,
-        };
-        order.truncate(end);
+        let order = visiting_order(self.len(), batch_size, shuffle, last)?;
         Ok(Batches {
             dataset: self,
             order,
@@ -452,6 +523,46 @@ impl Dataset {
             device: device.clone(),
         })
     }
+}
+
+/// The order in which a set of `len` images is visited in batches of
+/// `batch_size`: `0..len`, shuffled by one Fisher–Yates permutation from the
+/// caller's RNG for [`Shuffle::Seeded`], cut to whole batches for
+/// [`LastBatch::Drop`]. Shared by every [`ImageSource`](super::ImageSource),
+/// so held and streamed images are visited in the same seeded order.
+pub(crate) fn visiting_order(
+    len: usize,
+    batch_size: usize,
+    shuffle: Shuffle<'_>,
+    last: LastBatch,
+) -> Result<Vec<usize>> {
+    if batch_size == 0 {
+        return Err(Error::config("batch_size", "must be positive, got 0"));
+    }
+    if len == 0 {
+        return Err(Error::config(
+            "dataset",
+            "is empty: there are no images to make batches of",
+        ));
+    }
+    if last == LastBatch::Drop && len < batch_size {
+        return Err(Error::config(
+            "batch_size",
+            format!(
+                "{batch_size} is more than the {len} images of the dataset, and LastBatch::Drop drops the only, partial batch: no batch would be made (use a smaller batch size or LastBatch::Keep)",
+            ),
+        ));
+    }
+    let mut order: Vec<usize> = (0..len).collect();
+    if let Shuffle::Seeded(rng) = shuffle {
+        order.shuffle(rng);
+    }
+    let end = match last {
+        LastBatch::Keep => order.len(),
+        LastBatch::Drop => order.len() - order.len() % batch_size,
+    };
+    order.truncate(end);
+    Ok(order)
 }
 
 /// Iterator over the batches of a [`Dataset`], from [`Dataset::batches`].

@@ -1,13 +1,20 @@
-//! Data for training and evaluating autoencoders: MNIST-format digits.
+//! Data for training and evaluating autoencoders: MNIST-format digits and
+//! folders of your own PNG and JPEG images.
 //!
 //! - [`idx`] reads the IDX files of MNIST (raw or gzip), checking every header
 //!   field against the bytes present.
-//! - [`Dataset`] holds images as `f32` in `[0, 1]` with their labels, offers
-//!   static and dynamic binarization, and iterates over [`Batch`]es of candle
-//!   tensors in dataset order or a seeded shuffle.
+//! - [`Dataset`] holds `C×H×W` images as `f32` in `[0, 1]`, with labels or
+//!   without, offers static and dynamic binarization, and iterates over
+//!   [`Batch`]es of candle tensors in dataset order or a seeded shuffle.
 //! - [`Mnist`] loads a training and a test set from a folder of the four
 //!   standard files, or (feature `bundled-mnist`, on by default) from the
 //!   10,000 real digits compiled into vaekit.
+//! - `ImageFolder` (feature `image-folder`, on by default) reads a folder of
+//!   PNG and JPEG files, grey or RGB, at any size, with classes from
+//!   sub-folder names when asked; it holds what fits in a memory budget and
+//!   streams the rest from disk (`StreamedImages`).
+//! - [`ImageSource`] is what the trainer iterates over: a [`Dataset`] or
+//!   images streamed from disk, visited in the same seeded order.
 //!
 //! ```
 //! # #[cfg(feature = "bundled-mnist")] {
@@ -26,10 +33,25 @@
 //! # Ok::<(), vaekit::Error>(())
 //! ```
 
+mod augment;
 mod dataset;
+#[cfg(feature = "image-folder")]
+mod folder;
 pub mod idx;
 mod mnist;
+mod source;
+#[cfg(feature = "image-folder")]
+mod stream;
 
+pub use augment::Augmentation;
 pub use dataset::{Batch, Batches, Dataset, LastBatch, Shuffle};
+#[cfg(feature = "image-folder")]
+pub use folder::{
+    Channels, FolderImages, ImageFolder, ImageFolderOptions, Labels, SkippedFile, Unreadable,
+    MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_SIDE,
+};
 pub use idx::{DataLimits, IdxImages, MAX_DATASET_BYTES};
 pub use mnist::{Mnist, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
+pub use source::{BatchIter, ImageSource};
+#[cfg(feature = "image-folder")]
+pub use stream::StreamedImages;

@@ -369,11 +369,20 @@ impl<E: Encoder, D: Decoder, C: Module> Trainable for DigitConditionedVae<E, D, 
         &self.params
     }
 
+    /// Always: the loss needs the labels, to condition the decoder or to
+    /// train the classifier.
+    fn needs_labels(&self) -> bool {
+        true
+    }
+
     /// Terms `reconstruction` and `kl` (reduced as the loss config says) and,
     /// with a classifier, `classification` (mean cross-entropy per image).
+    ///
+    /// The batch must have labels: an unlabelled batch is an error saying so.
     fn batch_loss(&self, batch: &Batch, rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
-        let out = self.forward_t(&batch.images, Some(&batch.labels), rng, mode.is_train())?;
-        let l = self.loss(&out, batch.targets(), &batch.labels, rng)?;
+        let labels = batch.require_labels("the digit-conditioned VAE")?;
+        let out = self.forward_t(&batch.images, Some(labels), rng, mode.is_train())?;
+        let l = self.loss(&out, batch.targets(), labels, rng)?;
         let per = Per::from(self.loss.reduction);
         let mut terms = vec![
             Term::new("reconstruction", l.reconstruction, per),
@@ -396,7 +405,9 @@ impl<E: Encoder, D: Decoder, C: Module> Trainable for DigitConditionedVae<E, D, 
         if let Some(logits) = self.classify(&batch.images)? {
             let hits = logits
                 .argmax(1)? // [b]
-                .eq(&batch.labels.to_dtype(DType::U32)?)?
+                .eq(&batch
+                    .require_labels("the digit-conditioned VAE")?
+                    .to_dtype(DType::U32)?)?
                 .to_dtype(DType::F32)?
                 .mean_all()?;
             terms.terms.push(Term::new("accuracy", hits, Per::Image));

@@ -379,6 +379,10 @@ impl Trainable for Model {
         self.frozen.trainable().evaluate(batch, rng)
     }
 
+    fn needs_labels(&self) -> bool {
+        self.network.trainable().needs_labels()
+    }
+
     fn architecture(&self) -> Option<String> {
         Some(self.config.to_json())
     }

@@ -9,6 +9,9 @@
 //! | `conv-ae` | Keras conv autoencoder | 8-filter convs, up-sampling decoder, code 10, MSE |
 //! | `conv-ae-2d` | Keras conv autoencoder | the same with a 2-D code |
 //!
+//! [`vanilla_vae`] builds PyTorch-VAE's `VanillaVAE` for colour images of 32×32,
+//! 64×64 or any multiple of 32 a side.
+//!
 //! Parameter names follow each preset's PyTorch equivalent in
 //! `tests/fixtures/make_fixtures.py`; `docs/architecture.md` maps them to the
 //! tutorials' own layer names.
@@ -356,4 +359,110 @@ pub fn conv_ae(latent_dim: usize) -> ModelConfig {
             reduction: Reduction::Mean,
         },
     })
+}
+
+/// PyTorch-VAE's `VanillaVAE` for colour (or grey) images of `image` — 32×32
+/// and 64×64 RGB are its usual sizes; any height and width that are multiples
+/// of 32 work. Encoder: five Conv(k3, s2, p1) + BN + LeakyReLU(0.01) blocks of
+/// 32, 64, 128, 256 and 512 channels (each halving the size), Linear to
+/// `2 · latent` (μ rows over log σ² rows). Decoder: Linear(latent → 512 ·
+/// h/32 · w/32), four ConvT(k3, s2, p1, output padding 1) + BN + LeakyReLU
+/// blocks of 256, 128, 64 and 32 channels, the final ConvT(32) + BN + LeakyReLU,
+/// and Conv(k3, p1) to the image's channels giving logits. PyTorch init,
+/// standard-normal prior, analytic KL, per-image sums averaged over the batch.
+///
+/// `likelihood` is [`Likelihood::Bernoulli`] (binary cross-entropy on the
+/// logits, the usual choice for pixels in `[0, 1]`) or
+/// [`Likelihood::Gaussian`] around `sigmoid(logits)`; PyTorch-VAE's own loss
+/// is a mean squared error on `tanh` outputs in `[−1, 1]`, which vaekit's
+/// `[0, 1]` pixels replace. The original's latent is 128.
+///
+/// Not one of the [`Preset`]s, which are MNIST-sized tutorials.
+///
+/// ```
+/// use vaekit::models::{presets::vanilla_vae, Likelihood, Model};
+/// use vaekit::nets::ImageShape;
+///
+/// let config = vanilla_vae(ImageShape::new(3, 64, 64), 128, Likelihood::Bernoulli)?;
+/// let model = Model::new(&config, &candle_core::Device::Cpu, 0)?;
+/// assert_eq!(model.input_shape(), ImageShape::new(3, 64, 64));
+/// # Ok::<(), vaekit::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Config`] if `image` has no channel, or a side that is not a
+/// positive multiple of 32, or `latent_dim` is 0.
+pub fn vanilla_vae(
+    image: ImageShape,
+    latent_dim: usize,
+    likelihood: Likelihood,
+) -> Result<ModelConfig> {
+    use Activation::{Identity, LeakyRelu};
+    const HIDDEN: [usize; 5] = [32, 64, 128, 256, 512];
+    let side = |n: usize| n > 0 && n.is_multiple_of(32);
+    if image.channels == 0 || !side(image.height) || !side(image.width) {
+        return Err(Error::config(
+            "image",
+            format!(
+                "{}×{}×{}: the VanillaVAE halves each side five times, so it needs a channel and sides that are positive multiples of 32",
+                image.channels, image.height, image.width
+            ),
+        ));
+    }
+    if latent_dim == 0 {
+        return Err(Error::config("latent_dim", "must be positive"));
+    }
+    let init = InitScheme::PyTorch;
+    let lrelu = LeakyRelu(0.01);
+    let transposed = |out_channels| UpBlockConfig {
+        upsampling: Upsampling::Transposed { output_padding: 1 },
+        out_channels,
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+        norm: Norm::Batch,
+        activation: lrelu,
+    };
+    let mut blocks: Vec<UpBlockConfig> = HIDDEN[..4].iter().rev().map(|&c| transposed(c)).collect();
+    blocks.push(transposed(HIDDEN[0]));
+    blocks.push(UpBlockConfig {
+        upsampling: Upsampling::Conv,
+        out_channels: image.channels,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        norm: Norm::None,
+        activation: Identity,
+    });
+    Ok(ModelConfig::Vae(VaeConfig {
+        latent_dim,
+        encoder: EncoderConfig::Conv(ConvEncoderConfig {
+            input: image,
+            blocks: HIDDEN
+                .iter()
+                .map(|&c| conv(c, 3, 2, 1, Norm::Batch, lrelu))
+                .collect(),
+            output_dim: 2 * latent_dim,
+            init,
+        }),
+        decoder: DecoderConfig::Conv(ConvDecoderConfig {
+            input_dim: latent_dim,
+            start: ImageShape::new(HIDDEN[4], image.height / 32, image.width / 32),
+            fc_activation: Identity,
+            blocks,
+            output: image,
+            output_kind: OutputKind::Logits,
+            init,
+        }),
+        prior: PriorConfig::StandardNormal,
+        posterior: PosteriorParam::LogVariance,
+        loss: VaeLossConfig {
+            likelihood,
+            kl: KlEstimator::Analytic,
+            beta: 1.0,
+            reduction: Reduction::BatchMean,
+            ..VaeLossConfig::default()
+        },
+    }))
 }

@@ -170,6 +170,13 @@ pub trait Trainable {
         self.batch_loss(batch, rng, Mode::Eval)
     }
 
+    /// Whether [`batch_loss`](Self::batch_loss) needs [`Batch::labels`]: the
+    /// trainer refuses unlabelled data for such a model before the first step.
+    /// `false` unless a model says otherwise (the digit-conditioned VAE does).
+    fn needs_labels(&self) -> bool {
+        false
+    }
+
     /// The model's architecture as JSON, for models built from a config; written
     /// into checkpoints and compared when one is loaded or resumed.
     fn architecture(&self) -> Option<String> {
@@ -275,6 +282,9 @@ impl<M: Trainable + ?Sized> Trainable for &M {
     }
     fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> candle_core::Result<LossTerms> {
         (**self).evaluate(batch, rng)
+    }
+    fn needs_labels(&self) -> bool {
+        (**self).needs_labels()
     }
     fn architecture(&self) -> Option<String> {
         (**self).architecture()

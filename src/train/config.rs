@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::corruption::Corruption;
 use super::optim::{AdamParams, OptimizerConfig, RmspropParams};
 use super::schedule::BetaSchedule;
-use crate::data::LastBatch;
+use crate::data::{Augmentation, LastBatch};
 use crate::models::Preset;
 use crate::{Error, Result};
 
@@ -75,6 +75,8 @@ pub struct TrainConfig {
     /// loss scores the clean ones (test images are corrupted too, with the
     /// evaluation generator). None when absent.
     pub corruption: Option<Corruption>,
+    /// Seeded flips and crops of the training images (none by default).
+    pub augmentation: Augmentation,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +93,7 @@ impl Default for TrainConfig {
             progress: Progress::Auto,
             beta_schedule: None,
             corruption: None,
+            augmentation: Augmentation::default(),
         }
     }
 }

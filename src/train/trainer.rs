@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::config::{Binarization, Progress, TrainConfig};
 use super::corruption::Corruption;
 use super::optim::TrainOptimizer;
-use crate::data::{Dataset, LastBatch, Shuffle};
+use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
 use crate::models::{checkpoint_metadata, LossTerms, Mode, Per, Trainable, CONFIG_KEY};
 use crate::params::{read_checkpoint, write_checkpoint};
 use crate::{Error, Result};
@@ -227,22 +227,27 @@ impl<'a> Trainer<'a> {
         &self.config
     }
 
-    /// Trains `model` from its current weights on `train`, evaluating on `test`.
+    /// Trains `model` from its current weights on `train`, evaluating on `test`:
+    /// each a [`Dataset`] held in memory or any other [`ImageSource`], such as
+    /// images streamed from disk.
     ///
     /// # Errors
     ///
-    /// [`Error::Data`] for an empty training or test set, or a training set
+    /// [`Error::Data`] for an empty training or test set, a set without labels
+    /// for a model that [needs them](Trainable::needs_labels), or a training set
     /// smaller than one batch when the last partial batch is dropped;
+    /// [`Error::Config`] for binarization of images that are not held in
+    /// memory;
     /// [`Error::NonFinite`] naming the epoch, step and term if a loss is not
     /// finite (the checkpoint of the last complete epoch is left as it was);
     /// [`Error::Io`] if the output folder cannot be written; errors from hooks.
-    pub fn fit<M: Trainable + ?Sized>(
-        &mut self,
-        model: &M,
-        train: &Dataset,
-        test: &Dataset,
-    ) -> Result<TrainSummary> {
-        self.check_data(train, test)?;
+    pub fn fit<M, T, V>(&mut self, model: &M, train: &T, test: &V) -> Result<TrainSummary>
+    where
+        M: Trainable + ?Sized,
+        T: ImageSource + ?Sized,
+        V: ImageSource + ?Sized,
+    {
+        self.check_data(model, train, test)?;
         let mut opt = self
             .config
             .optimizer
@@ -276,13 +281,13 @@ impl<'a> Trainer<'a> {
     /// checkpoint is unreadable, was made for another model or with other
     /// training settings; [`Error::Tensor`] naming a tensor that does not fit;
     /// and the errors of [`fit`](Trainer::fit).
-    pub fn resume<M: Trainable + ?Sized>(
-        &mut self,
-        model: &M,
-        train: &Dataset,
-        test: &Dataset,
-    ) -> Result<TrainSummary> {
-        self.check_data(train, test)?;
+    pub fn resume<M, T, V>(&mut self, model: &M, train: &T, test: &V) -> Result<TrainSummary>
+    where
+        M: Trainable + ?Sized,
+        T: ImageSource + ?Sized,
+        V: ImageSource + ?Sized,
+    {
+        self.check_data(model, train, test)?;
         let dir = self.out_dir.clone().ok_or_else(|| {
             Error::config("output_dir", "resuming needs the output folder of the run")
         })?;
@@ -340,9 +345,15 @@ impl<'a> Trainer<'a> {
         self.run(model, train, test, opt.as_mut(), state, rng)
     }
 
-    /// Refuses data that cannot make a run: an empty set, or no full batch when
-    /// partial batches are dropped.
-    fn check_data(&self, train: &Dataset, test: &Dataset) -> Result<()> {
+    /// Refuses data that cannot make a run: an empty set, a set without labels
+    /// for a model that needs them, binarization of images not held in memory,
+    /// or no full batch when partial batches are dropped.
+    fn check_data<M, T, V>(&self, model: &M, train: &T, test: &V) -> Result<()>
+    where
+        M: Trainable + ?Sized,
+        T: ImageSource + ?Sized,
+        V: ImageSource + ?Sized,
+    {
         let empty = |what: &str| Error::Data {
             path: PathBuf::from(what),
             reason: "holds no image: nothing to train or evaluate on".into(),
@@ -352,6 +363,29 @@ impl<'a> Trainer<'a> {
         }
         if test.is_empty() {
             return Err(empty("test set"));
+        }
+        for (what, labelled) in [
+            ("training set", train.has_labels()),
+            ("test set", test.has_labels()),
+        ] {
+            if model.needs_labels() && !labelled {
+                return Err(Error::Data {
+                    path: PathBuf::from(what),
+                    reason: "has no labels, and this model needs a label per image (load an \
+                             image folder with `Labels::SubFolders`, or use a model that \
+                             does not need labels)"
+                        .into(),
+                });
+            }
+        }
+        if self.config.binarization != Binarization::None
+            && (train.held().is_none() || test.held().is_none())
+        {
+            return Err(Error::config(
+                "binarization",
+                "binarizes images held in memory, and these are streamed from disk: use \
+                 `binarization: none`, or a memory budget that holds the images",
+            ));
         }
         if self.config.last_batch == LastBatch::Drop && train.len() < self.config.batch_size {
             return Err(Error::config(
@@ -366,26 +400,37 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
-    fn run<M: Trainable + ?Sized>(
+    fn run<M, T, V>(
         &mut self,
         model: &M,
-        train: &Dataset,
-        test: &Dataset,
+        train: &T,
+        test: &V,
         opt: &mut dyn TrainOptimizer,
         mut state: TrainState,
         mut rng: ChaCha8Rng,
-    ) -> Result<TrainSummary> {
+    ) -> Result<TrainSummary>
+    where
+        M: Trainable + ?Sized,
+        T: ImageSource + ?Sized,
+        V: ImageSource + ?Sized,
+    {
         let cfg = self.config.clone();
         let device = model.device().clone();
-        let (train_static, test_set) = match cfg.binarization {
+        let (train_static, test_bin) = match cfg.binarization {
             Binarization::None => (None, None),
-            Binarization::Static => (Some(train.binarize_static()), Some(test.binarize_static())),
+            Binarization::Static => (
+                Some(held(train.held())?.binarize_static()),
+                Some(held(test.held())?.binarize_static()),
+            ),
             Binarization::Dynamic => {
                 let mut fixed = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
-                (None, Some(test.binarize_dynamic(&mut fixed)))
+                (None, Some(held(test.held())?.binarize_dynamic(&mut fixed)))
             }
         };
-        let test_set = test_set.as_ref().unwrap_or(test);
+        let test_set: &dyn ImageSource = match &test_bin {
+            Some(t) => t,
+            None => &test,
+        };
         let steps_per_epoch = match cfg.last_batch {
             LastBatch::Keep => train.len().div_ceil(cfg.batch_size),
             LastBatch::Drop => train.len() / cfg.batch_size,
@@ -404,15 +449,15 @@ impl<'a> Trainer<'a> {
             }
             let beta = model.beta();
             let dynamic;
-            let train_set = match (&train_static, cfg.binarization) {
+            let train_set: &dyn ImageSource = match (&train_static, cfg.binarization) {
                 (Some(s), _) => s,
                 (None, Binarization::Dynamic) => {
-                    dynamic = train.binarize_dynamic(&mut rng);
+                    dynamic = held(train.held())?.binarize_dynamic(&mut rng);
                     &dynamic
                 }
-                (None, _) => train,
+                (None, _) => &train,
             };
-            let batches = train_set.batches(
+            let batches: BatchIter<'_> = train_set.batches(
                 cfg.batch_size,
                 Shuffle::Seeded(&mut rng),
                 cfg.last_batch,
@@ -420,9 +465,14 @@ impl<'a> Trainer<'a> {
             )?;
             let mut acc = TermAccumulator::default();
             for (i, batch) in batches.enumerate() {
+                let mut batch = batch?;
+                if cfg.augmentation.is_active() {
+                    batch.images = cfg.augmentation.apply(&batch.images, &mut rng)?;
+                }
+                // Corrupted after augmenting: the loss scores the augmented clean images.
                 let batch = match &cfg.corruption {
-                    Some(c) => c.corrupt(batch?, &mut rng)?,
-                    None => batch?,
+                    Some(c) => c.corrupt(batch, &mut rng)?,
+                    None => batch,
                 };
                 let step = i + 1;
                 let terms = model.batch_loss(&batch, &mut rng, Mode::Train)?;
@@ -523,6 +573,11 @@ impl<'a> Trainer<'a> {
             stopped_early,
         })
     }
+}
+
+/// The images of a set to binarize, which `check_data` made sure are held in memory.
+fn held(set: Option<&Dataset>) -> Result<&Dataset> {
+    set.ok_or_else(|| Error::config("binarization", "needs images held in memory"))
 }
 
 /// Writes a resumable checkpoint: weights, buffers, optimizer state, generator
@@ -626,23 +681,31 @@ impl TermAccumulator {
 /// # Errors
 ///
 /// [`Error::Data`] for an empty `data`; errors of the model's forward pass.
-pub fn evaluate<M: Trainable + ?Sized>(
+pub fn evaluate<M, S>(
     model: &M,
-    data: &Dataset,
+    data: &S,
     batch_size: usize,
     rng: &mut dyn RngCore,
-) -> Result<Vec<(String, f64)>> {
+) -> Result<Vec<(String, f64)>>
+where
+    M: Trainable + ?Sized,
+    S: ImageSource + ?Sized,
+{
     evaluate_with(model, data, batch_size, rng, None)
 }
 
 /// [`evaluate`], with the inputs corrupted by `corruption` (drawn from `rng`).
-fn evaluate_with<M: Trainable + ?Sized>(
+fn evaluate_with<M, S>(
     model: &M,
-    data: &Dataset,
+    data: &S,
     batch_size: usize,
     rng: &mut dyn RngCore,
     corruption: Option<&Corruption>,
-) -> Result<Vec<(String, f64)>> {
+) -> Result<Vec<(String, f64)>>
+where
+    M: Trainable + ?Sized,
+    S: ImageSource + ?Sized,
+{
     if data.is_empty() {
         return Err(Error::Data {
             path: PathBuf::from("evaluation set"),

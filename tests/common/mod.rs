@@ -87,7 +87,7 @@ pub fn head(d: &vaekit::data::Dataset, n: usize) -> vaekit::data::Dataset {
     let px = d.height() * d.width();
     vaekit::data::Dataset::new(
         d.images()[..n * px].to_vec(),
-        d.labels()[..n].to_vec(),
+        d.labels().expect("MNIST has labels")[..n].to_vec(),
         d.height(),
         d.width(),
     )

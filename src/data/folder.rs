@@ -1,0 +1,795 @@
+//! A folder of PNG and JPEG images as training data (feature `image-folder`,
+//! on by default): found recursively, classes from sub-folder names when asked,
+//! each image centre-cropped to the target's aspect ratio, resized, composited
+//! on a background where it has alpha, and converted to grey or RGB.
+//!
+//! [`ImageFolder::scan`] lists the files (nothing is decoded);
+//! [`ImageFolder::split`] divides them into a training and a test part by a
+//! seeded shuffle; [`ImageFolder::load`] decodes every file once, on
+//! [`workers`](ImageFolderOptions::workers) threads, skipping (or, under
+//! [`Unreadable::Fail`], refusing) files that cannot be read. Images whose
+//! `f32` pixels fit in the [memory budget](ImageFolderOptions::memory_budget)
+//! are held in a [`Dataset`]; larger sets are [streamed](StreamedImages) from
+//! disk, decoded again each epoch in background threads.
+//!
+//! Nothing a file holds can make the reader panic or allocate without bound: a
+//! file is read only if it is a regular file of at most
+//! [`max_file_bytes`](ImageFolderOptions::max_file_bytes), the decoders run
+//! under [`image::Limits`] (at most [`MAX_IMAGE_SIDE`] pixels a side and
+//! [`MAX_DECODE_BYTES`] of decoded pixels), and the size of a held set is
+//! checked against the budget before it is allocated.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::dataset::{Batch, Dataset, LastBatch, Shuffle};
+use super::idx::MAX_DATASET_BYTES;
+use super::source::{BatchIter, ImageSource};
+use super::stream::StreamedImages;
+use crate::nets::ImageShape;
+use crate::{Error, Result};
+
+/// The longest side, in pixels, of an image the reader decodes.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most bytes a decoder may allocate for one image's pixels (256 MiB).
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+/// The largest image file read, by default (64 MiB).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// How many unreadable files a warning or an error names.
+const NAMED_FAILURES: usize = 5;
+/// The file extensions read (compared without case).
+const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Grey or colour images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Channels {
+    /// One channel: the BT.709 luma `0.2126 R + 0.7152 G + 0.0722 B` of the
+    /// composited RGB (the weights of `image`'s own conversion; grey pixels
+    /// keep their value).
+    Grey,
+    /// Three channels, red, green and blue.
+    #[default]
+    Rgb,
+}
+
+impl Channels {
+    /// The number of channels: 1 or 3.
+    pub fn count(self) -> usize {
+        match self {
+            Channels::Grey => 1,
+            Channels::Rgb => 3,
+        }
+    }
+}
+
+/// Whether images get labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Labels {
+    /// No labels.
+    #[default]
+    None,
+    /// The class of an image is the name of the sub-folder of the root it is
+    /// in (at any depth below it); classes are numbered in the order of their
+    /// names. Every image must then be in a sub-folder, and there may be at
+    /// most 256 classes.
+    SubFolders,
+}
+
+/// What happens to files that cannot be read (empty, truncated, not an image,
+/// too large, an unsupported colour type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unreadable {
+    /// Skip them, count them, and print one warning on stderr naming a few.
+    #[default]
+    Warn,
+    /// Skip them and count them silently ([`FolderImages::skipped`] lists them).
+    Skip,
+    /// Refuse the load with an error naming them.
+    Fail,
+}
+
+/// How [`ImageFolder`] finds, decodes and holds images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolderOptions {
+    /// Height of every image after cropping and resizing.
+    pub height: usize,
+    /// Width of every image after cropping and resizing.
+    pub width: usize,
+    /// Grey or RGB.
+    pub channels: Channels,
+    /// Labels from sub-folder names, or none.
+    pub labels: Labels,
+    /// The colour, as RGB bytes, that images with alpha are composited on.
+    pub background: [u8; 3],
+    /// What happens to files that cannot be read.
+    pub unreadable: Unreadable,
+    /// The most bytes of decoded `f32` pixels held in memory: a set within it
+    /// is decoded once and held, a larger one is streamed from disk each epoch.
+    /// Each [`ImageFolder::load`] checks it alone: after a [`split`](ImageFolder::split),
+    /// the training and test parts together may hold up to twice the budget.
+    pub memory_budget: u64,
+    /// Threads that decode images (at least 1).
+    pub workers: usize,
+    /// Batches decoded ahead of training when streaming (at least 1).
+    pub prefetch: usize,
+    /// The largest file read; larger files count as unreadable.
+    pub max_file_bytes: u64,
+}
+
+impl Default for ImageFolderOptions {
+    /// 64×64 RGB without labels, composited on white, unreadable files skipped
+    /// with a warning, a budget of [`MAX_DATASET_BYTES`], 2 workers, 4 batches
+    /// of prefetch, files of at most [`MAX_FILE_BYTES`].
+    fn default() -> Self {
+        Self {
+            height: 64,
+            width: 64,
+            channels: Channels::Rgb,
+            labels: Labels::None,
+            background: [255, 255, 255],
+            unreadable: Unreadable::Warn,
+            memory_budget: MAX_DATASET_BYTES,
+            workers: 2,
+            prefetch: 4,
+            max_file_bytes: MAX_FILE_BYTES,
+        }
+    }
+}
+
+impl ImageFolderOptions {
+    /// Square images of `size × size` with `channels`, the other settings as
+    /// [`Default`].
+    pub fn square(size: usize, channels: Channels) -> Self {
+        Self {
+            height: size,
+            width: size,
+            channels,
+            ..Self::default()
+        }
+    }
+
+    /// The shape of every image.
+    pub fn shape(&self) -> ImageShape {
+        ImageShape::new(self.channels.count(), self.height, self.width)
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (field, value) in [
+            ("height", self.height),
+            ("width", self.width),
+            ("workers", self.workers),
+            ("prefetch", self.prefetch),
+        ] {
+            if value == 0 {
+                return Err(Error::config(field, "must be positive, got 0"));
+            }
+        }
+        let side = MAX_IMAGE_SIDE as usize;
+        if self.height > side || self.width > side {
+            return Err(Error::config(
+                "height, width",
+                format!(
+                    "{}×{} is larger than {side} pixels a side",
+                    self.height, self.width
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The image files of a folder, with their classes: what [`ImageFolder::scan`]
+/// found. Nothing is decoded until [`load`](Self::load).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageFolder {
+    root: PathBuf,
+    files: Vec<PathBuf>,
+    labels: Option<Vec<u8>>,
+    classes: Vec<String>,
+    options: ImageFolderOptions,
+}
+
+impl ImageFolder {
+    /// Lists the PNG and JPEG files (extensions `.png`, `.jpg`, `.jpeg`, any
+    /// case) under `root`, recursively, in the order of their paths. Names that
+    /// start with `.` are skipped (hidden files, macOS `._` companions), and so
+    /// are folders reached through symbolic links (a link cannot make a loop);
+    /// linked files are read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for options that cannot work; [`Error::Io`] if `root`
+    /// or a folder under it cannot be listed; [`Error::Data`] naming `root` if
+    /// it is not a folder or holds no PNG or JPEG file, and, with
+    /// [`Labels::SubFolders`], if an image lies directly in `root` or there
+    /// are more than 256 classes.
+    pub fn scan(root: impl AsRef<Path>, options: &ImageFolderOptions) -> Result<Self> {
+        options.validate()?;
+        let root = root.as_ref();
+        let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+        if !meta.is_dir() {
+            return Err(data_error(root, "not a folder"));
+        }
+        let mut files = Vec::new();
+        walk(root, &mut files)?;
+        files.sort();
+        if files.is_empty() {
+            return Err(data_error(
+                root,
+                "holds no PNG or JPEG image (searched recursively for .png, .jpg and .jpeg files)",
+            ));
+        }
+        let (labels, classes) = match options.labels {
+            Labels::None => (None, Vec::new()),
+            Labels::SubFolders => {
+                let (labels, classes) = class_labels(root, &files)?;
+                (Some(labels), classes)
+            }
+        };
+        Ok(Self {
+            root: root.to_path_buf(),
+            files,
+            labels,
+            classes,
+            options: options.clone(),
+        })
+    }
+
+    /// The folder scanned.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The image files found, in load order.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// One label per file, with [`Labels::SubFolders`].
+    pub fn labels(&self) -> Option<&[u8]> {
+        self.labels.as_deref()
+    }
+
+    /// The class names (sub-folder names), label `k` being `classes()[k]`;
+    /// empty without labels.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// Number of files.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether there are no files (never after a successful scan).
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+
+    /// The options the folder was scanned with.
+    pub fn options(&self) -> &ImageFolderOptions {
+        &self.options
+    }
+
+    /// Divides the files into a training and a test part: a Fisher–Yates
+    /// shuffle drawn from a `ChaCha8Rng` seeded with `seed`, the first
+    /// `round(len · test_fraction)` files (at least 1) to the test part, each
+    /// part then back in path order. The same seed gives the same parts.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] unless `0 < test_fraction < 1`, or if either part
+    /// would be empty.
+    pub fn split(&self, test_fraction: f64, seed: u64) -> Result<(ImageFolder, ImageFolder)> {
+        if !(test_fraction > 0.0 && test_fraction < 1.0) {
+            return Err(Error::config(
+                "test_fraction",
+                format!("{test_fraction} must be strictly between 0 and 1"),
+            ));
+        }
+        let n = self.files.len();
+        let test_len = ((n as f64 * test_fraction).round() as usize).max(1);
+        if test_len >= n {
+            return Err(Error::config(
+                "test_fraction",
+                format!(
+                    "{n} image files cannot be split into a training and a test part \
+                     of at least one image each"
+                ),
+            ));
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let mut test: Vec<usize> = order[..test_len].to_vec();
+        let mut train: Vec<usize> = order[test_len..].to_vec();
+        test.sort_unstable();
+        train.sort_unstable();
+        Ok((self.subset(&train), self.subset(&test)))
+    }
+
+    /// The folder restricted to the files at `indices`, in that order.
+    fn subset(&self, indices: &[usize]) -> ImageFolder {
+        ImageFolder {
+            root: self.root.clone(),
+            files: indices.iter().map(|&i| self.files[i].clone()).collect(),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|l| indices.iter().map(|&i| l[i]).collect()),
+            classes: self.classes.clone(),
+            options: self.options.clone(),
+        }
+    }
+
+    /// Decodes every file once (on `options.workers` threads), skipping or
+    /// refusing unreadable ones as `options.unreadable` says. If the decoded
+    /// `f32` pixels of every file fit in `options.memory_budget` they are held
+    /// in memory; otherwise only the readable files are kept, and each epoch
+    /// decodes them again from disk in the background ([`StreamedImages`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Data`] naming a file that cannot be read under
+    /// [`Unreadable::Fail`] (and how many others cannot), or naming the root if
+    /// no file can be read; [`Error::Config`] if the held pixels cannot be
+    /// allocated.
+    pub fn load(&self) -> Result<FolderImages> {
+        let opts = &self.options;
+        let shape = opts.shape();
+        let numel = shape.numel();
+        let bytes = (self.files.len() as u128) * (numel as u128) * 4;
+        let held = bytes <= u128::from(opts.memory_budget);
+        let mut pixels: Vec<f32> = Vec::new();
+        if held {
+            let len = self.files.len() * numel;
+            pixels.try_reserve_exact(len).map_err(|_| {
+                Error::config(
+                    "memory_budget",
+                    format!("cannot allocate {bytes} bytes for the pixels: out of memory"),
+                )
+            })?;
+            pixels.resize(len, 0.0);
+        }
+        let failures = decode_all(&self.files, opts, held.then_some(pixels.as_mut_slice()));
+        let skipped: Vec<SkippedFile> = failures
+            .into_iter()
+            .map(|(i, reason)| SkippedFile {
+                path: self.files[i].clone(),
+                reason,
+            })
+            .collect();
+        self.report(&skipped)?;
+        let bad: std::collections::HashSet<&Path> =
+            skipped.iter().map(|s| s.path.as_path()).collect();
+        let keep: Vec<usize> = (0..self.files.len())
+            .filter(|&i| !bad.contains(self.files[i].as_path()))
+            .collect();
+        let labels = self
+            .labels
+            .as_ref()
+            .map(|l| keep.iter().map(|&i| l[i]).collect::<Vec<u8>>());
+        let storage = if held {
+            // Close the gaps of skipped files.
+            for (to, &from) in keep.iter().enumerate() {
+                if to != from {
+                    pixels.copy_within(from * numel..(from + 1) * numel, to * numel);
+                }
+            }
+            pixels.truncate(keep.len() * numel);
+            Storage::Held(Dataset::from_pixels(pixels, keep.len(), shape, labels)?)
+        } else {
+            let files = keep.iter().map(|&i| self.files[i].clone()).collect();
+            Storage::Streamed(StreamedImages::new(files, labels, opts.clone()))
+        };
+        Ok(FolderImages {
+            storage,
+            skipped,
+            classes: self.classes.clone(),
+        })
+    }
+
+    /// Warns about, or refuses, the unreadable files.
+    fn report(&self, skipped: &[SkippedFile]) -> Result<()> {
+        if skipped.is_empty() {
+            return Ok(());
+        }
+        let n = self.files.len();
+        let named = name_failures(skipped);
+        if skipped.len() == n {
+            return Err(data_error(
+                &self.root,
+                format!("none of the {n} image files can be read: {named}"),
+            ));
+        }
+        match self.options.unreadable {
+            Unreadable::Fail => Err(Error::Data {
+                path: skipped[0].path.clone(),
+                reason: format!(
+                    "cannot be read: {} ({} of the {n} image files under {} cannot be read: {named})",
+                    skipped[0].reason,
+                    skipped.len(),
+                    self.root.display()
+                ),
+            }),
+            Unreadable::Warn => {
+                eprintln!(
+                    "warning: skipped {} of {n} image files under {} that cannot be read: {named}",
+                    skipped.len(),
+                    self.root.display()
+                );
+                Ok(())
+            }
+            Unreadable::Skip => Ok(()),
+        }
+    }
+}
+
+/// A file [`ImageFolder::load`] could not read, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// The images of a folder, held in memory or streamed from disk, from
+/// [`ImageFolder::load`]; an [`ImageSource`] the trainer takes.
+#[derive(Debug)]
+pub struct FolderImages {
+    storage: Storage,
+    skipped: Vec<SkippedFile>,
+    classes: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Storage {
+    Held(Dataset),
+    Streamed(StreamedImages),
+}
+
+impl FolderImages {
+    /// The files that could not be read and were skipped.
+    pub fn skipped(&self) -> &[SkippedFile] {
+        &self.skipped
+    }
+
+    /// The class names, label `k` being `classes()[k]`; empty without labels.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// Whether the images are streamed from disk rather than held.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.storage, Storage::Streamed(_))
+    }
+
+    /// The images held in memory, if they are.
+    pub fn dataset(&self) -> Option<&Dataset> {
+        match &self.storage {
+            Storage::Held(d) => Some(d),
+            Storage::Streamed(_) => None,
+        }
+    }
+
+    /// The streamed images, if they are streamed.
+    pub fn streamed(&self) -> Option<&StreamedImages> {
+        match &self.storage {
+            Storage::Held(_) => None,
+            Storage::Streamed(s) => Some(s),
+        }
+    }
+
+    fn source(&self) -> &dyn ImageSource {
+        match &self.storage {
+            Storage::Held(d) => d,
+            Storage::Streamed(s) => s,
+        }
+    }
+
+    /// The images at `indices`, in that order, as one batch on `device` (for
+    /// pictures of a few test images).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if an index is out of range; [`Error::Data`] if a
+    /// streamed file can no longer be read; [`Error::Candle`] if the tensors
+    /// cannot be made.
+    pub fn batch(&self, indices: &[usize], device: &candle_core::Device) -> Result<Batch> {
+        match &self.storage {
+            Storage::Held(d) => d.batch(indices, device),
+            Storage::Streamed(s) => s.batch(indices, device),
+        }
+    }
+}
+
+impl ImageSource for FolderImages {
+    fn len(&self) -> usize {
+        self.source().len()
+    }
+    fn shape(&self) -> ImageShape {
+        self.source().shape()
+    }
+    fn has_labels(&self) -> bool {
+        self.source().has_labels()
+    }
+    fn held(&self) -> Option<&Dataset> {
+        self.dataset()
+    }
+    fn batches<'a>(
+        &'a self,
+        batch_size: usize,
+        shuffle: Shuffle<'_>,
+        last: LastBatch,
+        device: &candle_core::Device,
+    ) -> Result<BatchIter<'a>> {
+        self.source().batches(batch_size, shuffle, last, device)
+    }
+}
+
+fn data_error(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Data {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// `a.png (reason), b.jpg (reason), … and 7 more`.
+fn name_failures(skipped: &[SkippedFile]) -> String {
+    let mut named: Vec<String> = skipped
+        .iter()
+        .take(NAMED_FAILURES)
+        .map(|s| format!("{} ({})", s.path.display(), s.reason))
+        .collect();
+    if skipped.len() > NAMED_FAILURES {
+        named.push(format!("and {} more", skipped.len() - NAMED_FAILURES));
+    }
+    named.join(", ")
+}
+
+/// Whether `path` names a PNG or JPEG file by its extension.
+fn is_image_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// Collects the image files under `dir`, not following linked folders.
+fn walk(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let ty = entry.file_type().map_err(|e| Error::io(&path, e))?;
+        if ty.is_dir() {
+            walk(&path, files)?;
+        } else if is_image_name(&path) {
+            // A file or a link to one (checked when it is read); a link to a
+            // folder is never descended.
+            if ty.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The class of every file (the first folder below `root` on its path) and
+/// the sorted class names.
+fn class_labels(root: &Path, files: &[PathBuf]) -> Result<(Vec<u8>, Vec<String>)> {
+    let mut names = Vec::with_capacity(files.len());
+    for file in files {
+        let rel = file.strip_prefix(root).unwrap_or(file);
+        let mut parts = rel.components();
+        let first = parts.next();
+        let class = match (first, parts.next()) {
+            (Some(c), Some(_)) => c.as_os_str().to_string_lossy().into_owned(),
+            _ => {
+                return Err(data_error(
+                    file,
+                    format!(
+                        "lies directly in {}: with labels from sub-folders, every image \
+                         must be in a sub-folder named after its class",
+                        root.display()
+                    ),
+                ))
+            }
+        };
+        names.push(class);
+    }
+    let mut classes = names.clone();
+    classes.sort();
+    classes.dedup();
+    if classes.len() > 256 {
+        return Err(data_error(
+            root,
+            format!(
+                "{} sub-folders hold images: labels are bytes, so at most 256 classes",
+                classes.len()
+            ),
+        ));
+    }
+    let labels = names
+        .iter()
+        .map(|n| classes.binary_search(n).map_or(0, |k| k as u8))
+        .collect();
+    Ok((labels, classes))
+}
+
+/// Decodes `files` on `opts.workers` threads, writing the pixels of file `i`
+/// to `out[i · numel ..]` when `out` is given; returns the failures, by index.
+pub(crate) fn decode_all(
+    files: &[PathBuf],
+    opts: &ImageFolderOptions,
+    out: Option<&mut [f32]>,
+) -> Vec<(usize, String)> {
+    let numel = opts.shape().numel();
+    let next = AtomicUsize::new(0);
+    let workers = opts.workers.min(files.len()).max(1);
+    // Every worker takes the next file in turn; a held set's slots are handed
+    // out as disjoint slices, one per file.
+    let slots: Vec<std::sync::Mutex<Option<&mut [f32]>>> = match out {
+        Some(out) => out
+            .chunks_mut(numel)
+            .map(|c| std::sync::Mutex::new(Some(c)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut failures: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(path) = files.get(i) else { break };
+                        match decode_file(path, opts) {
+                            Ok(px) => {
+                                if let Some(slot) = slots.get(i) {
+                                    if let Ok(mut slot) = slot.lock() {
+                                        if let Some(dst) = slot.take() {
+                                            dst.copy_from_slice(&px);
+                                        }
+                                    }
+                                }
+                            }
+                            Err(reason) => failed.push((i, reason)),
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![(usize::MAX, "a decoding thread failed".into())])
+            })
+            .collect()
+    });
+    failures.retain(|(i, _)| *i < files.len());
+    failures.sort_by_key(|(i, _)| *i);
+    failures
+}
+
+/// Reads, decodes and converts one file to `[c, h, w]` values in `[0, 1]`.
+pub(crate) fn decode_file(
+    path: &Path,
+    opts: &ImageFolderOptions,
+) -> std::result::Result<Vec<f32>, String> {
+    let bytes = read_limited(path, opts.max_file_bytes)?;
+    // A decoder that panics on a malformed file must not take the run down.
+    let decoded = std::panic::catch_unwind(|| decode_bytes(&bytes))
+        .map_err(|_| "the decoder failed on this file".to_string())??;
+    Ok(convert(&decoded, opts))
+}
+
+/// The bytes of a regular file of at most `max` bytes.
+fn read_limited(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() == 0 {
+        return Err("empty file".into());
+    }
+    if meta.len() > max {
+        return Err(format!(
+            "{} bytes, more than the limit of {max}",
+            meta.len()
+        ));
+    }
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("more than the limit of {max} bytes"));
+    }
+    Ok(bytes)
+}
+
+/// Decodes PNG or JPEG bytes (the format from the bytes, not the name) under
+/// the decoding limits.
+fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| e.to_string())?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let image = reader.decode().map_err(|e| e.to_string())?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err(format!(
+            "an image of {}×{} pixels",
+            image.width(),
+            image.height()
+        ));
+    }
+    Ok(image)
+}
+
+/// The centre crop of `image` with the aspect ratio of the target, composited
+/// on the background, resized to the target (bilinear, widened when shrinking)
+/// and converted to `[c, h, w]` values in `[0, 1]`.
+fn convert(image: &DynamicImage, opts: &ImageFolderOptions) -> Vec<f32> {
+    let (w, h) = (u64::from(image.width()), u64::from(image.height()));
+    let (tw, th) = (opts.width as u64, opts.height as u64);
+    // The largest centred box of aspect tw : th inside w × h.
+    let (cw, ch) = if w * th > h * tw {
+        (((h * tw + th / 2) / th).clamp(1, w), h)
+    } else {
+        (w, ((w * th + tw / 2) / tw).clamp(1, h))
+    };
+    let (x0, y0) = ((w - cw) / 2, (h - ch) / 2);
+    let cropped = image.crop_imm(x0 as u32, y0 as u32, cw as u32, ch as u32);
+    let rgba = cropped.to_rgba8();
+    let bg = opts.background.map(f32::from);
+    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
+    for (dst, src) in rgb.pixels_mut().zip(rgba.pixels()) {
+        let a = f32::from(src.0[3]) / 255.0;
+        for ((d, &c), &b) in dst.0.iter_mut().zip(&src.0[..3]).zip(&bg) {
+            *d = (a * f32::from(c) + (1.0 - a) * b).round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    let rgb = if (rgb.width(), rgb.height()) == (tw as u32, th as u32) {
+        rgb
+    } else {
+        image::imageops::resize(&rgb, tw as u32, th as u32, FilterType::Triangle)
+    };
+    let plane = opts.width * opts.height;
+    match opts.channels {
+        Channels::Rgb => {
+            let mut out = vec![0.0f32; 3 * plane];
+            for (p, px) in rgb.pixels().enumerate() {
+                for k in 0..3 {
+                    out[k * plane + p] = f32::from(px.0[k]) / 255.0;
+                }
+            }
+            out
+        }
+        Channels::Grey => rgb
+            .pixels()
+            .map(|px| {
+                let [r, g, b] = px.0.map(f32::from);
+                ((0.2126 * r + 0.7152 * g + 0.0722 * b) / 255.0).clamp(0.0, 1.0)
+            })
+            .collect(),
+    }
+}
