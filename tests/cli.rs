@@ -760,3 +760,45 @@ fn image_folder_trains_on_a_folder_and_writes_colour_pictures() {
         run_fails("image_folder", &args, expect);
     }
 }
+
+#[cfg(all(feature = "pictures", feature = "image-folder"))]
+#[test]
+fn image_folder_warns_about_files_it_skips_and_trains_on_the_rest() {
+    let images = drawn_folder("image-folder-broken");
+    std::fs::write(images.join("discs").join("broken.png"), b"").unwrap();
+    std::fs::write(
+        images.join("squares").join("cut.png"),
+        &b"\x89PNG\r\n\x1a\n"[..],
+    )
+    .unwrap();
+    let out = scratch("image-folder-broken-out");
+    let result = run(
+        "image_folder",
+        &os(&[
+            "--images",
+            images.to_str().unwrap(),
+            "--size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+    );
+    assert_ok("image_folder with broken files", &result);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    let warning: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    assert_eq!(warning.len(), 1, "one warning line: {stderr}");
+    assert!(warning[0].contains("skipped 2 of "), "{}", warning[0]);
+    assert!(
+        warning[0].contains("broken.png") && warning[0].contains("cut.png"),
+        "{}",
+        warning[0]
+    );
+    assert_eq!(history_lines(&out), 1);
+}
