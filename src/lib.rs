@@ -63,6 +63,7 @@ pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod kernels;
 pub mod latent;
 pub mod losses;
 pub mod models;

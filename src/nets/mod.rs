@@ -12,7 +12,8 @@ mod conv;
 mod dense;
 mod layers;
 mod mlp;
-pub mod ops;
+/// The kernels the networks call (`crate::kernels`, by the name they had here).
+pub use crate::kernels as ops;
 
 pub use config::{DecoderConfig, EncoderConfig};
 pub use conv::{
