@@ -1,7 +1,8 @@
 //! vaekit's CPU kernels: the ops of its networks that are slow in candle's CPU
 //! back end, as custom ops with direct backward passes, exact, one file per
-//! job (`conv`, `linear`, `channel`, `elementwise`, `batch_norm`, and the
-//! GEMM, scratch buffers and threading they share in `matrix`). The networks
+//! job (`conv`, `linear`, `channel`, `elementwise`, `batch_norm`, the
+//! optimizer's in-place update in `adam`, and the GEMM, scratch buffers and
+//! threading they share in `matrix`), over one float trait (`Elem`). The networks
 //! in [`nets`](crate::nets) call them as `nets::ops`.
 //!
 //! candle 0.11's CPU back end computes the input gradient of a convolution, and
@@ -41,6 +42,7 @@
 //! On other devices (CUDA), and for dtypes other than `f32` and `f64`, every
 //! function here calls candle's own op.
 
+pub(crate) mod adam;
 mod batch_norm;
 mod channel;
 mod conv;
@@ -89,6 +91,9 @@ trait Elem: WithDType {
     /// contents are unspecified. Reusing it spares a large allocation, and the
     /// page faults of touching fresh memory, in every call.
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+
+    /// The square root.
+    fn sqrt(self) -> Self;
 }
 
 macro_rules! elem {
@@ -108,6 +113,10 @@ macro_rules! elem {
                     }
                     Err(_) => f(&mut vec![0.0; len]),
                 })
+            }
+
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
             }
         }
     };

@@ -7,7 +7,6 @@
 
 mod config;
 mod corruption;
-mod fused;
 pub mod optim;
 mod run;
 mod schedule;

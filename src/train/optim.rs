@@ -53,7 +53,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
-use super::fused;
+use crate::kernels::adam as adam_kernel;
 use crate::{Error, Result};
 
 // ---------------------------------------------------------------------------------------------
@@ -690,11 +690,11 @@ fn adam_step(
         let bias2 = 1.0 - beta2.powf(t as f64);
         let theta = slot.var.as_detached_tensor();
         let grad = l2_grad(grad.detach(), &theta, l2)?;
-        if fused::applies(&theta, &grad, &slot.buffers) {
+        if adam_kernel::applies(&theta, &grad, &slot.buffers) {
             // The same arithmetic in three in-place passes (see `fused`).
             let (mul, add, step) =
                 ratio_coefficients(theta.dtype(), 1.0 / bias2.sqrt(), eps, lr / bias1);
-            let update = fused::Update {
+            let update = adam_kernel::Update {
                 keep: (decoupled_decay != 0.0).then_some(1.0 - decoupled_decay),
                 mul,
                 add,
@@ -703,7 +703,7 @@ fn adam_step(
             let [m, v] = &slot.buffers[..] else {
                 candle_core::bail!("Adam keeps two moment buffers per variable");
             };
-            fused::adam(&theta, &grad, m, v, beta1, beta2, update)?;
+            adam_kernel::adam(&theta, &grad, m, v, beta1, beta2, update)?;
             slot.steps = t;
             continue;
         }

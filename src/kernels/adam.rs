@@ -6,37 +6,10 @@
 //! moment buffers and the variable in place, so their results are bit-identical
 //! to the tensor-op path that other devices keep using.
 
-use std::ops::{Add, Div, Mul, Sub};
-
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 
-/// The float types the kernels run on (`f32`, `f64`), with candle's conversion
-/// of `f64` scalars.
-trait Real:
-    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
-{
-    fn of(x: f64) -> Self;
-    fn sqrt(self) -> Self;
-}
-
-impl Real for f32 {
-    fn of(x: f64) -> Self {
-        x as f32
-    }
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-}
-
-impl Real for f64 {
-    fn of(x: f64) -> Self {
-        x
-    }
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-}
+use super::{slice, Elem};
 
 /// Whether the fused kernels can update `theta` with `grad` and moment buffers
 /// `moments`: all on the CPU, contiguous, of one float dtype and shape.
@@ -50,14 +23,6 @@ pub(crate) fn applies(theta: &Tensor, grad: &Tensor, moments: &[Tensor]) -> bool
                 && t.layout().is_contiguous()
                 && t.device().is_cpu()
         })
-}
-
-/// The contiguous values of `l` in `v`.
-fn values<'a, T>(v: &'a [T], l: &Layout, what: &str) -> Result<&'a [T]> {
-    match l.contiguous_offsets() {
-        Some((start, end)) => Ok(&v[start..end]),
-        None => candle_core::bail!("{what}: expected a contiguous tensor"),
-    }
 }
 
 /// The contiguous values of `l` in `v`, writable.
@@ -85,10 +50,10 @@ fn zip2(
     }
     match (dst, src) {
         (CpuStorage::F32(d), CpuStorage::F32(s)) => {
-            run(values_mut(d, dl, what)?, values(s, sl, what)?, f32_fn)
+            run(values_mut(d, dl, what)?, slice(s, sl, what)?, f32_fn)
         }
         (CpuStorage::F64(d), CpuStorage::F64(s)) => {
-            run(values_mut(d, dl, what)?, values(s, sl, what)?, f64_fn)
+            run(values_mut(d, dl, what)?, slice(s, sl, what)?, f64_fn)
         }
         (d, s) => candle_core::bail!(
             "{what}: unsupported dtypes {:?}, {:?}",
@@ -106,8 +71,8 @@ struct Lerp {
 }
 
 impl Lerp {
-    fn apply<T: Real>(&self, m: T, g: T) -> T {
-        (g - m) * T::of(self.w) + T::of(0.0) + m
+    fn apply<T: Elem>(&self, m: T, g: T) -> T {
+        (g - m) * T::from_f64(self.w) + T::from_f64(0.0) + m
     }
 }
 
@@ -136,9 +101,9 @@ struct EmaSq {
 }
 
 impl EmaSq {
-    fn apply<T: Real>(&self, v: T, g: T) -> T {
-        let zero = T::of(0.0);
-        (v * T::of(self.decay) + zero) + (g * g * T::of(1.0 - self.decay) + zero)
+    fn apply<T: Elem>(&self, v: T, g: T) -> T {
+        let zero = T::from_f64(0.0);
+        (v * T::from_f64(self.decay) + zero) + (g * g * T::from_f64(1.0 - self.decay) + zero)
     }
 }
 
@@ -174,15 +139,15 @@ pub(crate) struct Update {
 }
 
 impl Update {
-    fn apply<T: Real>(&self, theta: T, m: T, v: T) -> T {
-        let zero = T::of(0.0);
+    fn apply<T: Elem>(&self, theta: T, m: T, v: T) -> T {
+        let zero = T::from_f64(0.0);
         let theta = match self.keep {
-            Some(k) => theta * T::of(k) + zero,
+            Some(k) => theta * T::from_f64(k) + zero,
             None => theta,
         };
-        let ratio = m / (v.sqrt() * T::of(self.mul) + T::of(self.add));
+        let ratio = m / (v.sqrt() * T::from_f64(self.mul) + T::from_f64(self.add));
         match self.step {
-            Some(s) => theta - (ratio * T::of(s) + zero),
+            Some(s) => theta - (ratio * T::from_f64(s) + zero),
             None => theta - ratio,
         }
     }
@@ -203,7 +168,7 @@ impl InplaceOp3 for Update {
         vl: &Layout,
     ) -> Result<()> {
         let what = self.name();
-        fn run<T: Real>(u: &Update, theta: &mut [T], m: &[T], v: &[T]) {
+        fn run<T: Elem>(u: &Update, theta: &mut [T], m: &[T], v: &[T]) {
             for ((t, &m), &v) in theta.iter_mut().zip(m).zip(v) {
                 *t = u.apply(*t, m, v);
             }
@@ -212,14 +177,14 @@ impl InplaceOp3 for Update {
             (CpuStorage::F32(t), CpuStorage::F32(m), CpuStorage::F32(v)) => run(
                 self,
                 values_mut(t, tl, what)?,
-                values(m, ml, what)?,
-                values(v, vl, what)?,
+                slice(m, ml, what)?,
+                slice(v, vl, what)?,
             ),
             (CpuStorage::F64(t), CpuStorage::F64(m), CpuStorage::F64(v)) => run(
                 self,
                 values_mut(t, tl, what)?,
-                values(m, ml, what)?,
-                values(v, vl, what)?,
+                slice(m, ml, what)?,
+                slice(v, vl, what)?,
             ),
             (t, _, _) => candle_core::bail!("{what}: unsupported dtype {:?}", t.dtype()),
         }
