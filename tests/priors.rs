@@ -68,9 +68,8 @@ fn mixture_log_prob_matches_numpy() {
     );
 }
 
-/// The fixture's VampPrior: a dense encoder of 1×2×3 images with its weights.
-fn fixture_vamp() -> (VampPrior<DenseEncoder>, Value) {
-    let f = fixture()["vamp"].clone();
+/// The fixture's dense encoder of 1×2×3 images, with its weights.
+fn fixture_encoder(f: &Value) -> DenseEncoder {
     let weights: HashMap<String, Tensor> = f["weights"]
         .as_object()
         .expect("weights")
@@ -79,9 +78,14 @@ fn fixture_vamp() -> (VampPrior<DenseEncoder>, Value) {
         .collect();
     let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
     let config = DenseEncoderConfig::new(ImageShape::new(1, 2, 3), &[5], 4);
-    let encoder = DenseEncoder::new(&config, vb).unwrap();
+    DenseEncoder::new(&config, vb).unwrap()
+}
+
+/// The fixture's VampPrior over [`fixture_encoder`].
+fn fixture_vamp() -> (VampPrior<DenseEncoder>, Value) {
+    let f = fixture()["vamp"].clone();
     let prior = VampPrior::new(
-        encoder,
+        fixture_encoder(&f),
         tensor(&f["pseudo_inputs"]),
         PosteriorParam::LogVariance,
     )
@@ -252,17 +256,12 @@ fn gradients_reach_the_learnable_tensors_and_never_the_fixed_ones() {
     // The VampPrior's pseudo-inputs are trained through the encoder.
     let (fixed, f) = fixture_vamp();
     let u = Var::from_tensor(&fixed.pseudo_inputs().copy().unwrap()).unwrap();
-    let weights: HashMap<String, Tensor> = f["weights"]
-        .as_object()
-        .expect("weights")
-        .iter()
-        .map(|(k, v)| (k.clone(), tensor(v)))
-        .collect();
-    let vb = VarBuilder::from_tensors(weights, DType::F32, &Device::Cpu);
-    let config = DenseEncoderConfig::new(ImageShape::new(1, 2, 3), &[5], 4);
-    let encoder = DenseEncoder::new(&config, vb).unwrap();
-    let prior =
-        VampPrior::new(encoder, u.as_tensor().clone(), PosteriorParam::LogVariance).unwrap();
+    let prior = VampPrior::new(
+        fixture_encoder(&f),
+        u.as_tensor().clone(),
+        PosteriorParam::LogVariance,
+    )
+    .unwrap();
     let grads = prior
         .log_prob(&tensor(&f["z"]))
         .unwrap()
