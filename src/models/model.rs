@@ -133,6 +133,11 @@ impl Model {
         limits: &ModelLimits,
     ) -> Result<Self> {
         parameter_shapes(config, limits)?;
+        Self::build(config, device, seed)
+    }
+
+    /// Builds the model of a config whose size was already checked.
+    fn build(config: &CheckedModelConfig, device: &Device, seed: u64) -> Result<Self> {
         let params = ParamStore::new(device);
         let network = build_network(config, &params, params.var_builder(seed))?;
         let frozen = build_network(config, &params, params.untracked_var_builder())?;
@@ -338,7 +343,8 @@ impl Model {
         let shapes = parameter_shapes(&config, limits).map_err(in_file)?;
         file.check_shapes(&shapes)?;
         let ckpt = file.load(device)?;
-        let model = Self::from_checked_with_limits(&config, device, 0, limits)?;
+        // The size was checked against `limits` above, with the shapes.
+        let model = Self::build(&config, device, 0)?;
         model.params.assign(&ckpt.tensors)?;
         Ok(model)
     }
