@@ -7,12 +7,14 @@
 //! ```
 //!
 //! Fields: `workload`, `device`, `batch`, `params`, `train_images_per_s` (steady
-//! state, after `--warmup` steps), `infer_images_per_s` (encode + decode of the
+//! state, after `--warmup` steps, 20 by default; each batch is gathered from
+//! the shuffled training set inside the timed loop), `infer_images_per_s` (encode + decode of the
 //! 2,000 test images at batch 1,000: the median of 5 timed passes after a
 //! warm-up pass), `first_step_ms` (from process start to the
 //! end of the first training step; on a GPU this includes kernel start-up),
 //! `peak_rss_mib` (the process's peak resident memory), `threads` (CPU threads
-//! candle uses).
+//! candle uses), `allocator` (`system`, the default, or `mimalloc` with
+//! `--allocator mimalloc`, for comparison).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -27,8 +29,80 @@ use vaekit::models::{Mode, Model, Preset, Trainable};
 use vaekit::train::TrainConfig;
 use vaekit::{Error, Result};
 
-// The global allocator is mimalloc, from `common`: glibc's malloc turns
-// candle's per-step megabyte buffers into fresh `mmap`s; mimalloc keeps them.
+/// The process's global allocator: the system's unless the environment
+/// variable [`ALLOCATOR_VAR`] says `mimalloc`. It is read once, at the first
+/// allocation (with `getenv`, which does not allocate), so every block is
+/// freed by the allocator that made it; `--allocator` re-runs the bench with
+/// the variable set.
+struct BenchAllocator;
+
+const ALLOCATOR_VAR: &std::ffi::CStr = c"VAEKIT_BENCH_ALLOCATOR";
+
+/// 0: not yet read; 1: the system's; 2: mimalloc.
+static ALLOCATOR: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+impl BenchAllocator {
+    fn mimalloc(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        match ALLOCATOR.load(Ordering::Relaxed) {
+            0 => {
+                // SAFETY: `getenv` reads the environment without allocating;
+                // the bench sets no variables in its own process.
+                let value = unsafe { libc::getenv(ALLOCATOR_VAR.as_ptr()) };
+                let mi = !value.is_null()
+                    // SAFETY: a non-null `getenv` result is a C string.
+                    && unsafe { std::ffi::CStr::from_ptr(value) }.to_bytes() == b"mimalloc";
+                ALLOCATOR.store(if mi { 2 } else { 1 }, Ordering::Relaxed);
+                mi
+            }
+            state => state == 2,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        if self.mimalloc() {
+            "mimalloc"
+        } else {
+            "system"
+        }
+    }
+}
+
+// SAFETY: every call goes to one of two allocators, chosen once for the
+// process's life, so a block is always freed by the allocator that made it.
+unsafe impl std::alloc::GlobalAlloc for BenchAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if self.mimalloc() {
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
+        } else {
+            unsafe { std::alloc::System.alloc(layout) }
+        }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        if self.mimalloc() {
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
+        } else {
+            unsafe { std::alloc::System.alloc_zeroed(layout) }
+        }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        if self.mimalloc() {
+            unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+        } else {
+            unsafe { std::alloc::System.dealloc(ptr, layout) }
+        }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        if self.mimalloc() {
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
+        } else {
+            unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: BenchAllocator = BenchAllocator;
 
 /// Timed inference passes; the median is reported.
 const INFER_PASSES: usize = 5;
@@ -54,8 +128,11 @@ struct Flags {
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = common::positive, allow_negative_numbers = true)]
     steps: usize,
     /// Untimed training steps before them.
-    #[arg(long, value_name = "N", default_value_t = 5, value_parser = common::positive, allow_negative_numbers = true)]
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = common::positive, allow_negative_numbers = true)]
     warmup: usize,
+    /// The global allocator: system (the default) or mimalloc.
+    #[arg(long, value_name = "NAME", default_value = "system", value_parser = ["system", "mimalloc"])]
+    allocator: String,
 }
 
 fn peak_rss_mib() -> f64 {
@@ -82,18 +159,29 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         vaekit::train::Binarization::None => digits.train.clone(),
         _ => digits.train.binarize_static(),
     };
-    // Enough batches for warm-up plus the timed steps, cycling over the data.
-    let batches: Vec<_> = train
-        .batches(
-            config.batch_size,
-            Shuffle::Seeded(&mut rng),
-            LastBatch::Drop,
-            &device,
-        )?
-        .collect::<Result<_>>()?;
-    let mut step = |i: usize| -> Result<()> {
-        let b = &batches[i % batches.len()];
-        let loss = model.batch_loss(b, &mut rng, Mode::Train)?;
+    // Batches are gathered inside the timed loop, a new shuffle each epoch,
+    // as a training loop (and the PyTorch reference) does.
+    let mut epoch = train.batches(
+        config.batch_size,
+        Shuffle::Seeded(&mut rng),
+        LastBatch::Drop,
+        &device,
+    )?;
+    let mut step_rng = ChaCha8Rng::seed_from_u64(1);
+    let mut step = |_: usize| -> Result<()> {
+        let b = match epoch.next() {
+            Some(b) => b?,
+            None => {
+                epoch = train.batches(
+                    config.batch_size,
+                    Shuffle::Seeded(&mut rng),
+                    LastBatch::Drop,
+                    &device,
+                )?;
+                epoch.next().ok_or_else(|| Error::config("batch_size", "larger than the data"))??
+            }
+        };
+        let loss = model.batch_loss(&b, &mut step_rng, Mode::Train)?;
         opt.backward_step(&loss.total)?;
         // Read the loss back, as a training loop does (it also waits for the GPU).
         loss.total
@@ -147,6 +235,7 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         "first_step_ms": (first_step_ms * 10.0).round() / 10.0,
         "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
         "threads": candle_core::utils::get_num_threads(),
+        "allocator": GLOBAL.name(),
         "steps": flags.steps,
     }))
 }
@@ -159,12 +248,20 @@ fn main() {
 fn bench(started: Instant) -> Result<()> {
     let flags: Flags =
         common::parse_flags("", "Training and inference throughput of the workloads.");
-    if flags.workload == "all" {
-        // One process per workload, so memory and start-up are measured alone.
+    if flags.workload == "all" || flags.allocator != GLOBAL.name() {
+        // One process per workload, so memory and start-up are measured alone,
+        // each with the allocator asked for.
         let exe = std::env::current_exe().map_err(|e| Error::io("current executable", e))?;
-        for (name, _) in WORKLOADS {
+        let names: Vec<&str> = if flags.workload == "all" {
+            WORKLOADS.iter().map(|(n, _)| *n).collect()
+        } else {
+            vec![flags.workload.as_str()]
+        };
+        for name in names {
             let status = std::process::Command::new(&exe)
+                .env(ALLOCATOR_VAR.to_str().expect("ASCII name"), &flags.allocator)
                 .args(["--workload", name, "--device", &flags.device])
+                .args(["--allocator", &flags.allocator])
                 .args([
                     "--steps",
                     &flags.steps.to_string(),

@@ -21,6 +21,7 @@
 //! | [`train`] | the trainer, β schedules, input corruption, PyTorch-exact optimizers (Adam, AdamW, SGD, RMSprop) |
 //! | [`eval`] | importance-sampled log-likelihood, KL per dimension, active units, traversals |
 //! | [`params`] | seeded initialisation and safetensors checkpoints |
+//! | [`memory`] | the system allocator tuned for candle's per-step buffers |
 //!
 //! ## Example
 //!
@@ -66,6 +67,7 @@ pub mod eval;
 pub mod kernels;
 pub mod latent;
 pub mod losses;
+pub mod memory;
 pub mod models;
 pub mod nets;
 pub mod params;

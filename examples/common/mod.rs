@@ -391,10 +391,3 @@ pub fn first_images(
     let n = n.min(data.len());
     data.batch(&(0..n).collect::<Vec<_>>(), device)
 }
-
-/// mimalloc instead of the system allocator: candle allocates and frees
-/// megabyte-sized buffers every step, which glibc's malloc serves with fresh
-/// `mmap`s (and page faults) each time until its threshold adapts — up to 10×
-/// slower training for the dense models (see docs/performance.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

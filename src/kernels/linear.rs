@@ -189,18 +189,17 @@ impl CustomOp2 for LinearGrad {
 
 impl LinearGrad {
     fn compute<T: Elem>(self, g: &[T], other: &[T], (n, m, k): (usize, usize, usize)) -> Vec<T> {
-        let (_, parallelism) = plan(1);
         match self {
             LinearGrad::Input => {
                 let mut dx = vec![T::from_f64(0.0); n * k];
                 let (lhs, rhs) = (Mat::rows(g, m), Mat::rows(other, k));
-                matmul((n, k, m), (&mut dx, k), lhs, rhs, false, parallelism);
+                matmul_pooled((n, k, m), (&mut dx, k), lhs, rhs, false);
                 dx
             }
             LinearGrad::Weight => {
                 let mut dw = vec![T::from_f64(0.0); m * k];
                 let (lhs, rhs) = (Mat::transposed(g, m), Mat::rows(other, k));
-                matmul((m, k, n), (&mut dw, k), lhs, rhs, false, parallelism);
+                matmul_pooled((m, k, n), (&mut dw, k), lhs, rhs, false);
                 dw
             }
         }
@@ -214,14 +213,12 @@ pub(super) fn linear_forward<T: Elem>(x: &[T], w: &[T], b: &[T], n: usize) -> Ve
     for _ in 0..n {
         y.extend_from_slice(b);
     }
-    let (_, parallelism) = plan(1);
-    matmul(
+    matmul_pooled(
         (n, m, k),
         (&mut y, m),
         Mat::rows(x, k),
         Mat::transposed(w, k),
         true,
-        parallelism,
     );
     y
 }

@@ -93,6 +93,41 @@ pub(super) fn matmul<T: Elem>(
     }
 }
 
+/// Fewest rows of the destination a thread takes in [`matmul_pooled`].
+const POOLED_MIN_ROWS: usize = 16;
+
+/// [`matmul`] with the destination's rows split over candle's CPU pool, each
+/// piece a single-threaded product. The layers' products run here rather than
+/// on gemm's own (rayon) threads: two pools on the same cores compete, candle's
+/// workers spinning while rayon's compute.
+pub(super) fn matmul_pooled<T: Elem>(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (&mut [T], usize),
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+) {
+    let threads = pool_threads();
+    let rows_per = m.div_ceil(threads).max(POOLED_MIN_ROWS);
+    if threads <= 1 || m < 2 * POOLED_MIN_ROWS || dst_rs < n {
+        matmul((m, n, k), (dst, dst_rs), lhs, rhs, accumulate, Parallelism::None);
+        return;
+    }
+    let tasks: Vec<(usize, &mut [T])> = dst
+        .chunks_mut(rows_per * dst_rs)
+        .enumerate()
+        .map(|(i, d)| (i * rows_per, d))
+        .collect();
+    run_tasks(tasks, true, |_, (row, d)| {
+        let rows = rows_per.min(m - row);
+        let piece = Mat {
+            data: &lhs.data[(row * lhs.rs).min(lhs.data.len())..],
+            ..lhs
+        };
+        matmul((rows, n, k), (d, dst_rs), piece, rhs, accumulate, Parallelism::None);
+    });
+}
+
 /// Threads that share the work of one op: the calling thread and the workers
 /// of candle's CPU pool, the one its own element-wise kernels run on (using
 /// it rather than a second pool keeps the two from competing for the cores).

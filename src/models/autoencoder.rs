@@ -145,8 +145,19 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
 
     /// Decodes codes to pixel values in `[0, 1]`.
     pub fn decode_pixels(&self, z: &Tensor) -> Result<Tensor> {
-        let out = self.decoder.forward_t(z, false)?;
-        self.decoder.output_kind().to_pixels(&out)
+        super::chunks::by_rows(z, None, |z, _| {
+            let out = self.decoder.forward_t(z, false)?;
+            self.decoder.output_kind().to_pixels(&out)
+        })
+    }
+
+    /// Reconstructions of `xs` as pixels in `[0, 1]` (evaluation mode).
+    pub fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
+        non_empty(xs)?;
+        super::chunks::by_rows(xs, None, |xs, _| {
+            let code = self.encoder.forward_t(xs, false)?;
+            self.decode_pixels(&code)
+        })
     }
 
     /// Encodes and decodes `xs`.

@@ -358,9 +358,11 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
     /// Reconstructions of `xs` through the posterior means, as pixels. With given
     /// conditioning, `labels` choose the class vector.
     pub fn reconstruct(&self, xs: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
-        let eps = Tensor::zeros((xs.dim(0)?, self.latent_dim()), DType::F32, xs.device())?;
-        let out = self.forward_with_eps(xs, labels, &eps, false)?; // z = posterior mean
-        self.decoder.output_kind().to_pixels(&out.decoded)
+        super::chunks::by_rows(xs, labels, |xs, labels| {
+            let eps = Tensor::zeros((xs.dim(0)?, self.latent_dim()), DType::F32, xs.device())?;
+            let out = self.forward_with_eps(xs, labels, &eps, false)?; // z = posterior mean
+            self.decoder.output_kind().to_pixels(&out.decoded)
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 
 mod autoencoder;
 mod beta;
+mod chunks;
 mod config;
 mod digit;
 mod model;

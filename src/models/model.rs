@@ -249,10 +249,7 @@ impl Model {
         labels: Option<&Tensor>,
     ) -> candle_core::Result<Tensor> {
         match &self.frozen {
-            Network::Autoencoder(ae) => {
-                let out = ae.forward_t(images, false)?;
-                ae.decoder().output_kind().to_pixels(&out.decoded)
-            }
+            Network::Autoencoder(ae) => ae.reconstruct(images),
             Network::Vae(vae) => vae.reconstruct(images),
             Network::DigitCvae(m) => m.reconstruct(images, labels),
         }

@@ -574,8 +574,10 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
 
     /// Decodes latent vectors `[n, latent]` to pixels in `[0, 1]` (evaluation mode).
     pub fn decode_pixels(&self, z: &Tensor) -> Result<Tensor> {
-        let out = self.decoder.forward_t(z, false)?;
-        self.decoder.output_kind().to_pixels(&out)
+        super::chunks::by_rows(z, None, |z, _| {
+            let out = self.decoder.forward_t(z, false)?;
+            self.decoder.output_kind().to_pixels(&out)
+        })
     }
 
     /// `n` images from the prior, as pixels `[n, c, h, w]` on `device`.
@@ -586,8 +588,10 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
 
     /// Reconstructions of `xs` through the posterior means, as pixels (evaluation mode).
     pub fn reconstruct(&self, xs: &Tensor) -> Result<Tensor> {
-        let q = self.posterior(xs, false)?;
-        self.decode_pixels(q.mean())
+        super::chunks::by_rows(xs, None, |xs, _| {
+            let q = self.posterior(xs, false)?;
+            self.decode_pixels(q.mean())
+        })
     }
 
     /// Per-example `−ELBO` in evaluation mode, `[batch]`, with a fresh `z`.

@@ -57,8 +57,13 @@ impl std::fmt::Debug for ParamStore {
 }
 
 impl ParamStore {
-    /// An empty store whose tensors live on `device`.
+    /// An empty store whose tensors live on `device`. On the CPU this also
+    /// tunes the system allocator for candle's buffers, once per process
+    /// ([`tune_system_allocator`](crate::memory::tune_system_allocator)).
     pub fn new(device: &Device) -> Self {
+        if device.is_cpu() {
+            crate::memory::tune_system_allocator();
+        }
         Self {
             varmap: VarMap::new(),
             device: device.clone(),
