@@ -178,7 +178,9 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
                     LastBatch::Drop,
                     &device,
                 )?;
-                epoch.next().ok_or_else(|| Error::config("batch_size", "larger than the data"))??
+                epoch
+                    .next()
+                    .ok_or_else(|| Error::config("batch_size", "larger than the data"))??
             }
         };
         let loss = model.batch_loss(&b, &mut step_rng, Mode::Train)?;
@@ -259,7 +261,10 @@ fn bench(started: Instant) -> Result<()> {
         };
         for name in names {
             let status = std::process::Command::new(&exe)
-                .env(ALLOCATOR_VAR.to_str().expect("ASCII name"), &flags.allocator)
+                .env(
+                    ALLOCATOR_VAR.to_str().expect("ASCII name"),
+                    &flags.allocator,
+                )
                 .args(["--workload", name, "--device", &flags.device])
                 .args(["--allocator", &flags.allocator])
                 .args([

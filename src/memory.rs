@@ -61,9 +61,13 @@ pub fn tune_system_allocator() -> AllocatorTuning {
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_once() -> AllocatorTuning {
     let kept = std::env::var_os(KEEP_VAR).is_some_and(|v| v == "keep")
-        || ["MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some());
+        || [
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_TRIM_THRESHOLD_",
+            "GLIBC_TUNABLES",
+        ]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
     if kept {
         return AllocatorTuning::Kept;
     }

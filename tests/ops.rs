@@ -157,7 +157,7 @@ fn cases(transposed: bool) -> Vec<Case> {
                 let ops: &[usize] = if transposed { &[0, 1] } else { &[0] };
                 for &output_padding in ops.iter().filter(|&&op| op < stride) {
                     for (h, w) in [(7, 7), (8, 8), (5, 9)] {
-                        for batch in [1, 3] {
+                        for batch in [1, 3, 11] {
                             let case = Case {
                                 transposed,
                                 batch,

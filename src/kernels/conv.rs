@@ -429,55 +429,136 @@ pub(super) fn bands(g: &Geometry) -> impl Iterator<Item = Range<usize>> {
     (0..h).step_by(rows).map(move |r| r..(r + rows).min(h))
 }
 
-/// Convolution: `y_b = W · im2col(x_b)`, `[small_c, patch] · [patch, pixels]`.
+/// At most this many images' patches go into one matrix product. Several
+/// images per product give the GEMM wider operands (a 7×7 grid is 49 columns
+/// per image, which leaves most of a microkernel tile idle at the edge) and
+/// pack the weights once for all of them. The number depends only on the
+/// geometry, never on the threads, so results do not either.
+pub(super) const MAX_GROUP: usize = 8;
+
+/// Small grids narrower than this many pixels are grouped: wider ones fill
+/// the GEMM's tiles on their own, and the copies that grouping costs then
+/// measured slower (the conv autoencoder's 14×14 and 28×28 layers).
+pub(super) const GROUP_BELOW_PIXELS: usize = 128;
+
+/// Images per product for `g`: as many whole images as fit in
+/// [`TILE_VALUES`], up to [`MAX_GROUP`]; 1 when one image takes several bands
+/// or its grid is [`GROUP_BELOW_PIXELS`] wide or more.
+fn group_len(g: &Geometry) -> usize {
+    let per_image = g.patch_len() * g.small_pixels();
+    if per_image == 0 || per_image > TILE_VALUES || g.small_pixels() >= GROUP_BELOW_PIXELS {
+        1
+    } else {
+        (TILE_VALUES / per_image).clamp(1, MAX_GROUP)
+    }
+}
+
+/// The `gi` small-grid images `[gi, small_c, pixels]` as the matrix
+/// `[small_c, gi·pixels]`: image `i` in columns `i·pixels..(i + 1)·pixels`.
+fn gather<T: Elem>(g: &Geometry, gi: usize, images: &[T], matrix: &mut [T]) {
+    let pixels = g.small_pixels();
+    for (i, img) in images.chunks(g.small_len()).take(gi).enumerate() {
+        for (c, plane) in img.chunks(pixels).enumerate() {
+            matrix[(c * gi + i) * pixels..][..pixels].copy_from_slice(plane);
+        }
+    }
+}
+
+/// The inverse of [`gather`]: the matrix `[small_c, gi·pixels]` back as `gi`
+/// images `[gi, small_c, pixels]`.
+fn scatter<T: Elem>(g: &Geometry, gi: usize, matrix: &[T], images: &mut [T]) {
+    let pixels = g.small_pixels();
+    for (i, img) in images.chunks_mut(g.small_len()).take(gi).enumerate() {
+        for (c, plane) in img.chunks_mut(pixels).enumerate() {
+            plane.copy_from_slice(&matrix[(c * gi + i) * pixels..][..pixels]);
+        }
+    }
+}
+
+/// Convolution: `y_b = W · im2col(x_b)`, `[small_c, patch] · [patch, pixels]`,
+/// for groups of [`group_len`] images at a time (`[patch, group·pixels]`).
 pub(super) fn forward<T: Elem>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (patch, pixels, ow) = (g.patch_len(), g.small_pixels(), g.small_w);
+    let group = group_len(g);
     let mut y = vec![T::from_f64(0.0); g.batch * g.small_len()];
-    let (parallel, par) = plan(g.batch);
-    let tasks: Vec<&mut [T]> = y.chunks_mut(g.small_len().max(1)).collect();
-    run_tasks(tasks, parallel, |b, y_b| {
-        let x_b = &x[b * g.big_len()..][..g.big_len()];
-        for band in bands(g) {
-            let n = band.len() * ow;
-            T::with_scratch(patch * n, |col| {
-                im2col(g, x_b, band.clone(), col);
-                matmul(
-                    (g.small_c, n, patch),
-                    (&mut y_b[band.start * ow..], pixels),
-                    Mat::rows(w, patch),
-                    Mat::rows(col, n),
-                    false,
-                    par,
-                );
-            });
+    let (parallel, par) = plan(g.batch.div_ceil(group));
+    let tasks: Vec<&mut [T]> = y.chunks_mut((group * g.small_len()).max(1)).collect();
+    run_tasks(tasks, parallel, |t, y_t| {
+        let b0 = t * group;
+        if group == 1 {
+            let x_b = &x[b0 * g.big_len()..][..g.big_len()];
+            for band in bands(g) {
+                let n = band.len() * ow;
+                T::with_scratch(patch * n, |col| {
+                    im2col(g, x_b, band.clone(), (col, n, 0));
+                    matmul(
+                        (g.small_c, n, patch),
+                        (&mut y_t[band.start * ow..], pixels),
+                        Mat::rows(w, patch),
+                        Mat::rows(col, n),
+                        false,
+                        par,
+                    );
+                });
+            }
+            return;
         }
+        let gi = y_t.len() / g.small_len();
+        let n = gi * pixels;
+        T::with_scratch(patch * n + g.small_c * n, |scratch| {
+            let (col, out) = scratch.split_at_mut(patch * n);
+            for i in 0..gi {
+                let x_b = &x[(b0 + i) * g.big_len()..][..g.big_len()];
+                im2col(g, x_b, 0..g.small_h, (col, n, i * pixels));
+            }
+            let (m, rhs) = (Mat::rows(w, patch), Mat::rows(col, n));
+            matmul((g.small_c, n, patch), (out, n), m, rhs, false, par);
+            scatter(g, gi, out, y_t);
+        });
     });
     y
 }
 
 /// Input gradient of the convolution (the transposed convolution):
-/// `dx_b = col2im(Wᵀ · g_b)`, `[patch, small_c] · [small_c, pixels]`.
+/// `dx_b = col2im(Wᵀ · g_b)`, `[patch, small_c] · [small_c, pixels]`, for
+/// groups of [`group_len`] images at a time.
 pub(super) fn input_grad<T: Elem>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
     let (patch, pixels, ow) = (g.patch_len(), g.small_pixels(), g.small_w);
+    let group = group_len(g);
     let mut dx = vec![T::from_f64(0.0); g.batch * g.big_len()];
-    let (parallel, par) = plan(g.batch);
-    let tasks: Vec<&mut [T]> = dx.chunks_mut(g.big_len().max(1)).collect();
-    run_tasks(tasks, parallel, |b, dx_b| {
-        let dy_b = &dy[b * g.small_len()..][..g.small_len()];
-        for band in bands(g) {
-            let n = band.len() * ow;
-            T::with_scratch(patch * n, |col| {
-                matmul(
-                    (patch, n, g.small_c),
-                    (col, n),
-                    Mat::transposed(w, patch),
-                    Mat::rows(&dy_b[band.start * ow..], pixels),
-                    false,
-                    par,
-                );
-                col2im(g, col, band.clone(), dx_b);
-            });
+    let (parallel, par) = plan(g.batch.div_ceil(group));
+    let tasks: Vec<&mut [T]> = dx.chunks_mut((group * g.big_len()).max(1)).collect();
+    run_tasks(tasks, parallel, |t, dx_t| {
+        let b0 = t * group;
+        if group == 1 {
+            let dy_b = &dy[b0 * g.small_len()..][..g.small_len()];
+            for band in bands(g) {
+                let n = band.len() * ow;
+                T::with_scratch(patch * n, |col| {
+                    matmul(
+                        (patch, n, g.small_c),
+                        (col, n),
+                        Mat::transposed(w, patch),
+                        Mat::rows(&dy_b[band.start * ow..], pixels),
+                        false,
+                        par,
+                    );
+                    col2im(g, (col, n, 0), band.clone(), dx_t);
+                });
+            }
+            return;
         }
+        let gi = dx_t.len() / g.big_len();
+        let n = gi * pixels;
+        T::with_scratch(patch * n + g.small_c * n, |scratch| {
+            let (col, grads) = scratch.split_at_mut(patch * n);
+            gather(g, gi, &dy[b0 * g.small_len()..], grads);
+            let (m, rhs) = (Mat::transposed(w, patch), Mat::rows(grads, n));
+            matmul((patch, n, g.small_c), (col, n), m, rhs, false, par);
+            for (i, dx_b) in dx_t.chunks_mut(g.big_len()).enumerate() {
+                col2im(g, (col, n, i * pixels), 0..g.small_h, dx_b);
+            }
+        });
     });
     dx
 }
@@ -488,36 +569,56 @@ pub(super) fn input_grad<T: Elem>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
 pub(super) const WEIGHT_GRAD_GROUPS: usize = 8;
 
 /// Weight gradient: `dW = Σ_b g_b · im2col(x_b)ᵀ`, `[small_c, pixels] · [pixels, patch]`,
-/// summed per group of images in parallel, then over groups in order.
+/// summed per group of images in parallel (within a group, [`group_len`]
+/// images per product), then over groups in order.
 pub(super) fn weight_grad<T: Elem>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
     let (patch, pixels, ow) = (g.patch_len(), g.small_pixels(), g.small_w);
     let zero = T::from_f64(0.0);
     let groups = g.batch.clamp(1, WEIGHT_GRAD_GROUPS);
     let per_group = g.batch.div_ceil(groups);
+    let product = group_len(g);
     let (parallel, par) = plan(groups);
     let mut partials = vec![vec![zero; g.weight_len()]; groups];
     let tasks: Vec<&mut Vec<T>> = partials.iter_mut().collect();
     run_tasks(tasks, parallel, |i, dw| {
         let images = (i * per_group).min(g.batch)..((i + 1) * per_group).min(g.batch);
         let mut first = true;
-        for b in images {
-            let x_b = &x[b * g.big_len()..][..g.big_len()];
-            let dy_b = &dy[b * g.small_len()..][..g.small_len()];
-            for band in bands(g) {
-                let n = band.len() * ow;
-                T::with_scratch(patch * n, |col| {
-                    im2col(g, x_b, band.clone(), col);
-                    matmul(
-                        (g.small_c, patch, n),
-                        (dw, patch),
-                        Mat::rows(&dy_b[band.start * ow..], pixels),
-                        Mat::transposed(col, n),
-                        !first,
-                        par,
-                    );
-                });
-                first = false;
+        if product == 1 {
+            for b in images {
+                let x_b = &x[b * g.big_len()..][..g.big_len()];
+                let dy_b = &dy[b * g.small_len()..][..g.small_len()];
+                for band in bands(g) {
+                    let n = band.len() * ow;
+                    T::with_scratch(patch * n, |col| {
+                        im2col(g, x_b, band.clone(), (col, n, 0));
+                        matmul(
+                            (g.small_c, patch, n),
+                            (dw, patch),
+                            Mat::rows(&dy_b[band.start * ow..], pixels),
+                            Mat::transposed(col, n),
+                            !first,
+                            par,
+                        );
+                    });
+                    first = false;
+                }
             }
+            return;
+        }
+        for b0 in images.clone().step_by(product) {
+            let gi = product.min(images.end - b0);
+            let n = gi * pixels;
+            T::with_scratch(patch * n + g.small_c * n, |scratch| {
+                let (col, grads) = scratch.split_at_mut(patch * n);
+                for j in 0..gi {
+                    let x_b = &x[(b0 + j) * g.big_len()..][..g.big_len()];
+                    im2col(g, x_b, 0..g.small_h, (col, n, j * pixels));
+                }
+                gather(g, gi, &dy[b0 * g.small_len()..], grads);
+                let (lhs, rhs) = (Mat::rows(grads, n), Mat::transposed(col, n));
+                matmul((g.small_c, patch, n), (dw, patch), lhs, rhs, !first, par);
+            });
+            first = false;
         }
     });
     let mut parts = partials.into_iter();
@@ -531,9 +632,15 @@ pub(super) fn weight_grad<T: Elem>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
 }
 
 /// Lays the patches of one large-grid image `x` `[big_c, big_h, big_w]` for
-/// the output rows `band` out as the columns of `col`
-/// `[big_c·k·k, band.len()·small_w]`; taps that fall on the padding read zero.
-pub(super) fn im2col<T: Elem>(g: &Geometry, x: &[T], band: Range<usize>, col: &mut [T]) {
+/// the output rows `band` out as `band.len()·small_w` columns of the matrix
+/// `col` `[big_c·k·k, ld]`, starting at column `offset`; taps that fall on the
+/// padding read zero.
+pub(super) fn im2col<T: Elem>(
+    g: &Geometry,
+    x: &[T],
+    band: Range<usize>,
+    (col, ld, offset): (&mut [T], usize, usize),
+) {
     let zero = T::from_f64(0.0);
     let (k, s, p) = (g.kernel, g.stride, g.padding);
     let ow = g.small_w;
@@ -550,7 +657,7 @@ pub(super) fn im2col<T: Elem>(g: &Geometry, x: &[T], band: Range<usize>, col: &m
             let (oy_lo, oy_hi) = (oy_lo, oy_hi.max(oy_lo));
             for kj in 0..k {
                 let (ox_lo, ox_hi) = g.valid(kj, g.big_w, g.small_w);
-                let row = &mut col[((c * k + ki) * k + kj) * n..][..n];
+                let row = &mut col[((c * k + ki) * k + kj) * ld + offset..][..n];
                 row[..(oy_lo - band.start) * ow].fill(zero);
                 row[(oy_hi - band.start) * ow..].fill(zero);
                 for oy in oy_lo..oy_hi {
@@ -577,11 +684,16 @@ pub(super) fn im2col<T: Elem>(g: &Geometry, x: &[T], band: Range<usize>, col: &m
     }
 }
 
-/// The adjoint of [`im2col`]: adds every entry of `col`
-/// `[big_c·k·k, band.len()·small_w]` back onto the large-grid position of `x`
-/// `[big_c, big_h, big_w]` it was read from; entries over the padding are
-/// dropped.
-pub(super) fn col2im<T: Elem>(g: &Geometry, col: &[T], band: Range<usize>, x: &mut [T]) {
+/// The adjoint of [`im2col`]: adds every entry of the `band.len()·small_w`
+/// columns of `col` `[big_c·k·k, ld]` from column `offset` back onto the
+/// large-grid position of `x` `[big_c, big_h, big_w]` it was read from;
+/// entries over the padding are dropped.
+pub(super) fn col2im<T: Elem>(
+    g: &Geometry,
+    (col, ld, offset): (&[T], usize, usize),
+    band: Range<usize>,
+    x: &mut [T],
+) {
     let (k, s, p) = (g.kernel, g.stride, g.padding);
     let ow = g.small_w;
     let n = band.len() * ow;
@@ -599,7 +711,7 @@ pub(super) fn col2im<T: Elem>(g: &Geometry, col: &[T], band: Range<usize>, x: &m
                 if ox_lo == ox_hi {
                     continue;
                 }
-                let row = &col[((c * k + ki) * k + kj) * n..][..n];
+                let row = &col[((c * k + ki) * k + kj) * ld + offset..][..n];
                 for oy in oy_lo..oy_hi {
                     let dst = &mut x_c[(oy * s + ki - p) * g.big_w..][..g.big_w];
                     let r = (oy - band.start) * ow;

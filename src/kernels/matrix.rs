@@ -110,7 +110,14 @@ pub(super) fn matmul_pooled<T: Elem>(
     let threads = pool_threads();
     let rows_per = m.div_ceil(threads).max(POOLED_MIN_ROWS);
     if threads <= 1 || m < 2 * POOLED_MIN_ROWS || dst_rs < n {
-        matmul((m, n, k), (dst, dst_rs), lhs, rhs, accumulate, Parallelism::None);
+        matmul(
+            (m, n, k),
+            (dst, dst_rs),
+            lhs,
+            rhs,
+            accumulate,
+            Parallelism::None,
+        );
         return;
     }
     let tasks: Vec<(usize, &mut [T])> = dst
@@ -124,7 +131,14 @@ pub(super) fn matmul_pooled<T: Elem>(
             data: &lhs.data[(row * lhs.rs).min(lhs.data.len())..],
             ..lhs
         };
-        matmul((rows, n, k), (d, dst_rs), piece, rhs, accumulate, Parallelism::None);
+        matmul(
+            (rows, n, k),
+            (d, dst_rs),
+            piece,
+            rhs,
+            accumulate,
+            Parallelism::None,
+        );
     });
 }
 
