@@ -2,58 +2,102 @@
 
 use super::*;
 
-/// One Adam / AdamW update of every variable with a gradient; `decoupled_decay` is AdamW's
-/// `lr · weight_decay` factor (0 for Adam), `l2` Adam's weight decay (0 for AdamW).
-#[allow(clippy::too_many_arguments)]
-pub(super) fn adam_step(
-    slots: &mut Slots,
-    grads: &GradStore,
+/// One Adam / AdamW update of `slot`'s variable at its step `slot.steps + 1`;
+/// `decoupled_decay` is AdamW's `lr · weight_decay` factor (0 for Adam), `l2`
+/// Adam's weight decay (0 for AdamW).
+fn adam_update(
+    slot: &mut Slot,
+    grad: &Tensor,
     lr: f64,
-    beta1: f64,
-    beta2: f64,
+    (beta1, beta2): (f64, f64),
     eps: f64,
     l2: f64,
     decoupled_decay: f64,
 ) -> candle_core::Result<()> {
-    for slot in &mut slots.slots {
-        let Some(grad) = grads.get(&slot.var) else {
-            continue;
+    let t = slot.steps + 1;
+    let bias1 = 1.0 - beta1.powf(t as f64);
+    let bias2 = 1.0 - beta2.powf(t as f64);
+    let theta = slot.var.as_detached_tensor();
+    let grad = l2_grad(grad.detach(), &theta, l2)?;
+    if adam_kernel::applies(&theta, &grad, &slot.buffers) {
+        // The same arithmetic in three in-place passes (see `kernels::adam`).
+        let (mul, add, step) =
+            ratio_coefficients(theta.dtype(), 1.0 / bias2.sqrt(), eps, lr / bias1);
+        let update = adam_kernel::Update {
+            keep: (decoupled_decay != 0.0).then_some(1.0 - decoupled_decay),
+            mul,
+            add,
+            step,
         };
-        let t = slot.steps + 1;
-        let bias1 = 1.0 - beta1.powf(t as f64);
-        let bias2 = 1.0 - beta2.powf(t as f64);
-        let theta = slot.var.as_detached_tensor();
-        let grad = l2_grad(grad.detach(), &theta, l2)?;
-        if adam_kernel::applies(&theta, &grad, &slot.buffers) {
-            // The same arithmetic in three in-place passes (see `fused`).
-            let (mul, add, step) =
-                ratio_coefficients(theta.dtype(), 1.0 / bias2.sqrt(), eps, lr / bias1);
-            let update = adam_kernel::Update {
-                keep: (decoupled_decay != 0.0).then_some(1.0 - decoupled_decay),
-                mul,
-                add,
-                step,
-            };
-            let [m, v] = &slot.buffers[..] else {
-                candle_core::bail!("Adam keeps two moment buffers per variable");
-            };
-            adam_kernel::adam(&theta, &grad, m, v, beta1, beta2, update)?;
-            slot.steps = t;
-            continue;
-        }
-        let m = lerp(&slot.buffers[0], &grad, 1.0 - beta1)?;
-        let v = ema_sq(&slot.buffers[1], &grad, beta2)?;
-        let theta = if decoupled_decay == 0.0 {
-            theta
-        } else {
-            theta.affine(1.0 - decoupled_decay, 0.0)?
+        let [m, v] = &slot.buffers[..] else {
+            candle_core::bail!("Adam keeps two moment buffers per variable");
         };
-        let theta = sub_ratio_sqrt(&theta, &m, &v, 1.0 / bias2.sqrt(), eps, lr / bias1)?;
-        slot.var.set(&theta)?;
-        slot.buffers = vec![m, v];
-        slot.steps = t;
+        return adam_kernel::adam(&theta, &grad, m, v, beta1, beta2, update);
     }
+    let m = lerp(&slot.buffers[0], &grad, 1.0 - beta1)?;
+    let v = ema_sq(&slot.buffers[1], &grad, beta2)?;
+    let theta = if decoupled_decay == 0.0 {
+        theta
+    } else {
+        theta.affine(1.0 - decoupled_decay, 0.0)?
+    };
+    let theta = sub_ratio_sqrt(&theta, &m, &v, 1.0 / bias2.sqrt(), eps, lr / bias1)?;
+    slot.var.set(&theta)?;
+    slot.buffers = vec![m, v];
     Ok(())
+}
+
+/// The two moment buffers of Adam and AdamW.
+const MOMENTS: [&str; 2] = ["exp_avg", "exp_avg_sq"];
+
+impl UpdateRule for AdamParams {
+    const PREFIX: &'static str = "adam";
+
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+
+    fn buffer_names(&self) -> Vec<&'static str> {
+        MOMENTS.to_vec()
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn update(&self, slot: &mut Slot, grad: &Tensor) -> candle_core::Result<()> {
+        let betas = (self.beta1, self.beta2);
+        adam_update(slot, grad, self.lr, betas, self.eps, self.weight_decay, 0.0)
+    }
+}
+
+impl UpdateRule for AdamWParams {
+    const PREFIX: &'static str = "adamw";
+
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+
+    fn buffer_names(&self) -> Vec<&'static str> {
+        MOMENTS.to_vec()
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn update(&self, slot: &mut Slot, grad: &Tensor) -> candle_core::Result<()> {
+        let (betas, decay) = ((self.beta1, self.beta2), self.lr * self.weight_decay);
+        adam_update(slot, grad, self.lr, betas, self.eps, 0.0, decay)
+    }
 }
 
 /// Adam with L2 weight decay, as `torch.optim.Adam` (without `amsgrad`).
@@ -73,57 +117,7 @@ pub struct Adam {
     params: AdamParams,
 }
 
-impl Adam {
-    /// Builds the optimizer over `vars` (non-float vars are skipped, as candle does) after
-    /// validating `params`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming an out-of-range field; [`Error::Candle`] if the state buffers
-    /// cannot be allocated.
-    pub fn new_checked(vars: Vec<Var>, params: AdamParams) -> Result<Self> {
-        params.validate()?;
-        let slots = Slots::new("adam", vars, vec!["exp_avg", "exp_avg_sq"])?;
-        Ok(Self { slots, params })
-    }
-
-    /// The hyper-parameters (with the current learning rate).
-    pub fn params(&self) -> &AdamParams {
-        &self.params
-    }
-}
-
-impl Optimizer for Adam {
-    type Config = AdamParams;
-
-    fn new(vars: Vec<Var>, params: AdamParams) -> candle_core::Result<Self> {
-        Self::new_checked(vars, params).map_err(to_candle)
-    }
-
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        let p = &self.params;
-        adam_step(
-            &mut self.slots,
-            grads,
-            p.lr,
-            p.beta1,
-            p.beta2,
-            p.eps,
-            p.weight_decay,
-            0.0,
-        )
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.params.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.params.lr = lr;
-    }
-}
-
-state_and_debug_from_slots!(Adam);
+optimizer_from_rule!(Adam, AdamParams);
 
 /// Adam with decoupled weight decay, as `torch.optim.AdamW` (without `amsgrad`).
 ///
@@ -142,54 +136,4 @@ pub struct AdamW {
     params: AdamWParams,
 }
 
-impl AdamW {
-    /// Builds the optimizer over `vars` (non-float vars are skipped, as candle does) after
-    /// validating `params`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming an out-of-range field; [`Error::Candle`] if the state buffers
-    /// cannot be allocated.
-    pub fn new_checked(vars: Vec<Var>, params: AdamWParams) -> Result<Self> {
-        params.validate()?;
-        let slots = Slots::new("adamw", vars, vec!["exp_avg", "exp_avg_sq"])?;
-        Ok(Self { slots, params })
-    }
-
-    /// The hyper-parameters (with the current learning rate).
-    pub fn params(&self) -> &AdamWParams {
-        &self.params
-    }
-}
-
-impl Optimizer for AdamW {
-    type Config = AdamWParams;
-
-    fn new(vars: Vec<Var>, params: AdamWParams) -> candle_core::Result<Self> {
-        Self::new_checked(vars, params).map_err(to_candle)
-    }
-
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        let p = &self.params;
-        adam_step(
-            &mut self.slots,
-            grads,
-            p.lr,
-            p.beta1,
-            p.beta2,
-            p.eps,
-            0.0,
-            p.lr * p.weight_decay,
-        )
-    }
-
-    fn learning_rate(&self) -> f64 {
-        self.params.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.params.lr = lr;
-    }
-}
-
-state_and_debug_from_slots!(AdamW);
+optimizer_from_rule!(AdamW, AdamWParams);

@@ -56,8 +56,9 @@ use serde::{Deserialize, Serialize};
 use crate::kernels::adam as adam_kernel;
 use crate::{Error, Result};
 
-#[macro_use]
 mod slots;
+#[macro_use]
+mod rule;
 mod adam;
 mod config;
 mod params;
@@ -68,6 +69,7 @@ pub use adam::*;
 pub use config::*;
 pub use params::*;
 pub use rmsprop::*;
+use rule::*;
 pub use sgd::*;
 use slots::*;
 

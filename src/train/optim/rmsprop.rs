@@ -19,103 +19,71 @@ use super::*;
 pub struct Rmsprop {
     slots: Slots,
     params: RmspropParams,
-    /// Buffer index of the momentum buffer, if any.
-    momentum_buffer: Option<usize>,
-    /// Buffer index of the running gradient average, if centered.
-    grad_avg: Option<usize>,
 }
 
-impl Rmsprop {
-    /// Builds the optimizer over `vars` (non-float vars are skipped, as candle does) after
-    /// validating `params`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming an out-of-range field; [`Error::Candle`] if the state buffers
-    /// cannot be allocated.
-    pub fn new_checked(vars: Vec<Var>, params: RmspropParams) -> Result<Self> {
-        params.validate()?;
-        let mut buffers = vec!["square_avg"];
-        let mut index = |name| {
-            buffers.push(name);
-            Some(buffers.len() - 1)
-        };
-        let momentum_buffer = if params.momentum > 0.0 {
-            index("momentum_buffer")
-        } else {
-            None
-        };
-        let grad_avg = if params.centered {
-            index("grad_avg")
-        } else {
-            None
-        };
-        let slots = Slots::new("rmsprop", vars, buffers)?;
-        Ok(Self {
-            slots,
-            params,
-            momentum_buffer,
-            grad_avg,
-        })
-    }
-
-    /// The hyper-parameters (with the current learning rate).
-    pub fn params(&self) -> &RmspropParams {
-        &self.params
+impl RmspropParams {
+    /// Buffer indices of the momentum buffer and the running gradient average,
+    /// when kept: `square_avg` comes first, then these in this order.
+    fn buffer_indices(&self) -> (Option<usize>, Option<usize>) {
+        let momentum = (self.momentum > 0.0).then_some(1);
+        let grad_avg = self.centered.then_some(1 + usize::from(momentum.is_some()));
+        (momentum, grad_avg)
     }
 }
 
-impl Optimizer for Rmsprop {
-    type Config = RmspropParams;
+impl UpdateRule for RmspropParams {
+    const PREFIX: &'static str = "rmsprop";
 
-    fn new(vars: Vec<Var>, params: RmspropParams) -> candle_core::Result<Self> {
-        Self::new_checked(vars, params).map_err(to_candle)
+    fn check(&self) -> Result<()> {
+        self.validate()
     }
 
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        let p = &self.params;
-        for slot in &mut self.slots.slots {
-            let Some(grad) = grads.get(&slot.var) else {
-                continue;
-            };
-            let theta = slot.var.as_detached_tensor();
-            let grad = l2_grad(grad.detach(), &theta, p.weight_decay)?;
-            let square_avg = ema_sq(&slot.buffers[0], &grad, p.alpha)?;
-            let variance = match self.grad_avg {
-                Some(i) => {
-                    let grad_avg = lerp(&slot.buffers[i], &grad, 1.0 - p.alpha)?;
-                    let variance = square_avg.sub(&grad_avg.sqr()?)?;
-                    slot.buffers[i] = grad_avg;
-                    variance
-                }
-                None => square_avg.clone(),
-            };
-            let theta = match self.momentum_buffer {
-                Some(i) => {
-                    let denom = variance.sqrt()?.affine(1.0, p.eps)?;
-                    let buffer = slot.buffers[i]
-                        .affine(p.momentum, 0.0)?
-                        .add(&grad.div(&denom)?)?;
-                    let theta = theta.sub(&buffer.affine(p.lr, 0.0)?)?;
-                    slot.buffers[i] = buffer;
-                    theta
-                }
-                None => sub_ratio_sqrt(&theta, &grad, &variance, 1.0, p.eps, p.lr)?,
-            };
-            slot.var.set(&theta)?;
-            slot.buffers[0] = square_avg;
-            slot.steps += 1;
-        }
+    fn buffer_names(&self) -> Vec<&'static str> {
+        let (momentum, grad_avg) = self.buffer_indices();
+        let mut names = vec!["square_avg"];
+        names.extend(momentum.map(|_| "momentum_buffer"));
+        names.extend(grad_avg.map(|_| "grad_avg"));
+        names
+    }
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn update(&self, slot: &mut Slot, grad: &Tensor) -> candle_core::Result<()> {
+        let (momentum_buffer, grad_avg) = self.buffer_indices();
+        let theta = slot.var.as_detached_tensor();
+        let grad = l2_grad(grad.detach(), &theta, self.weight_decay)?;
+        let square_avg = ema_sq(&slot.buffers[0], &grad, self.alpha)?;
+        let variance = match grad_avg {
+            Some(i) => {
+                let grad_avg = lerp(&slot.buffers[i], &grad, 1.0 - self.alpha)?;
+                let variance = square_avg.sub(&grad_avg.sqr()?)?;
+                slot.buffers[i] = grad_avg;
+                variance
+            }
+            None => square_avg.clone(),
+        };
+        let theta = match momentum_buffer {
+            Some(i) => {
+                let denom = variance.sqrt()?.affine(1.0, self.eps)?;
+                let buffer = slot.buffers[i]
+                    .affine(self.momentum, 0.0)?
+                    .add(&grad.div(&denom)?)?;
+                let theta = theta.sub(&buffer.affine(self.lr, 0.0)?)?;
+                slot.buffers[i] = buffer;
+                theta
+            }
+            None => sub_ratio_sqrt(&theta, &grad, &variance, 1.0, self.eps, self.lr)?,
+        };
+        slot.var.set(&theta)?;
+        slot.buffers[0] = square_avg;
         Ok(())
     }
-
-    fn learning_rate(&self) -> f64 {
-        self.params.lr
-    }
-
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.params.lr = lr;
-    }
 }
 
-state_and_debug_from_slots!(Rmsprop);
+optimizer_from_rule!(Rmsprop, RmspropParams);

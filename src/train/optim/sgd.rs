@@ -20,77 +20,52 @@ pub struct Sgd {
     params: SgdParams,
 }
 
-impl Sgd {
-    /// Builds the optimizer over `vars` (non-float vars are skipped, as candle does) after
-    /// validating `params`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming an out-of-range field; [`Error::Candle`] if the momentum
-    /// buffers cannot be allocated.
-    pub fn new_checked(vars: Vec<Var>, params: SgdParams) -> Result<Self> {
-        params.validate()?;
-        let buffers = if params.momentum > 0.0 {
+impl UpdateRule for SgdParams {
+    const PREFIX: &'static str = "sgd";
+
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+
+    fn buffer_names(&self) -> Vec<&'static str> {
+        if self.momentum > 0.0 {
             vec!["momentum_buffer"]
         } else {
             vec![]
-        };
-        let slots = Slots::new("sgd", vars, buffers)?;
-        Ok(Self { slots, params })
-    }
-
-    /// The hyper-parameters (with the current learning rate).
-    pub fn params(&self) -> &SgdParams {
-        &self.params
-    }
-}
-
-impl Optimizer for Sgd {
-    type Config = SgdParams;
-
-    fn new(vars: Vec<Var>, params: SgdParams) -> candle_core::Result<Self> {
-        Self::new_checked(vars, params).map_err(to_candle)
-    }
-
-    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        let p = &self.params;
-        for slot in &mut self.slots.slots {
-            let Some(grad) = grads.get(&slot.var) else {
-                continue;
-            };
-            let theta = slot.var.as_detached_tensor();
-            let mut grad = l2_grad(grad.detach(), &theta, p.weight_decay)?;
-            if p.momentum > 0.0 {
-                let buffer = if slot.steps == 0 {
-                    // A private copy, as PyTorch's `clone`: `grad` may share storage.
-                    grad.copy()?
-                } else if p.dampening == 0.0 {
-                    slot.buffers[0].affine(p.momentum, 0.0)?.add(&grad)?
-                } else {
-                    slot.buffers[0]
-                        .affine(p.momentum, 0.0)?
-                        .add(&grad.affine(1.0 - p.dampening, 0.0)?)?
-                };
-                grad = if p.nesterov {
-                    buffer.affine(p.momentum, 0.0)?.add(&grad)?
-                } else {
-                    buffer.clone()
-                };
-                slot.buffers[0] = buffer;
-            }
-            slot.var.set(&theta.sub(&grad.affine(p.lr, 0.0)?)?)?;
-            slot.steps += 1;
         }
-        Ok(())
     }
 
-    fn learning_rate(&self) -> f64 {
-        self.params.lr
+    fn lr(&self) -> f64 {
+        self.lr
     }
 
-    fn set_learning_rate(&mut self, lr: f64) {
-        self.params.lr = lr;
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn update(&self, slot: &mut Slot, grad: &Tensor) -> candle_core::Result<()> {
+        let theta = slot.var.as_detached_tensor();
+        let mut grad = l2_grad(grad.detach(), &theta, self.weight_decay)?;
+        if self.momentum > 0.0 {
+            let buffer = if slot.steps == 0 {
+                // A private copy, as PyTorch's `clone`: `grad` may share storage.
+                grad.copy()?
+            } else if self.dampening == 0.0 {
+                slot.buffers[0].affine(self.momentum, 0.0)?.add(&grad)?
+            } else {
+                slot.buffers[0]
+                    .affine(self.momentum, 0.0)?
+                    .add(&grad.affine(1.0 - self.dampening, 0.0)?)?
+            };
+            grad = if self.nesterov {
+                buffer.affine(self.momentum, 0.0)?.add(&grad)?
+            } else {
+                buffer.clone()
+            };
+            slot.buffers[0] = buffer;
+        }
+        slot.var.set(&theta.sub(&grad.affine(self.lr, 0.0)?)?)
     }
 }
 
-state_and_debug_from_slots!(Sgd);
+optimizer_from_rule!(Sgd, SgdParams);

@@ -26,28 +26,6 @@ pub(super) struct Slots {
     pub(super) slots: Vec<Slot>,
 }
 
-/// `OptimizerState` and `Debug` for an optimizer whose state lives in its
-/// `slots: Slots` and whose hyper-parameters are `params`.
-macro_rules! state_and_debug_from_slots {
-    ($name:ident) => {
-        impl OptimizerState for $name {
-            fn state(&self) -> candle_core::Result<Vec<(String, Tensor)>> {
-                self.slots.state()
-            }
-
-            fn load_state(&mut self, state: &HashMap<String, Tensor>) -> candle_core::Result<()> {
-                self.slots.load_state(state)
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.slots.debug(f, stringify!($name), &self.params)
-            }
-        }
-    };
-}
-
 impl Slots {
     /// Keeps the float variables (as candle's optimizers do) with zeroed buffers.
     pub(super) fn new(
