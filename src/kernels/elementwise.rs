@@ -1,5 +1,5 @@
-//! Element-wise kernels: nearest up-sampling and (leaky) ReLU, each with
-//! its direct backward pass, split into tasks over blocks of values.
+//! Element-wise kernels: nearest up-sampling, (leaky) ReLU and the sigmoid,
+//! each with its direct backward pass, split into tasks over blocks of values.
 
 use super::*;
 
@@ -60,6 +60,121 @@ pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
             x.minimum(&scaled)
         }
     }
+}
+
+/// The logistic sigmoid `1 / (1 + e^(−x))`, with the same arithmetic as
+/// candle's `candle_nn::ops::sigmoid` (so results are identical).
+///
+/// On the CPU it runs over candle's worker pool, forward and backward (`g ·
+/// (1 − y) · y` in one pass); candle's runs forward on one thread and takes
+/// four allocating passes for the gradient. Elsewhere it is candle's.
+///
+/// # Errors
+///
+/// Only those of candle's own ops.
+pub fn sigmoid(x: &Tensor) -> Result<Tensor> {
+    if on_cpu_float(x) {
+        x.contiguous()?.apply_op1(Sigmoid)
+    } else {
+        candle_nn::ops::sigmoid(x)
+    }
+}
+
+/// [`sigmoid`] on a contiguous tensor.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sigmoid;
+
+impl CustomOp1 for Sigmoid {
+    fn name(&self) -> &'static str {
+        "vaekit-sigmoid"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let out = map_float(s, l, self.name(), logistic, logistic)?;
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dx = grad
+            .contiguous()?
+            .apply_op2_no_bwd(&res.contiguous()?, &SigmoidGrad)?;
+        Ok(Some(dx))
+    }
+}
+
+/// `1 / (e^(−x) + 1)`, elementwise.
+pub(super) fn logistic<T: Elem>(x: &[T]) -> Vec<T> {
+    let one = T::from_f64(1.0);
+    let mut y = vec![T::from_f64(0.0); x.len()];
+    let len = y.len();
+    let tasks: Vec<_> = y
+        .chunks_mut(VALUES_PER_TASK)
+        .zip(x.chunks(VALUES_PER_TASK))
+        .collect();
+    run_elementwise(tasks, len, |_, (y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = one / ((T::from_f64(0.0) - x).exp() + one);
+        }
+    });
+    y
+}
+
+/// The gradient of [`Sigmoid`]: `(grad, y) ↦ grad · ((1 − y) · y)`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SigmoidGrad;
+
+impl CustomOp2 for SigmoidGrad {
+    fn name(&self) -> &'static str {
+        "vaekit-sigmoid-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        if l1.shape() != l2.shape() {
+            bail!(
+                "{name}: gradient {:?} and output {:?} differ",
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let out = match (s1, s2) {
+            (CpuStorage::F32(g), CpuStorage::F32(y)) => {
+                CpuStorage::F32(logistic_grad(slice(g, l1, name)?, slice(y, l2, name)?))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(y)) => {
+                CpuStorage::F64(logistic_grad(slice(g, l1, name)?, slice(y, l2, name)?))
+            }
+            (a, b) => bail!(
+                "{name}: unsupported dtypes {:?} and {:?}",
+                a.dtype(),
+                b.dtype()
+            ),
+        };
+        Ok((out, l1.shape().clone()))
+    }
+}
+
+/// `g · ((1 − y) · y)`, elementwise.
+pub(super) fn logistic_grad<T: Elem>(g: &[T], y: &[T]) -> Vec<T> {
+    let one = T::from_f64(1.0);
+    let mut dx = vec![T::from_f64(0.0); g.len()];
+    let len = dx.len();
+    let tasks: Vec<_> = dx
+        .chunks_mut(VALUES_PER_TASK)
+        .zip(g.chunks(VALUES_PER_TASK).zip(y.chunks(VALUES_PER_TASK)))
+        .collect();
+    run_elementwise(tasks, len, |_, (d, (g, y))| {
+        for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
+            *d = g * ((one - y) * y);
+        }
+    });
+    dx
 }
 
 /// Values per parallel task in the element-wise kernels below.

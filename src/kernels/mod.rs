@@ -52,7 +52,7 @@ mod matrix;
 
 pub(crate) use batch_norm::batch_norm_train_cpu;
 pub use conv::{conv2d, conv_transpose2d};
-pub use elementwise::{leaky_relu, upsample_nearest2d};
+pub use elementwise::{leaky_relu, sigmoid, upsample_nearest2d};
 pub use linear::linear;
 
 use channel::*;
@@ -94,6 +94,9 @@ trait Elem: WithDType {
 
     /// The square root.
     fn sqrt(self) -> Self;
+
+    /// `e` to the power of `self`.
+    fn exp(self) -> Self;
 }
 
 macro_rules! elem {
@@ -117,6 +120,10 @@ macro_rules! elem {
 
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
+            }
+
+            fn exp(self) -> Self {
+                <$t>::exp(self)
             }
         }
     };

@@ -284,7 +284,7 @@ impl OutputKind {
     /// through a sigmoid, probabilities and linear outputs are used as they are.
     fn to_pixels_for_likelihood(self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            OutputKind::Logits => candle_nn::ops::sigmoid(xs),
+            OutputKind::Logits => crate::kernels::sigmoid(xs),
             OutputKind::Probabilities | OutputKind::Linear => Ok(xs.clone()),
         }
     }

@@ -524,7 +524,7 @@ impl ModuleT for ConvDecoder {
             h = block.forward_t(&h, train)?; // [b, c_i, h_i, w_i]
         }
         match self.output_kind {
-            OutputKind::Probabilities => candle_nn::ops::sigmoid(&h), // [b, c, h, w]
+            OutputKind::Probabilities => crate::kernels::sigmoid(&h), // [b, c, h, w]
             OutputKind::Logits | OutputKind::Linear => Ok(h),
         }
     }

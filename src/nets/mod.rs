@@ -209,7 +209,7 @@ impl OutputKind {
     /// Turns decoder outputs into displayable pixel values in `[0, 1]`.
     pub fn to_pixels(self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            OutputKind::Logits => candle_nn::ops::sigmoid(xs),
+            OutputKind::Logits => crate::kernels::sigmoid(xs),
             OutputKind::Probabilities => Ok(xs.clone()),
             OutputKind::Linear => xs.clamp(0f32, 1f32),
         }
@@ -242,7 +242,7 @@ impl Activation {
             // a ReLU, `slope` for a leaky one).
             Activation::Relu => ops::leaky_relu(xs, 0.0),
             Activation::LeakyRelu(slope) => ops::leaky_relu(xs, slope),
-            Activation::Sigmoid => candle_nn::ops::sigmoid(xs),
+            Activation::Sigmoid => crate::kernels::sigmoid(xs),
             Activation::Tanh => xs.tanh(),
         }
     }
