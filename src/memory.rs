@@ -6,8 +6,9 @@
 //! `malloc` serves each block above its mmap threshold (128 KiB at start) with a
 //! fresh `mmap`, and gives free memory at the top of its heap back to the
 //! kernel once it exceeds its trim threshold: either way every page of the next
-//! step's buffers is faulted in (and zeroed by the kernel) again. Training ran
-//! up to 10× slower than with mimalloc.
+//! step's buffers is faulted in (and zeroed by the kernel) again: the TF
+//! CVAE trained at about half the speed it reaches with mimalloc (measured in
+//! `docs/performance.md`).
 //!
 //! [`tune_system_allocator`] raises both thresholds once per process, on Linux
 //! with glibc, so that freed step buffers are reused instead: the mmap
