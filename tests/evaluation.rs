@@ -1,5 +1,5 @@
 //! Numbers a scientist can trust: the importance-sampled log-likelihood agrees
-//! with an independent numpy computation on the same weights and noise, sits
+//! with PyTorch's on the same weights and noise (`make_iwae_fixture.py`), sits
 //! below −ELBO and falls as k grows, and is reproducible from its seed; the
 //! IWAE objective, free bits, β schedules and input corruption do what their
 //! formulas say; active units and traversals see what was built into a model.
@@ -64,7 +64,7 @@ fn bernoulli() -> VaeLossConfig {
 }
 
 #[test]
-fn log_weights_and_log_likelihood_match_the_numpy_fixture() {
+fn log_weights_and_log_likelihood_match_pytorch() {
     let fx = load_fixture("iwae.safetensors", &Device::Cpu);
     let shape = ImageShape::new(1, 4, 4);
     let x = &fx["x"];
@@ -99,7 +99,7 @@ fn log_weights_and_log_likelihood_match_the_numpy_fixture() {
             1.0,
         );
         // The same through the batched estimator, fed the fixture's noise:
-        // log-mean-exp of the weights, against numpy's log-sum-exp.
+        // log-mean-exp of the weights, against PyTorch's logsumexp.
         let lw = values(&lw);
         let expected = values(&fx[&format!("log_px.{kind}")]);
         for i in 0..b {
@@ -107,7 +107,7 @@ fn log_weights_and_log_likelihood_match_the_numpy_fixture() {
             let got = log_mean_exp(&col);
             assert!(
                 (got - expected[i]).abs() <= 1e-4 * expected[i].abs(),
-                "log_px.{kind}[{i}]: {got} vs numpy {}",
+                "log_px.{kind}[{i}]: {got} vs PyTorch {}",
                 expected[i]
             );
         }
