@@ -514,11 +514,21 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
             .broadcast_as(rep)?
             .contiguous()?
             .reshape(flat)?; // [k·b, c, h, w]
-        let decoded = self.decoder.forward_t(&z, train)?; // [k·b, c, h, w]
-        let lpx = self
-            .loss
-            .log_likelihood(&decoded, &xs_rep, self.decoder.output_kind())?
-            .reshape((k, b))?;
+        let log_likelihood = |z: &Tensor, xs: &Tensor| {
+            let decoded = self.decoder.forward_t(z, train)?; // [rows, c, h, w]
+            let kind = self.decoder.output_kind();
+            self.loss.log_likelihood(&decoded, xs, kind) // [rows]
+        };
+        let lpx = if train {
+            log_likelihood(&z, &xs_rep)?
+        } else {
+            // Evaluation decodes a few thousand codes at once: in pieces on the CPU.
+            super::chunks::by_rows(&z, Some(&xs_rep), |z, xs| match xs {
+                Some(xs) => log_likelihood(z, xs),
+                None => candle_core::bail!("importance weights: the images are missing"),
+            })?
+        }
+        .reshape((k, b))?; // [k, b]
         let lpz = self.prior.log_prob(&z)?.reshape((k, b))?;
         let lqz = q_rep.log_prob(&z)?.reshape((k, b))?;
         Ok((lpx, lpz, lqz))
