@@ -14,7 +14,9 @@
 //! end of the first training step; on a GPU this includes kernel start-up),
 //! `peak_rss_mib` (the process's peak resident memory), `threads` (CPU threads
 //! candle uses), `allocator` (`system`, the default, or `mimalloc` with
-//! `--allocator mimalloc`, for comparison).
+//! `--allocator mimalloc`, for comparison), `step_phases_ms` (with `--phases`:
+//! median milliseconds of a step's batch with forward and loss, backward and
+//! optimizer phases; `null` without).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -130,6 +132,11 @@ struct Flags {
     /// Untimed training steps before them.
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = common::positive, allow_negative_numbers = true)]
     warmup: usize,
+    /// Also time each phase of a training step (median milliseconds of the
+    /// timed steps, in `step_phases_ms`); it waits for the device between
+    /// phases, so throughput is measured without it.
+    #[arg(long)]
+    phases: bool,
     /// The global allocator: system (the default) or mimalloc.
     #[arg(long, value_name = "NAME", default_value = "system", value_parser = ["system", "mimalloc"])]
     allocator: String,
@@ -168,7 +175,12 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         &device,
     )?;
     let mut step_rng = ChaCha8Rng::seed_from_u64(1);
+    // Seconds of each phase of every step (batch and forward with the loss,
+    // backward, optimizer), with `--phases` only: it waits for the device
+    // between phases.
+    let mut phases: [Vec<f64>; 3] = Default::default();
     let mut step = |_: usize| -> Result<()> {
+        let t0 = Instant::now();
         let b = match epoch.next() {
             Some(b) => b?,
             None => {
@@ -184,7 +196,21 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
             }
         };
         let loss = model.batch_loss(&b, &mut step_rng, Mode::Train)?;
-        opt.backward_step(&loss.total)?;
+        if !flags.phases {
+            opt.backward_step(&loss.total)?;
+        } else {
+            device.synchronize()?;
+            let t1 = Instant::now();
+            let grads = loss.total.backward()?;
+            device.synchronize()?;
+            let t2 = Instant::now();
+            opt.step(&grads)?;
+            device.synchronize()?;
+            let t3 = Instant::now();
+            for (phase, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+                phase.push((b - a).as_secs_f64());
+            }
+        }
         // Read the loss back, as a training loop does (it also waits for the GPU).
         loss.total
             .to_dtype(candle_core::DType::F32)?
@@ -204,6 +230,19 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
     }
     device.synchronize()?;
     let train_images_per_s = (flags.steps * config.batch_size) as f64 / t.elapsed().as_secs_f64();
+    let phase_ms = |i: usize| {
+        // The timed steps only, not the warm-up.
+        let mut v = phases[i][phases[i].len().saturating_sub(flags.steps)..].to_vec();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).map(|s| (s * 1e4).round() / 10.0)
+    };
+    let step_phases_ms = flags.phases.then(|| {
+        serde_json::json!({
+            "forward_and_loss": phase_ms(0),
+            "backward": phase_ms(1),
+            "optimizer": phase_ms(2),
+        })
+    });
 
     let test: Vec<_> = digits
         .test
@@ -238,6 +277,7 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         "peak_rss_mib": (peak_rss_mib() * 10.0).round() / 10.0,
         "threads": candle_core::utils::get_num_threads(),
         "allocator": GLOBAL.name(),
+        "step_phases_ms": step_phases_ms,
         "steps": flags.steps,
     }))
 }
@@ -267,6 +307,7 @@ fn bench(started: Instant) -> Result<()> {
                 )
                 .args(["--workload", name, "--device", &flags.device])
                 .args(["--allocator", &flags.allocator])
+                .args(flags.phases.then_some("--phases"))
                 .args([
                     "--steps",
                     &flags.steps.to_string(),
