@@ -11,7 +11,7 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor, Var};
-use common::assert_close;
+use common::{assert_close, values};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -557,11 +557,12 @@ fn leaky_relu_matches_the_definition() {
     }
 }
 
-/// vaekit's sigmoid against candle's, bit for bit: values and the gradient
-/// of `Σ y·r`, in f32 and f64, on one task and on many (the pool's path), with
-/// zeros of both signs and saturating inputs.
+/// vaekit's sigmoid against candle's: values and the gradient of `Σ y·r`, on
+/// one task and on many (the pool's path), with zeros of both signs and
+/// saturating inputs. In f64 they are the same bit for bit; in f32 vaekit's
+/// vectorised exponential keeps values within 4e-7 relative of candle's.
 #[test]
-fn sigmoid_matches_candle_bit_for_bit() {
+fn sigmoid_matches_candle() {
     let mut rng = ChaCha8Rng::seed_from_u64(23);
     for (dtype, n) in [(DType::F32, 7), (DType::F32, 100_000), (DType::F64, 70_001)] {
         let edges = Tensor::new(&[0.0f64, -0.0, 90.0, -90.0, 1e4, -1e4], &Device::Cpu)
@@ -577,22 +578,33 @@ fn sigmoid_matches_candle_bit_for_bit() {
                 .and_then(|t| t.backward())
                 .expect("backward");
             let g = grads.get(xv.as_tensor()).expect("a gradient").clone();
-            let as_f64 = |t: &Tensor| {
-                t.to_dtype(DType::F64)
-                    .and_then(|t| t.to_vec1::<f64>())
-                    .expect("values")
-            };
-            (as_f64(&y), as_f64(&g))
+            (y, g)
         };
         let (ours_y, ours_g) = run(&|t| ops::sigmoid(t));
         let (theirs_y, theirs_g) = run(&|t| candle_nn::ops::sigmoid(t));
-        assert_eq!(ours_y, theirs_y, "{dtype:?} n {n}: values");
-        assert_eq!(ours_g, theirs_g, "{dtype:?} n {n}: gradients");
-        assert_eq!(ours_y[2], 1.0, "sigmoid(90) saturates to 1");
+        let what = format!("{dtype:?} n {n}");
+        if dtype == DType::F64 {
+            assert_eq!(values(&ours_y), values(&theirs_y), "{what}: values");
+            assert_eq!(values(&ours_g), values(&theirs_g), "{what}: gradients");
+        } else {
+            assert_close(&format!("{what}: values"), &ours_y, &theirs_y, 4e-7, 0.0);
+            // g = r·(1 − y)·y moves by at most |r|·|Δy| when y moves by Δy
+            // (|1 − 2y| ≤ 1), plus the rounding of each product.
+            let (a, b, rs) = (values(&ours_g), values(&theirs_g), values(&r));
+            for (i, ((a, b), r)) in a.iter().zip(&b).zip(&rs).enumerate() {
+                let tol = 4e-7 * r.abs() + 1e-6 * b.abs() + 1e-12;
+                assert!(
+                    (a - b).abs() <= tol,
+                    "{what}: gradient {i} is {a}, candle's {b}"
+                );
+            }
+        }
+        let y = values(&ours_y);
+        assert_eq!(y[2], 1.0, "sigmoid(90) saturates to 1");
+        assert!((0.0..1e-30).contains(&y[3]), "sigmoid(-90) = {}", y[3]);
         assert!(
-            (0.0..1e-30).contains(&ours_y[3]),
-            "sigmoid(-90) = {}",
-            ours_y[3]
+            y.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{what}: outside [0, 1]"
         );
     }
 }

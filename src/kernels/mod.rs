@@ -48,6 +48,7 @@ mod channel;
 mod conv;
 mod elementwise;
 mod linear;
+mod math;
 mod matrix;
 
 pub(crate) use batch_norm::batch_norm_train_cpu;
@@ -95,12 +96,14 @@ trait Elem: WithDType {
     /// The square root.
     fn sqrt(self) -> Self;
 
-    /// `e` to the power of `self`.
-    fn exp(self) -> Self;
+    /// The logistic sigmoid `1 / (1 + e^(−self))`: for `f32` with
+    /// [`math::exp_f32`], which the compiler vectorises; for `f64` with the
+    /// standard library's `exp`, as candle computes it.
+    fn sigmoid(self) -> Self;
 }
 
 macro_rules! elem {
-    ($t:ty, $scratch:ident) => {
+    ($t:ty, $scratch:ident, $sigmoid:expr) => {
         thread_local! {
             static $scratch: RefCell<Vec<$t>> = const { RefCell::new(Vec::new()) };
         }
@@ -122,15 +125,15 @@ macro_rules! elem {
                 <$t>::sqrt(self)
             }
 
-            fn exp(self) -> Self {
-                <$t>::exp(self)
+            fn sigmoid(self) -> Self {
+                $sigmoid(self)
             }
         }
     };
 }
 
-elem!(f32, SCRATCH_F32);
-elem!(f64, SCRATCH_F64);
+elem!(f32, SCRATCH_F32, |x: f32| 1.0 / (math::exp_f32(-x) + 1.0));
+elem!(f64, SCRATCH_F64, |x: f64| 1.0 / ((-x).exp() + 1.0));
 
 /// The `(planes, height, width)` of a contiguous `[batch, c, h, w]` layout.
 fn planes(l: &Layout, what: &str) -> Result<(usize, usize, usize)> {
