@@ -23,7 +23,9 @@ use crate::{Error, Result};
 /// ```
 /// use vaekit::data::Augmentation;
 ///
-/// let augment = Augmentation { horizontal_flip: true, crop_padding: 4 };
+/// let augment = Augmentation::default()
+///     .with_horizontal_flip(true)
+///     .with_crop_padding(4);
 /// assert!(augment.is_active() && !Augmentation::default().is_active());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,6 +36,11 @@ pub struct Augmentation {
     /// Shift each image by up to this many pixels each way (0: no crop).
     pub crop_padding: usize,
 }
+
+crate::setters::with_setters!(Augmentation {
+    with_horizontal_flip(horizontal_flip: bool),
+    with_crop_padding(crop_padding: usize),
+});
 
 impl Augmentation {
     /// Whether anything is changed (and anything drawn).

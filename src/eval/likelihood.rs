@@ -41,6 +41,13 @@ impl Default for ImportanceSampling {
     }
 }
 
+crate::setters::with_setters!(ImportanceSampling {
+    with_samples(samples: usize),
+    with_seed(seed: u64),
+    with_images_per_pass(images_per_pass: usize),
+    with_pairs_per_pass(pairs_per_pass: usize),
+});
+
 impl ImportanceSampling {
     /// Checks the values.
     ///

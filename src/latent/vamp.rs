@@ -112,6 +112,12 @@ impl Default for VampConfig {
     }
 }
 
+crate::setters::with_setters!(VampConfig {
+    with_components(components: usize),
+    with_init_mean(init_mean: f64),
+    with_init_std(init_std: f64),
+});
+
 impl VampConfig {
     /// Checks the values; errors name the field under `field`.
     ///

@@ -44,6 +44,11 @@ impl Default for AeLossConfig {
     }
 }
 
+crate::setters::with_setters!(AeLossConfig {
+    with_loss(loss: AeLoss),
+    with_reduction(reduction: Reduction),
+});
+
 impl AeLossConfig {
     /// Checks that the loss fits a decoder of `kind`; errors name fields under
     /// `field`.

@@ -39,6 +39,21 @@ pub struct ClassConditioning {
     pub class_weight: f64,
 }
 
+impl ClassConditioning {
+    /// `classes` classes, the classifier's cross-entropy weighted 1.
+    pub fn new(classes: usize) -> Self {
+        Self {
+            classes,
+            class_weight: 1.0,
+        }
+    }
+}
+
+crate::setters::with_setters!(ClassConditioning {
+    with_classes(classes: usize),
+    with_class_weight(class_weight: f64),
+});
+
 /// What the digit-conditioned VAE's forward pass returns.
 #[derive(Debug, Clone)]
 pub struct DigitCvaeOutput {

@@ -47,6 +47,10 @@ impl Default for ModelLimits {
     }
 }
 
+crate::setters::with_setters!(ModelLimits {
+    with_max_parameters(max_parameters: u64),
+});
+
 /// The network of a [`Model`], by family.
 #[derive(Debug)]
 enum Network {

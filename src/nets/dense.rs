@@ -27,6 +27,14 @@ pub struct DenseEncoderConfig {
     pub init: InitScheme,
 }
 
+crate::setters::with_setters!(DenseEncoderConfig {
+    with_input(input: ImageShape),
+    with_hidden(hidden: Vec<usize>),
+    with_activation(activation: Activation),
+    with_output_dim(output_dim: usize),
+    with_init(init: InitScheme),
+});
+
 impl DenseEncoderConfig {
     /// An encoder of `input` images through ReLU hidden layers of widths
     /// `hidden` to `output_dim` values, with PyTorch's initialisation.
@@ -122,6 +130,15 @@ pub struct DenseDecoderConfig {
     /// How the weights start.
     pub init: InitScheme,
 }
+
+crate::setters::with_setters!(DenseDecoderConfig {
+    with_input_dim(input_dim: usize),
+    with_hidden(hidden: Vec<usize>),
+    with_activation(activation: Activation),
+    with_output(output: ImageShape),
+    with_output_kind(output_kind: OutputKind),
+    with_init(init: InitScheme),
+});
 
 impl DenseDecoderConfig {
     /// A decoder of `input_dim`-wide codes through ReLU hidden layers of widths

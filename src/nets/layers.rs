@@ -81,6 +81,11 @@ impl Default for Conv2dConfig {
     }
 }
 
+crate::setters::with_setters!(Conv2dConfig {
+    with_stride(stride: usize),
+    with_padding(padding: usize),
+});
+
 /// A 2-D convolution with a square kernel (dilation 1, one group), computed by
 /// [`ops::conv2d`](super::ops::conv2d): fast on the CPU, candle's kernels elsewhere.
 ///
@@ -176,6 +181,12 @@ impl Default for ConvTranspose2dConfig {
         }
     }
 }
+
+crate::setters::with_setters!(ConvTranspose2dConfig {
+    with_stride(stride: usize),
+    with_padding(padding: usize),
+    with_output_padding(output_padding: usize),
+});
 
 /// A 2-D transposed convolution with a square kernel (dilation 1, one group),
 /// computed by [`ops::conv_transpose2d`](super::ops::conv_transpose2d).

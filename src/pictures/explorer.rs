@@ -59,6 +59,12 @@ pub struct ExplorerOptions<'a> {
     pub classes: usize,
 }
 
+crate::setters::with_setters!(ExplorerOptions<'a> {
+    with_scatter(scatter: Option<LatentScatter<'a>>),
+    with_range(range: SliderRange),
+    with_classes(classes: usize),
+});
+
 /// Writes the latent explorer of a `decoder` of 2-D codes to `path`: one HTML
 /// file that needs no network, no external script and no font.
 ///

@@ -31,6 +31,12 @@ impl Default for GridStyle {
     }
 }
 
+crate::setters::with_setters!(GridStyle {
+    with_scale(scale: usize),
+    with_padding(padding: usize),
+    with_background(background: u8),
+});
+
 /// Images as bytes: `[n, c, h, w]`, row-major.
 #[derive(Debug, Clone)]
 pub(crate) struct ImageBytes {

@@ -27,6 +27,13 @@ pub struct GridLabels {
     pub column_title: Option<String>,
 }
 
+crate::setters::with_setters!(GridLabels {
+    with_rows(rows: Vec<String>),
+    with_columns(columns: Vec<String>),
+    with_row_title(row_title: Option<String>),
+    with_column_title(column_title: Option<String>),
+});
+
 /// Font size of labels and titles, in pixels.
 const FONT_PX: u32 = 14;
 /// Width given to each character of a row label.

@@ -34,6 +34,22 @@ pub struct EarlyStopping {
     pub min_delta: f64,
 }
 
+impl EarlyStopping {
+    /// Stop after `patience` epochs without any decrease of the test loss
+    /// (`min_delta` 0).
+    pub fn new(patience: usize) -> Self {
+        Self {
+            patience,
+            min_delta: 0.0,
+        }
+    }
+}
+
+crate::setters::with_setters!(EarlyStopping {
+    with_patience(patience: usize),
+    with_min_delta(min_delta: f64),
+});
+
 /// Whether a progress bar is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,6 +113,21 @@ impl Default for TrainConfig {
         }
     }
 }
+
+crate::setters::with_setters!(TrainConfig {
+    with_epochs(epochs: usize),
+    with_batch_size(batch_size: usize),
+    with_seed(seed: u64),
+    with_optimizer(optimizer: OptimizerConfig),
+    with_binarization(binarization: Binarization),
+    with_last_batch(last_batch: LastBatch),
+    with_early_stopping(early_stopping: Option<EarlyStopping>),
+    with_eval_batch_size(eval_batch_size: usize),
+    with_progress(progress: Progress),
+    with_beta_schedule(beta_schedule: Option<BetaSchedule>),
+    with_corruption(corruption: Option<Corruption>),
+    with_augmentation(augmentation: Augmentation),
+});
 
 impl TrainConfig {
     /// Checks every value.

@@ -33,6 +33,11 @@ pub struct RunConfig {
     pub train: TrainConfig,
 }
 
+crate::setters::with_setters!(RunConfig {
+    with_model(model: ModelConfig),
+    with_train(train: TrainConfig),
+});
+
 /// A [`RunConfig`] whose model and training settings have been checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedRunConfig {
@@ -43,6 +48,14 @@ pub struct CheckedRunConfig {
 }
 
 impl RunConfig {
+    /// `model` trained with [`TrainConfig::default`]'s settings.
+    pub fn new(model: ModelConfig) -> Self {
+        Self {
+            model,
+            train: TrainConfig::default(),
+        }
+    }
+
     /// A preset's model with its tutorial's training settings.
     pub fn for_preset(preset: Preset) -> Self {
         Self {

@@ -30,6 +30,14 @@ impl Default for AdamParams {
     }
 }
 
+crate::setters::with_setters!(AdamParams {
+    with_lr(lr: f64),
+    with_beta1(beta1: f64),
+    with_beta2(beta2: f64),
+    with_eps(eps: f64),
+    with_weight_decay(weight_decay: f64),
+});
+
 impl AdamParams {
     /// Checks every field.
     ///
@@ -73,6 +81,14 @@ impl Default for AdamWParams {
         }
     }
 }
+
+crate::setters::with_setters!(AdamWParams {
+    with_lr(lr: f64),
+    with_beta1(beta1: f64),
+    with_beta2(beta2: f64),
+    with_eps(eps: f64),
+    with_weight_decay(weight_decay: f64),
+});
 
 impl AdamWParams {
     /// Checks every field.
@@ -118,6 +134,14 @@ impl Default for SgdParams {
         }
     }
 }
+
+crate::setters::with_setters!(SgdParams {
+    with_lr(lr: f64),
+    with_momentum(momentum: f64),
+    with_dampening(dampening: f64),
+    with_weight_decay(weight_decay: f64),
+    with_nesterov(nesterov: bool),
+});
 
 impl SgdParams {
     /// Checks every field.
@@ -184,6 +208,15 @@ impl Default for RmspropParams {
         }
     }
 }
+
+crate::setters::with_setters!(RmspropParams {
+    with_lr(lr: f64),
+    with_alpha(alpha: f64),
+    with_eps(eps: f64),
+    with_weight_decay(weight_decay: f64),
+    with_momentum(momentum: f64),
+    with_centered(centered: bool),
+});
 
 impl RmspropParams {
     /// Checks every field.
