@@ -30,6 +30,7 @@ use crate::{Error, Result};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Augmentation {
     /// Mirror each image left–right with probability 1/2.
     pub horizontal_flip: bool,

@@ -97,6 +97,7 @@ pub enum Unreadable {
 
 /// How [`ImageFolder`] finds, decodes and holds images.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ImageFolderOptions {
     /// Height of every image after cropping and resizing.
     pub height: usize,

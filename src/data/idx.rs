@@ -72,6 +72,7 @@ pub const MAX_DATASET_BYTES: u64 = 2 << 30;
 /// # let _ = emnist;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DataLimits {
     /// The largest dataset accepted, in bytes of decoded `f32` pixels.
     pub max_bytes: u64,

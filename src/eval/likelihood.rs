@@ -14,6 +14,7 @@ use crate::{Error, Result};
 
 /// Settings of an importance-sampled likelihood estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportanceSampling {
     /// Samples `k` per image (Burda et al. report `k = 5000`).
     pub samples: usize,

@@ -148,6 +148,7 @@ impl LatentPrior for GaussianMixturePrior {
 /// model's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MixtureConfig {
     /// Number of components `K`.
     pub components: usize,

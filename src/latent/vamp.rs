@@ -92,6 +92,7 @@ impl<E: Encoder + std::fmt::Debug> LatentPrior for VampPrior<E> {
 /// (`prior.pseudo_inputs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VampConfig {
     /// Number of pseudo-inputs `K` (the paper uses 500 for MNIST).
     pub components: usize,

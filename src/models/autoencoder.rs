@@ -27,6 +27,7 @@ pub enum AeLoss {
 /// reduced over the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AeLossConfig {
     /// The reconstruction loss.
     pub loss: AeLoss,

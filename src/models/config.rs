@@ -18,6 +18,7 @@ use super::vae::{check_same_shape, check_vae_parts, VaeLossConfig};
 
 /// A plain autoencoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AutoencoderConfig {
     /// Width of the code.
     pub latent_dim: usize,
@@ -54,6 +55,7 @@ crate::setters::with_setters!(AutoencoderConfig {
 /// A VAE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VaeConfig {
     /// Width of the latent space.
     pub latent_dim: usize,
@@ -99,6 +101,7 @@ crate::setters::with_setters!(VaeConfig {
 /// A digit-conditioned VAE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DigitCvaeConfig {
     /// Width of `z`.
     pub latent_dim: usize,

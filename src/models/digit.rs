@@ -32,6 +32,7 @@ pub enum Conditioning {
 /// The class side of a digit-conditioned VAE: how many classes, and the weight
 /// of the classifier's cross-entropy in the loss (used with a classifier).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ClassConditioning {
     /// Number of classes (10 digits).
     pub classes: usize,

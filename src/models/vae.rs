@@ -78,6 +78,7 @@ impl Objective {
 /// defaults, so configs (and checkpoints) written before they existed read
 /// and compare the same.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct VaeLossConfig {
     /// The pixel likelihood.
     pub likelihood: Likelihood,

@@ -38,6 +38,7 @@ pub enum Norm {
 
 /// One encoder block: `conv(kernel, stride, padding)`, optional norm, activation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvBlockConfig {
     /// Output channels.
     pub out_channels: usize,
@@ -79,6 +80,7 @@ crate::setters::with_setters!(ConvBlockConfig {
 
 /// Layout of a [`ConvEncoder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvEncoderConfig {
     /// Shape of one input image.
     pub input: ImageShape,
@@ -317,6 +319,7 @@ pub enum Upsampling {
 
 /// One decoder block: up-sampling and convolution, optional norm, activation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UpBlockConfig {
     /// How the block grows its input.
     pub upsampling: Upsampling,
@@ -369,6 +372,7 @@ crate::setters::with_setters!(UpBlockConfig {
 
 /// Layout of a [`ConvDecoder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvDecoderConfig {
     /// Width of the latent input.
     pub input_dim: usize,

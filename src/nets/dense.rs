@@ -14,6 +14,7 @@ use crate::{Error, Result as VResult};
 
 /// Layout of a [`DenseEncoder`]: flatten, hidden layers, linear output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DenseEncoderConfig {
     /// Shape of one input image.
     pub input: ImageShape,
@@ -115,6 +116,7 @@ impl Encoder for DenseEncoder {
 
 /// Layout of a [`DenseDecoder`]: hidden layers, linear output, reshape to images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DenseDecoderConfig {
     /// Width of the latent input.
     pub input_dim: usize,

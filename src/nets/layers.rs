@@ -65,6 +65,7 @@ pub fn linear(in_dim: usize, out_dim: usize, init: InitScheme, vb: VarBuilder) -
 
 /// Stride and zero padding of a [`Conv2d`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Conv2dConfig {
     /// Step between neighbouring kernel positions (1 by default).
     pub stride: usize,
@@ -162,6 +163,7 @@ pub fn conv2d(
 
 /// Stride, zero padding and output padding of a [`ConvTranspose2d`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConvTranspose2dConfig {
     /// Stride of the convolution it is the transpose of (1 by default).
     pub stride: usize,

@@ -49,6 +49,7 @@ pub enum SliderRange {
 
 /// What the explorer shows besides the decoder: see [`write_latent_explorer`].
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct ExplorerOptions<'a> {
     /// Points of the latent plane with their labels, drawn under the sliders.
     pub scatter: Option<LatentScatter<'a>>,

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 
 /// How [`image_grid`] lays out its tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GridStyle {
     /// Nearest-neighbour up-scaling factor of every tile (≥ 1).
     pub scale: usize,

@@ -16,6 +16,7 @@ use crate::{Error, Result};
 /// [`image_grid`](super::image_grid) with `style`, whose tiles are `tile`
 /// pixels (width, height) after scaling.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct GridLabels {
     /// One label per row, top to bottom (empty: no row labels).
     pub rows: Vec<String>,

@@ -27,6 +27,7 @@ pub enum Binarization {
 
 /// Stop when the test loss has not improved for `patience` epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EarlyStopping {
     /// Epochs without improvement before stopping.
     pub patience: usize,
@@ -65,6 +66,7 @@ pub enum Progress {
 /// Everything a [`Trainer`](super::Trainer) needs to know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TrainConfig {
     /// Number of passes over the training set.
     pub epochs: usize,

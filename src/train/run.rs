@@ -25,6 +25,7 @@ pub const MAX_RUN_FILE_BYTES: u64 = 1 << 20;
 /// missing fields take [`TrainConfig::default`]'s values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RunConfig {
     /// The model.
     pub model: ModelConfig,
@@ -40,6 +41,7 @@ crate::setters::with_setters!(RunConfig {
 
 /// A [`RunConfig`] whose model and training settings have been checked.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CheckedRunConfig {
     /// The model, checked.
     pub model: CheckedModelConfig,

@@ -5,6 +5,7 @@ use super::*;
 /// Hyper-parameters of [`Adam`] (`torch.optim.Adam`); `Default` gives PyTorch's defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AdamParams {
     /// Learning rate, > 0. Default 1e-3.
     pub lr: f64,
@@ -56,6 +57,7 @@ impl AdamParams {
 /// Hyper-parameters of [`AdamW`] (`torch.optim.AdamW`); `Default` gives PyTorch's defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AdamWParams {
     /// Learning rate, > 0. Default 1e-3.
     pub lr: f64,
@@ -110,6 +112,7 @@ impl AdamWParams {
 /// `nesterov` keeps PyTorch's name and type so configurations carry over one to one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SgdParams {
     /// Learning rate, > 0. Default 1e-3.
     pub lr: f64,
@@ -180,6 +183,7 @@ impl SgdParams {
 /// `centered` keeps PyTorch's name and type so configurations carry over one to one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RmspropParams {
     /// Learning rate, > 0. Default 1e-2.
     pub lr: f64,
