@@ -67,11 +67,10 @@ fn conv_autoencoder() -> vaekit::Result<()> {
     // Two runs, each in its own folder: both are checked before either trains.
     args.prepare(&["ae10", "ae2"])?;
     let digits = args.digits()?;
-    let style = GridStyle {
-        scale: 2,
-        padding: 2,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(2)
+        .with_padding(2)
+        .with_background(255);
 
     let (ae, dir) = train(&args, &digits, Preset::ConvAe, "ae10")?;
     let originals = common::first_images(&digits.test, 10, &args.device)?.images;
@@ -101,11 +100,10 @@ fn conv_autoencoder() -> vaekit::Result<()> {
         &pictures::label_grid(&grid, (56, 56), style, &labels)?,
         dir.join("latent_grid.png"),
     )?;
-    let options = ExplorerOptions {
-        scatter: Some((&points, common::labels_of(&digits.test)?)),
-        range: SliderRange::Scatter,
-        classes: 0,
-    };
+    let options = ExplorerOptions::default()
+        .with_scatter(Some((&points, common::labels_of(&digits.test)?)))
+        .with_range(SliderRange::Scatter)
+        .with_classes(0);
     pictures::write_latent_explorer(ae2.decoder(), &options, dir.join("explorer.html"))?;
     println!(
         "pictures, histories and best models in {}",

@@ -43,11 +43,10 @@ fn conv_vae_bn() -> vaekit::Result<()> {
 
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let z = StandardNormal::new(model.latent_dim()).sample(64, &mut rng, &args.device)?;
-    let style = GridStyle {
-        scale: 2,
-        padding: 2,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(2)
+        .with_padding(2)
+        .with_background(255);
     let mut frames = FrameRecorder::new(8, style, Duration::from_millis(300));
     let out = args.out.clone();
     println!(

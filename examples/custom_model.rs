@@ -61,30 +61,23 @@ impl Encoder for MlpEncoder {
 /// vaekit's conv decoder: linear to 32×7×7, two stride-2 transposed
 /// convolutions to 28×28, Bernoulli logits.
 fn decoder_config() -> ConvDecoderConfig {
-    let up = |out_channels, stride, activation| UpBlockConfig {
-        upsampling: Upsampling::Transposed {
+    let up = |out_channels, stride, activation| {
+        let transposed = Upsampling::Transposed {
             output_padding: stride - 1,
-        },
-        out_channels,
-        kernel: 3,
-        stride,
-        padding: 1,
-        norm: Norm::None,
-        activation,
+        };
+        UpBlockConfig::new(transposed, out_channels, 3, stride, 1)
+            .with_norm(Norm::None)
+            .with_activation(activation)
     };
-    ConvDecoderConfig {
-        input_dim: LATENT,
-        start: ImageShape::new(32, 7, 7),
-        fc_activation: Activation::Relu,
-        blocks: vec![
-            up(64, 2, Activation::Relu),
-            up(32, 2, Activation::Relu),
-            up(1, 1, Activation::Identity),
-        ],
-        output: ImageShape::MNIST,
-        output_kind: OutputKind::Logits,
-        init: InitScheme::PyTorch,
-    }
+    let blocks = vec![
+        up(64, 2, Activation::Relu),
+        up(32, 2, Activation::Relu),
+        up(1, 1, Activation::Identity),
+    ];
+    ConvDecoderConfig::new(LATENT, ImageShape::new(32, 7, 7), blocks, ImageShape::MNIST)
+        .with_fc_activation(Activation::Relu)
+        .with_output_kind(OutputKind::Logits)
+        .with_init(InitScheme::PyTorch)
 }
 
 type CustomVae = Vae<MlpEncoder, ConvDecoder, GaussianMixturePrior>;
@@ -95,13 +88,12 @@ fn build(device: &Device, seed: u64) -> Result<CustomVae> {
     let vb = params.var_builder(seed);
     let encoder = MlpEncoder::new(vb.pp("encoder"))?;
     let decoder = ConvDecoder::new(&decoder_config(), vb.pp("decoder"))?;
-    let mixture = MixtureConfig {
-        components: 10,
-        spread: 1.5,
-        sigma: 0.5,
-        learn_means: true,
-        learn_variances: true,
-    };
+    let mixture = MixtureConfig::default()
+        .with_components(10)
+        .with_spread(1.5)
+        .with_sigma(0.5)
+        .with_learn_means(true)
+        .with_learn_variances(true);
     let prior = gaussian_mixture_prior(LATENT, &mixture, vb.pp("prior"))?;
     Vae::new(
         &params,
@@ -125,12 +117,10 @@ fn custom_model() -> Result<()> {
     )?;
     let digits = args.digits()?;
     let model = build(&args.device, args.seed)?;
-    let config = TrainConfig {
-        epochs: args.epochs.unwrap_or(10),
-        batch_size: 128,
-        seed: args.seed,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig::default()
+        .with_epochs(args.epochs.unwrap_or(10))
+        .with_batch_size(128)
+        .with_seed(args.seed);
     println!(
         "custom VAE (MLP encoder, conv decoder, 10-component mixture prior, latent {LATENT}): {} parameters, {} epochs",
         model.params().num_trainable(),
@@ -149,11 +139,10 @@ fn custom_model() -> Result<()> {
     // Pictures: prior samples, and the test digits in latent space.
     let mut rng = Generator::seed_from_u64(args.seed);
     let samples = model.sample(64, &mut rng, &args.device)?; // [64, 1, 28, 28]
-    let style = GridStyle {
-        scale: 2,
-        padding: 2,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(2)
+        .with_padding(2)
+        .with_background(255);
     pictures::save_png(
         &pictures::image_grid(&samples, 8, style)?,
         args.out.join("samples.png"),

@@ -40,11 +40,10 @@ fn cvae_tf() -> vaekit::Result<()> {
     // The tutorial's fixed test sample: 16 binarised test images.
     let test_sample =
         common::first_images(&digits.test.binarize_static(), 16, &args.device)?.images;
-    let style = GridStyle {
-        scale: 4,
-        padding: 2,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(4)
+        .with_padding(2)
+        .with_background(255);
     let mut frames = FrameRecorder::new(4, style, Duration::from_millis(200));
     let mut noise = ChaCha8Rng::seed_from_u64(args.seed);
     let out = args.out.clone();

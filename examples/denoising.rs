@@ -63,14 +63,12 @@ fn train() -> vaekit::Result<()> {
         PosteriorParam::LogVariance,
         VaeLossConfig::default(),
     )?;
-    let config = TrainConfig {
-        epochs: args.epochs.unwrap_or(5),
-        batch_size: 100,
-        seed: args.seed,
-        corruption: Some(corruption),
-        progress: Progress::Hidden,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig::default()
+        .with_epochs(args.epochs.unwrap_or(5))
+        .with_batch_size(100)
+        .with_seed(args.seed)
+        .with_corruption(Some(corruption))
+        .with_progress(Progress::Hidden);
     let mut trainer = Trainer::new(config)?
         .output_dir(&args.out)
         .on_epoch(|report| {

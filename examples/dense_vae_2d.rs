@@ -37,11 +37,10 @@ fn dense_vae_2d() -> vaekit::Result<()> {
     config.seed = args.seed;
     config.epochs = args.epochs.unwrap_or(config.epochs);
 
-    let style = GridStyle {
-        scale: 1,
-        padding: 1,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(1)
+        .with_padding(1)
+        .with_background(255);
     let coords = pictures::normal_quantile_grid(15, 0.05, 0.95)?;
     // About a dozen frames whatever the number of epochs: the GIF stays small.
     let every = config.epochs.div_ceil(12);
@@ -74,11 +73,10 @@ fn dense_vae_2d() -> vaekit::Result<()> {
     let test = common::first_images(&digits.test, digits.test.len(), &args.device)?;
     let originals = test.images.narrow(0, 0, test.indices.len().min(10))?;
     let recon = model.reconstruct(&originals, None)?;
-    let big = GridStyle {
-        scale: 2,
-        padding: 2,
-        background: 255,
-    };
+    let big = GridStyle::default()
+        .with_scale(2)
+        .with_padding(2)
+        .with_background(255);
     pictures::save_png(
         &pictures::comparison_grid(&originals, &recon, 10, big)?,
         out.join("reconstructions.png"),
@@ -107,11 +105,10 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         out.join("loss_curves.png"),
         "dense VAE loss per epoch",
     )?;
-    let options = ExplorerOptions {
-        scatter: Some((&points, common::labels_of(&digits.test)?)),
-        range: SliderRange::Prior,
-        classes: 0,
-    };
+    let options = ExplorerOptions::default()
+        .with_scatter(Some((&points, common::labels_of(&digits.test)?)))
+        .with_range(SliderRange::Prior)
+        .with_classes(0);
     pictures::write_latent_explorer(model.decoder(), &options, out.join("explorer.html"))?;
     println!("pictures, history and checkpoints in {}", out.display());
     Ok(())

@@ -38,11 +38,10 @@ fn digit_cvae() -> vaekit::Result<()> {
     config.seed = args.seed;
     config.epochs = args.epochs.unwrap_or(config.epochs);
 
-    let style = GridStyle {
-        scale: 2,
-        padding: 2,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(2)
+        .with_padding(2)
+        .with_background(255);
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut rows = Vec::new();
     let mut epochs = Vec::new();
@@ -88,11 +87,9 @@ fn digit_cvae() -> vaekit::Result<()> {
     let tile = (28 * style.scale as u32, 28 * style.scale as u32);
     let digit_labels: Vec<String> = (0..10).map(|d| d.to_string()).collect();
     let by_epoch = candle_core::Tensor::cat(&rows, 0)?;
-    let labels = pictures::GridLabels {
-        rows: epochs.iter().map(|e| format!("epoch {e}")).collect(),
-        columns: digit_labels.clone(),
-        ..Default::default()
-    };
+    let labels = pictures::GridLabels::default()
+        .with_rows(epochs.iter().map(|e| format!("epoch {e}")).collect())
+        .with_columns(digit_labels.clone());
     pictures::save_png(
         &pictures::label_grid(
             &pictures::image_grid(&by_epoch, 10, style)?,
@@ -102,11 +99,9 @@ fn digit_cvae() -> vaekit::Result<()> {
         )?,
         out.join("digits_by_epoch.png"),
     )?;
-    let labels = pictures::GridLabels {
-        columns: digit_labels,
-        column_title: Some("digit (each row: one z from the prior)".into()),
-        ..Default::default()
-    };
+    let labels = pictures::GridLabels::default()
+        .with_columns(digit_labels)
+        .with_column_title(Some("digit (each row: one z from the prior)".into()));
     pictures::save_png(
         &pictures::label_grid(
             &pictures::digit_grid(model, 10, &mut rng, style)?,

@@ -96,12 +96,11 @@ fn evaluate() -> vaekit::Result<()> {
     if cli.binarization == "static" {
         test = test.binarize_static();
     }
-    let settings = ImportanceSampling {
-        samples: cli.importance_samples,
-        seed: cli.seed,
-        images_per_pass: cli.images_per_pass,
-        pairs_per_pass: cli.pairs_per_pass,
-    };
+    let settings = ImportanceSampling::default()
+        .with_samples(cli.importance_samples)
+        .with_seed(cli.seed)
+        .with_images_per_pass(cli.images_per_pass)
+        .with_pairs_per_pass(cli.pairs_per_pass);
     let started = Instant::now();
     let estimate = dataset_log_likelihood(vae, &test, &settings, &device)?;
     let seconds = started.elapsed().as_secs_f64();

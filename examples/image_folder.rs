@@ -129,26 +129,24 @@ fn train() -> Result<()> {
     };
     // Everything that can be checked is checked before --out is touched.
     let model_config = vanilla_vae(shape, cli.latent, likelihood)?;
-    let options = ImageFolderOptions {
-        channels: if cli.channels == 1 {
+    let options = ImageFolderOptions::square(cli.size, Channels::Rgb)
+        .with_channels(if cli.channels == 1 {
             Channels::Grey
         } else {
             Channels::Rgb
-        },
-        labels: if cli.labels {
+        })
+        .with_labels(if cli.labels {
             Labels::SubFolders
         } else {
             Labels::None
-        },
-        memory_budget: cli.memory_mib.saturating_mul(1 << 20),
-        workers: cli.workers,
-        unreadable: if cli.strict {
+        })
+        .with_memory_budget(cli.memory_mib.saturating_mul(1 << 20))
+        .with_workers(cli.workers)
+        .with_unreadable(if cli.strict {
             vaekit::data::Unreadable::Fail
         } else {
             vaekit::data::Unreadable::Warn
-        },
-        ..ImageFolderOptions::square(cli.size, Channels::Rgb)
-    };
+        });
     let started = Instant::now();
     let folder = ImageFolder::scan(&cli.images, &options)?;
     if cli.measure_loader {
@@ -180,16 +178,15 @@ fn train() -> Result<()> {
 
     args.prepare(&[])?;
     let model = Model::new(&model_config, &args.device, args.seed)?;
-    let mut config = TrainConfig {
-        seed: args.seed,
-        epochs: args.epochs.unwrap_or(10),
-        batch_size: cli.batch_size,
-        augmentation: Augmentation {
-            horizontal_flip: cli.flip,
-            crop_padding: cli.crop,
-        },
-        ..TrainConfig::default()
-    };
+    let mut config = TrainConfig::default()
+        .with_seed(args.seed)
+        .with_epochs(args.epochs.unwrap_or(10))
+        .with_batch_size(cli.batch_size)
+        .with_augmentation(
+            Augmentation::default()
+                .with_horizontal_flip(cli.flip)
+                .with_crop_padding(cli.crop),
+        );
     if let vaekit::train::OptimizerConfig::Adam(p) = &mut config.optimizer {
         p.lr = cli.lr;
     }
@@ -202,11 +199,10 @@ fn train() -> Result<()> {
 
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let z = StandardNormal::new(cli.latent).sample(64, &mut rng, &args.device)?;
-    let style = GridStyle {
-        scale: if cli.size >= 64 { 1 } else { 2 },
-        padding: 2,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(if cli.size >= 64 { 1 } else { 2 })
+        .with_padding(2)
+        .with_background(255);
     let mut frames = FrameRecorder::new(8, style, Duration::from_millis(300));
     let mut curves = Vec::new();
     let mut trainer = Trainer::new(config)?
@@ -284,11 +280,10 @@ fn two_d(
         out.join("latent_scatter.png"),
         "test images: latent means",
     )?;
-    let options = ExplorerOptions {
-        scatter: Some((&points, &labels)),
-        range: SliderRange::Prior,
-        classes: 0,
-    };
+    let options = ExplorerOptions::default()
+        .with_scatter(Some((&points, &labels)))
+        .with_range(SliderRange::Prior)
+        .with_classes(0);
     pictures::write_latent_explorer(model.decoder(), &options, out.join("explorer.html"))
 }
 
@@ -303,11 +298,11 @@ fn measure(files: &ImageFolder, batch_size: usize, device: &candle_core::Device)
     drop(held);
     let streamed_files = ImageFolder::scan(
         files.root(),
-        &ImageFolderOptions {
-            memory_budget: 0,
-            unreadable: vaekit::data::Unreadable::Skip,
-            ..files.options().clone()
-        },
+        &files
+            .options()
+            .clone()
+            .with_memory_budget(0)
+            .with_unreadable(vaekit::data::Unreadable::Skip),
     )?;
     let streamed = streamed_files.load()?;
     let mut rng = ChaCha8Rng::seed_from_u64(0);

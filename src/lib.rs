@@ -73,6 +73,7 @@ pub mod nets;
 pub mod params;
 #[cfg(feature = "pictures")]
 pub mod pictures;
+mod setters;
 mod tagged;
 pub mod train;
 

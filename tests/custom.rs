@@ -65,12 +65,10 @@ fn build(seed: u64) -> Custom {
 }
 
 fn quiet(epochs: usize) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        batch_size: 50,
-        progress: Progress::Hidden,
-        ..TrainConfig::default()
-    }
+    TrainConfig::default()
+        .with_epochs(epochs)
+        .with_batch_size(50)
+        .with_progress(Progress::Hidden)
 }
 
 fn weights<M: Trainable>(model: &M) -> Vec<(String, Vec<u32>)> {
@@ -160,16 +158,11 @@ fn a_hand_built_vae_stops_early_and_on_a_non_finite_loss() {
     let (train, test) = data();
     // No epoch can improve by 1e9: the run stops after `patience` more epochs.
     let model = build(2);
-    let summary = Trainer::new(TrainConfig {
-        early_stopping: Some(EarlyStopping {
-            patience: 1,
-            min_delta: 1e9,
-        }),
-        ..quiet(5)
-    })
-    .unwrap()
-    .fit(&model, &train, &test)
-    .unwrap();
+    let summary =
+        Trainer::new(quiet(5).with_early_stopping(Some(EarlyStopping::new(1).with_min_delta(1e9))))
+            .unwrap()
+            .fit(&model, &train, &test)
+            .unwrap();
     assert!(summary.stopped_early);
     assert_eq!(summary.last_epoch, 2);
 

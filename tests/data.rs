@@ -18,9 +18,9 @@ use vaekit::data::{idx, DataLimits, Dataset, LastBatch, Mnist, Shuffle, MAX_DATA
 use vaekit::Error;
 
 /// No size limit: only what the header declares and the bytes present bound a read.
-const UNLIMITED: DataLimits = DataLimits {
-    max_bytes: u64::MAX,
-};
+fn unlimited() -> DataLimits {
+    DataLimits::default().with_max_bytes(u64::MAX)
+}
 
 const FILES: [&str; 4] = [
     "train-images-idx3-ubyte",
@@ -547,7 +547,7 @@ fn dimensions_larger_than_the_data_are_an_error_without_allocating_them() {
     let mut huge = header_with_dims(u32::MAX, 28, 28);
     huge.extend(raw_bytes("t10k-images-idx3-ubyte")[16..].iter().copied());
     let (result, largest) = largest_allocation(|| {
-        idx::parse_images_with(&gzip(&huge), "gz", UNLIMITED).map(|i| i.count())
+        idx::parse_images_with(&gzip(&huge), "gz", unlimited()).map(|i| i.count())
     });
     assert_data_err(result, "gz", "the decompressed stream has only 1568000");
     assert!(
@@ -564,7 +564,7 @@ fn dimensions_larger_than_the_data_are_an_error_without_allocating_them() {
     tiny.extend([1u8; 100]);
     let gz = gzip(&tiny);
     let (result, largest) =
-        largest_allocation(|| idx::parse_labels_with(&gz, "tiny.gz", UNLIMITED).map(|l| l.len()));
+        largest_allocation(|| idx::parse_labels_with(&gz, "tiny.gz", unlimited()).map(|l| l.len()));
     assert_data_err(result, "tiny.gz", "has only 100");
     assert!(largest < 1 << 20, "gzip parse allocated {largest} bytes");
     assert_data_err(
@@ -1081,9 +1081,7 @@ fn a_gzip_bomb_claiming_gigabytes_fails_before_allocating_them() {
 
     // Under a limit that allows the claim, the buffer still grows only with
     // the 16 MiB that really decompress (at most doubling them).
-    let limits = DataLimits {
-        max_bytes: 16 << 30,
-    };
+    let limits = DataLimits::default().with_max_bytes(16 << 30);
     let (result, largest) =
         largest_allocation(|| idx::parse_images_with(&bomb, "bomb.gz", limits).map(|i| i.count()));
     assert_data_err(result, "bomb.gz", "has only 16777216");
@@ -1154,7 +1152,7 @@ fn the_limit_counts_bytes_of_f32_pixels_and_can_be_raised() {
     // The 2,000 test images are 1,568,000 bytes, 6,272,000 bytes as f32.
     let images_gz = gz_bytes("t10k-images-idx3-ubyte");
     let labels_gz = gz_bytes("t10k-labels-idx1-ubyte");
-    let at = |max_bytes: u64| DataLimits { max_bytes };
+    let at = |max_bytes: u64| DataLimits::default().with_max_bytes(max_bytes);
     assert_data_err(
         idx::parse_images_with(&images_gz, "i", at(6_271_999)).map(|i| i.count()),
         "i",

@@ -127,11 +127,9 @@ fn trainer_runs_an_epoch(device: &Device) {
         vaekit::device::device_name(device)
     ));
     let model = Model::from_preset(Preset::ConvVaeBn, device, 0).unwrap();
-    let config = TrainConfig {
-        epochs: 1,
-        progress: Progress::Hidden,
-        ..TrainConfig::for_preset(Preset::ConvVaeBn)
-    };
+    let config = TrainConfig::for_preset(Preset::ConvVaeBn)
+        .with_epochs(1)
+        .with_progress(Progress::Hidden);
     let summary = Trainer::new(config)
         .unwrap()
         .output_dir(&dir)

@@ -83,10 +83,7 @@ fn log_weights_and_log_likelihood_match_pytorch() {
             Likelihood::Gaussian { sigma: 0.4 },
         ),
     ] {
-        let loss = VaeLossConfig {
-            likelihood,
-            ..VaeLossConfig::default()
-        };
+        let loss = VaeLossConfig::default().with_likelihood(likelihood);
         let vae = dense_vae(shape, &[8], 3, out, loss, 99);
         vae.load_weights(common::fixture_path("iwae.safetensors"))
             .unwrap();
@@ -127,12 +124,12 @@ fn trained_bernoulli_vae() -> (DenseVae, Dataset) {
         bernoulli(),
         3,
     );
-    Trainer::new(TrainConfig {
-        epochs: 2,
-        batch_size: 50,
-        progress: Progress::Hidden,
-        ..TrainConfig::default()
-    })
+    Trainer::new(
+        TrainConfig::default()
+            .with_epochs(2)
+            .with_batch_size(50)
+            .with_progress(Progress::Hidden),
+    )
     .unwrap()
     .fit(&vae, &train, &test)
     .unwrap();
@@ -181,11 +178,7 @@ fn estimate_sits_below_negative_elbo_falls_with_k_and_k1_is_the_elbo_with_the_sa
         ) / 50.0;
     }
     let nll = |k: usize| {
-        let s = ImportanceSampling {
-            samples: k,
-            seed: 11,
-            ..ImportanceSampling::default()
-        };
+        let s = ImportanceSampling::default().with_samples(k).with_seed(11);
         dataset_log_likelihood(&vae, &test, &s, &Device::Cpu).unwrap()
     };
     let (e1, e10, e100, e1000) = (nll(1), nll(10), nll(100), nll(1000));
@@ -241,12 +234,11 @@ fn estimate_is_reproducible_from_its_seed_and_independent_of_batching() {
     );
     let test = head(&Mnist::bundled().unwrap().test, 30).binarize_static();
     let run = |seed, images_per_pass, pairs_per_pass| {
-        let s = ImportanceSampling {
-            samples: 50,
-            seed,
-            images_per_pass,
-            pairs_per_pass,
-        };
+        let s = ImportanceSampling::default()
+            .with_samples(50)
+            .with_seed(seed)
+            .with_images_per_pass(images_per_pass)
+            .with_pairs_per_pass(pairs_per_pass);
         dataset_log_likelihood(&vae, &test, &s, &Device::Cpu)
             .unwrap()
             .log_px
@@ -269,14 +261,10 @@ fn estimate_is_reproducible_from_its_seed_and_independent_of_batching() {
     let batch = test
         .batch(&(0..30).collect::<Vec<_>>(), &Device::Cpu)
         .unwrap();
-    let s = ImportanceSampling {
-        samples: 50,
-        seed: 7,
-        ..ImportanceSampling::default()
-    };
+    let s = ImportanceSampling::default().with_samples(50).with_seed(7);
     let d = importance_sampled_log_likelihood(&vae, &batch.images, &batch.indices, &s).unwrap();
     assert_eq!(a, d.log_px);
-    assert!(ImportanceSampling { samples: 0, ..s }.validate().is_err());
+    assert!(s.with_samples(0).validate().is_err());
 }
 
 #[test]
@@ -286,14 +274,8 @@ fn iwae_with_one_sample_is_the_single_sample_elbo_and_trains() {
         .test
         .batch(&(0..16).collect::<Vec<_>>(), &Device::Cpu)
         .unwrap();
-    let single = VaeLossConfig {
-        kl: KlEstimator::SingleSample,
-        ..bernoulli()
-    };
-    let iwae1 = VaeLossConfig {
-        objective: Objective::Iwae { samples: 1 },
-        ..bernoulli()
-    };
+    let single = bernoulli().with_kl(KlEstimator::SingleSample);
+    let iwae1 = bernoulli().with_objective(Objective::Iwae { samples: 1 });
     let a = dense_vae(ImageShape::MNIST, &[32], 4, OutputKind::Logits, single, 4);
     let b = dense_vae(ImageShape::MNIST, &[32], 4, OutputKind::Logits, iwae1, 4);
     let la = a
@@ -312,10 +294,7 @@ fn iwae_with_one_sample_is_the_single_sample_elbo_and_trains() {
     );
 
     // k = 20 on the same batch: the bound is tighter than the mean single-sample ELBO.
-    let iwae20 = VaeLossConfig {
-        objective: Objective::Iwae { samples: 20 },
-        ..bernoulli()
-    };
+    let iwae20 = bernoulli().with_objective(Objective::Iwae { samples: 20 });
     let c = dense_vae(ImageShape::MNIST, &[32], 4, OutputKind::Logits, iwae20, 4);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let lc = scalar(&c.batch_loss(&batch, &mut rng, Mode::Eval).unwrap().total);
@@ -331,12 +310,12 @@ fn iwae_with_one_sample_is_the_single_sample_elbo_and_trains() {
     // Training on the IWAE bound lowers it.
     let train = head(&digits.train, 1000);
     let test = head(&digits.test, 200);
-    let summary = Trainer::new(TrainConfig {
-        epochs: 2,
-        batch_size: 50,
-        progress: Progress::Hidden,
-        ..TrainConfig::default()
-    })
+    let summary = Trainer::new(
+        TrainConfig::default()
+            .with_epochs(2)
+            .with_batch_size(50)
+            .with_progress(Progress::Hidden),
+    )
     .unwrap()
     .fit(&c, &train, &test)
     .unwrap();
@@ -347,12 +326,10 @@ fn iwae_with_one_sample_is_the_single_sample_elbo_and_trains() {
         first.test_loss(),
         last.test_loss()
     );
-    assert!(VaeLossConfig {
-        objective: Objective::Iwae { samples: 0 },
-        ..bernoulli()
-    }
-    .validate("loss", OutputKind::Logits)
-    .is_err());
+    assert!(bernoulli()
+        .with_objective(Objective::Iwae { samples: 0 })
+        .validate("loss", OutputKind::Logits)
+        .is_err());
 }
 
 #[test]
@@ -376,11 +353,7 @@ fn free_bits_replace_each_small_kl_dimension_by_lambda() {
             &[32],
             4,
             OutputKind::Logits,
-            VaeLossConfig {
-                free_bits: lambda,
-                beta,
-                ..bernoulli()
-            },
+            bernoulli().with_free_bits(lambda).with_beta(beta),
             6,
         );
         vae.batch_loss(&batch, &mut ChaCha8Rng::seed_from_u64(1), Mode::Eval)
@@ -427,17 +400,17 @@ fn beta_schedule_is_recorded_per_epoch_and_a_resumed_run_lands_on_the_same_beta_
     let digits = Mnist::bundled().unwrap();
     let train = head(&digits.train, 300);
     let test = head(&digits.test, 100);
-    let config = |epochs| TrainConfig {
-        epochs,
-        batch_size: 50,
-        progress: Progress::Hidden,
-        beta_schedule: Some(BetaSchedule::Cyclical {
-            period: 2,
-            ratio: 0.5,
-            max: 0.8,
-        }),
-        corruption: Some(Corruption::SaltAndPepper { p: 0.2 }),
-        ..TrainConfig::default()
+    let config = |epochs| {
+        TrainConfig::default()
+            .with_epochs(epochs)
+            .with_batch_size(50)
+            .with_progress(Progress::Hidden)
+            .with_beta_schedule(Some(BetaSchedule::Cyclical {
+                period: 2,
+                ratio: 0.5,
+                max: 0.8,
+            }))
+            .with_corruption(Some(Corruption::SaltAndPepper { p: 0.2 }))
     };
     let weights = |vae: &DenseVae| -> Vec<Vec<f32>> {
         vae.params()
@@ -563,10 +536,7 @@ fn corruption_is_seeded_keeps_clean_targets_and_the_loss_scores_them() {
     }
     // The loss of a corrupted batch scores the clean images (a Gaussian
     // likelihood with a small σ, so the target matters).
-    let gaussian = VaeLossConfig {
-        likelihood: Likelihood::Gaussian { sigma: 0.1 },
-        ..bernoulli()
-    };
+    let gaussian = bernoulli().with_likelihood(Likelihood::Gaussian { sigma: 0.1 });
     let vae = dense_vae(ImageShape::MNIST, &[32], 4, OutputKind::Logits, gaussian, 2);
     let noisy = Corruption::Masking { p: 0.5 }
         .corrupt(batch.clone(), &mut ChaCha8Rng::seed_from_u64(1))
@@ -685,10 +655,7 @@ fn configs_written_before_the_new_settings_still_parse_and_serialise_the_same() 
     assert_eq!(cfg.objective, Objective::Elbo);
     assert_eq!(cfg.free_bits, None);
     assert_eq!(serde_json::to_string(&cfg).unwrap(), old);
-    let iwae = VaeLossConfig {
-        objective: Objective::Iwae { samples: 5 },
-        ..cfg
-    };
+    let iwae = cfg.with_objective(Objective::Iwae { samples: 5 });
     let text = serde_json::to_string(&iwae).unwrap();
     assert!(
         text.contains(r#""objective":{"type":"iwae","samples":5}"#),
@@ -710,10 +677,8 @@ fn configs_written_before_the_new_settings_still_parse_and_serialise_the_same() 
             epochs: 5
         })
     );
-    assert!(TrainConfig {
-        corruption: Some(Corruption::Masking { p: 1.5 }),
-        ..with
-    }
-    .validate()
-    .is_err());
+    assert!(with
+        .with_corruption(Some(Corruption::Masking { p: 1.5 }))
+        .validate()
+        .is_err());
 }

@@ -231,11 +231,10 @@ fn check_explorer(
     } else {
         SliderRange::Prior
     };
-    let options = ExplorerOptions {
-        scatter: data.as_ref().map(|(p, l)| (p.as_slice(), l.as_slice())),
-        range,
-        classes: model.as_digit_cvae().map_or(0, |m| m.classes()),
-    };
+    let options = ExplorerOptions::default()
+        .with_scatter(data.as_ref().map(|(p, l)| (p.as_slice(), l.as_slice())))
+        .with_range(range)
+        .with_classes(model.as_digit_cvae().map_or(0, |m| m.classes()));
     write_latent_explorer(model.decoder(), &options, &page).expect("write the explorer");
     let html = std::fs::read_to_string(&page).expect("read the page");
     assert!(!html.contains("://"), "the page must not load anything");
@@ -413,10 +412,7 @@ fn explorer_screenshot_shows_the_page() {
     let dir = out_dir("screenshot");
     let page = dir.join("explorer.html");
     let (points, labels) = scatter(&model, 500);
-    let options = ExplorerOptions {
-        scatter: Some((&points, &labels)),
-        ..ExplorerOptions::default()
-    };
+    let options = ExplorerOptions::default().with_scatter(Some((&points, &labels)));
     write_latent_explorer(model.decoder(), &options, &page).expect("write");
     let shot = dir.join("explorer.png");
     let url = format!("file://{}?test=1&z1=1.2&z2=-0.6", page.display());

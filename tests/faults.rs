@@ -175,13 +175,11 @@ fn a_save_removes_temporary_files_of_dead_processes_only() {
 }
 
 fn fault_config() -> TrainConfig {
-    TrainConfig {
-        epochs: 4,
-        batch_size: 10,
-        seed: 3,
-        progress: Progress::Hidden,
-        ..TrainConfig::for_preset(Preset::DigitCvae)
-    }
+    TrainConfig::for_preset(Preset::DigitCvae)
+        .with_epochs(4)
+        .with_batch_size(10)
+        .with_seed(3)
+        .with_progress(Progress::Hidden)
 }
 
 fn fault_data() -> (Dataset, Dataset) {

@@ -54,10 +54,7 @@ fn save(img: &RgbImage, path: &Path) {
 }
 
 fn options(size: usize, channels: Channels) -> ImageFolderOptions {
-    ImageFolderOptions {
-        unreadable: Unreadable::Skip,
-        ..ImageFolderOptions::square(size, channels)
-    }
+    ImageFolderOptions::square(size, channels).with_unreadable(Unreadable::Skip)
 }
 
 /// The pixels `[c, h, w]` of the one image of a folder holding only `file`.
@@ -161,10 +158,7 @@ fn shapes_folder(test: &str, per_class: usize) -> PathBuf {
 #[test]
 fn a_folder_of_shapes_loads_in_colour_with_classes_from_sub_folders() {
     let root = shapes_folder("classes", 4);
-    let opts = ImageFolderOptions {
-        labels: Labels::SubFolders,
-        ..options(16, Channels::Rgb)
-    };
+    let opts = options(16, Channels::Rgb).with_labels(Labels::SubFolders);
     let folder = ImageFolder::scan(&root, &opts).unwrap();
     assert_eq!(folder.len(), 8, "{:?}", folder.files());
     assert_eq!(folder.classes(), ["circles", "squares"]);
@@ -215,17 +209,9 @@ fn images_are_centre_cropped_then_resized_and_greyed_by_bt709() {
         })
     });
     save(&tall, &dir.join("tall.png"));
-    let opts = ImageFolderOptions {
-        height: 4,
-        width: 4,
-        ..options(4, Channels::Rgb)
-    };
+    let opts = options(4, Channels::Rgb).with_height(4).with_width(4);
     assert_eq!(load_one(&dir, &opts), vec![9.0 / 255.0; 48]);
-    let band = ImageFolderOptions {
-        height: 2,
-        width: 6,
-        ..options(4, Channels::Rgb)
-    };
+    let band = options(4, Channels::Rgb).with_height(2).with_width(6);
     // A 10×30 image cropped to 6:2 keeps rows 13..17, all grey 9.
     assert_eq!(load_one(&dir, &band), vec![9.0 / 255.0; 36]);
 }
@@ -234,10 +220,7 @@ fn images_are_centre_cropped_then_resized_and_greyed_by_bt709() {
 fn alpha_is_composited_on_the_background_at_any_bit_depth() {
     let dir = temp("alpha");
     let bg = [0, 0, 255];
-    let opts = ImageFolderOptions {
-        background: bg,
-        ..options(4, Channels::Rgb)
-    };
+    let opts = options(4, Channels::Rgb).with_background(bg);
     // RGBA 8-bit: red at alpha 51/255 = 0.2 over blue → (51, 0, 204).
     RgbaImage::from_pixel(4, 4, Rgba([255, 0, 0, 51]))
         .save(dir.join("rgba.png"))
@@ -369,10 +352,7 @@ fn unreadable_files_are_skipped_and_counted_or_refused_never_a_panic() {
     }
 
     // Strict: the load fails, naming the first unreadable file and the count.
-    let strict = ImageFolderOptions {
-        unreadable: Unreadable::Fail,
-        ..options(8, Channels::Rgb)
-    };
+    let strict = options(8, Channels::Rgb).with_unreadable(Unreadable::Fail);
     match ImageFolder::scan(&root, &strict).unwrap().load() {
         Err(Error::Data { path, reason }) => {
             assert!(path.ends_with("empty.png"), "{}", path.display());
@@ -381,10 +361,7 @@ fn unreadable_files_are_skipped_and_counted_or_refused_never_a_panic() {
         other => panic!("expected a data error, got {other:?}"),
     }
     // The same files streamed (budget 0) are checked at load too.
-    let streamed = ImageFolderOptions {
-        memory_budget: 0,
-        ..options(8, Channels::Rgb)
-    };
+    let streamed = options(8, Channels::Rgb).with_memory_budget(0);
     let set = ImageFolder::scan(&root, &streamed).unwrap().load().unwrap();
     assert!(set.is_streamed());
     assert_eq!((set.len(), set.skipped().len()), (4, 5));
@@ -426,20 +403,14 @@ fn a_folder_without_readable_images_is_a_clear_error() {
         &shape(4, 4, [0; 3], [9; 3], true, 1.0),
         &root.join("top.png"),
     );
-    let labelled = ImageFolderOptions {
-        labels: Labels::SubFolders,
-        ..options(8, Channels::Rgb)
-    };
+    let labelled = options(8, Channels::Rgb).with_labels(Labels::SubFolders);
     let err = ImageFolder::scan(&root, &labelled).unwrap_err().to_string();
     assert!(
         err.contains("top.png") && err.contains("sub-folder"),
         "{err}"
     );
     // Options that cannot work.
-    let zero = ImageFolderOptions {
-        workers: 0,
-        ..options(8, Channels::Rgb)
-    };
+    let zero = options(8, Channels::Rgb).with_workers(0);
     assert!(
         matches!(ImageFolder::scan(&root, &zero), Err(Error::Config { field, .. }) if field == "workers")
     );
@@ -475,21 +446,17 @@ fn epoch(set: &dyn ImageSource, batch: usize, seed: u64) -> Vec<PlainBatch> {
 #[test]
 fn streamed_images_yield_the_held_batches_in_the_same_seeded_order() {
     let root = shapes_folder("streamed", 6);
-    let held_opts = ImageFolderOptions {
-        labels: Labels::SubFolders,
-        ..options(12, Channels::Rgb)
-    };
+    let held_opts = options(12, Channels::Rgb).with_labels(Labels::SubFolders);
     let held = ImageFolder::scan(&root, &held_opts)
         .unwrap()
         .load()
         .unwrap();
     // 12 images of 3×12×12 f32 take 20,736 bytes: a budget one byte short streams.
-    let streamed_opts = ImageFolderOptions {
-        memory_budget: 12 * 3 * 12 * 12 * 4 - 1,
-        workers: 3,
-        prefetch: 2,
-        ..held_opts.clone()
-    };
+    let streamed_opts = held_opts
+        .clone()
+        .with_memory_budget(12 * 3 * 12 * 12 * 4 - 1)
+        .with_workers(3)
+        .with_prefetch(2);
     let streamed = ImageFolder::scan(&root, &streamed_opts)
         .unwrap()
         .load()
@@ -588,20 +555,13 @@ fn the_trainer_learns_unlabelled_streamed_colour_images_and_refuses_what_cannot_
             &root.join(format!("img{i:02}.png")),
         );
     }
-    let opts = ImageFolderOptions {
-        memory_budget: 0,
-        ..options(32, Channels::Rgb)
-    };
+    let opts = options(32, Channels::Rgb).with_memory_budget(0);
     let folder = ImageFolder::scan(&root, &opts).unwrap();
     let (train, test) = folder.split(0.25, 0).unwrap();
     let (train, test) = (train.load().unwrap(), test.load().unwrap());
     assert!(train.is_streamed() && !train.has_labels());
     let model = Model::new(&small_rgb_vae(), &Device::Cpu, 0).unwrap();
-    let config = TrainConfig {
-        epochs: 12,
-        batch_size: 4,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig::default().with_epochs(12).with_batch_size(4);
     let summary = Trainer::new(config.clone())
         .unwrap()
         .fit(&model, &train, &test)
@@ -652,10 +612,7 @@ fn the_trainer_learns_unlabelled_streamed_colour_images_and_refuses_what_cannot_
         other => panic!("expected a data error, got {other:?}"),
     }
     // Binarization needs held images.
-    let binarized = TrainConfig {
-        binarization: Binarization::Static,
-        ..config
-    };
+    let binarized = config.with_binarization(Binarization::Static);
     match Trainer::new(binarized).unwrap().fit(&model, &train, &test) {
         Err(Error::Config { field, .. }) => assert_eq!(field, "binarization"),
         other => panic!("expected a config error, got {other:?}"),
@@ -696,10 +653,9 @@ fn flips_mirror_some_images_and_crops_shift_by_at_most_the_padding() {
 
     // Flips only: each image is itself or its mirror, both occur, and the
     // coins are the generator's, in batch order.
-    let flip = Augmentation {
-        horizontal_flip: true,
-        crop_padding: 0,
-    };
+    let flip = Augmentation::default()
+        .with_horizontal_flip(true)
+        .with_crop_padding(0);
     let out = values(
         &flip
             .apply(&images, &mut ChaCha8Rng::seed_from_u64(5))
@@ -723,10 +679,9 @@ fn flips_mirror_some_images_and_crops_shift_by_at_most_the_padding() {
 
     // Crops only: every image is its shift by one (dx, dy) within ±2, edges
     // repeated, the same for every channel; the same seed gives the same crops.
-    let crop = Augmentation {
-        horizontal_flip: false,
-        crop_padding: 2,
-    };
+    let crop = Augmentation::default()
+        .with_horizontal_flip(false)
+        .with_crop_padding(2);
     let out = values(
         &crop
             .apply(&images, &mut ChaCha8Rng::seed_from_u64(6))
@@ -768,13 +723,11 @@ fn augmented_training_is_seeded_and_differs_from_plain_training() {
     let data = set.dataset().unwrap();
     let run = |augmentation: Augmentation| {
         let model = Model::new(&small_rgb_vae(), &Device::Cpu, 3).unwrap();
-        let config = TrainConfig {
-            epochs: 2,
-            batch_size: 4,
-            augmentation,
-            progress: vaekit::train::Progress::Hidden,
-            ..TrainConfig::default()
-        };
+        let config = TrainConfig::default()
+            .with_epochs(2)
+            .with_batch_size(4)
+            .with_augmentation(augmentation)
+            .with_progress(vaekit::train::Progress::Hidden);
         let summary = Trainer::new(config)
             .unwrap()
             .fit(&model, data, data)
@@ -785,10 +738,9 @@ fn augmented_training_is_seeded_and_differs_from_plain_training() {
             .map(|r| r.train_loss())
             .collect::<Vec<_>>()
     };
-    let augment = Augmentation {
-        horizontal_flip: true,
-        crop_padding: 3,
-    };
+    let augment = Augmentation::default()
+        .with_horizontal_flip(true)
+        .with_crop_padding(3);
     let a = run(augment);
     assert_eq!(a, run(augment), "the same seed, the same run");
     assert_ne!(a, run(Augmentation::default()));

@@ -221,9 +221,7 @@ fn the_memory_cap_is_real() {
 #[test]
 fn the_parameter_limit_is_configurable() {
     let config = Preset::DenseVae.config();
-    let small = ModelLimits {
-        max_parameters: 1000,
-    };
+    let small = ModelLimits::default().with_max_parameters(1000);
     match Model::new_with_limits(&config, &Device::Cpu, 0, &small) {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "config");

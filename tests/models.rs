@@ -664,13 +664,9 @@ fn boxed_encoders_and_decoders_work_through_the_traits() {
 }
 
 fn dense_encoder_config(latent: usize) -> DenseEncoderConfig {
-    DenseEncoderConfig {
-        input: ImageShape::MNIST,
-        hidden: vec![64],
-        activation: Activation::Relu,
-        output_dim: 2 * latent,
-        init: InitScheme::GlorotUniform,
-    }
+    DenseEncoderConfig::new(ImageShape::MNIST, &[64], 2 * latent)
+        .with_activation(Activation::Relu)
+        .with_init(InitScheme::GlorotUniform)
 }
 
 fn cvae_tf_decoder() -> vaekit::nets::ConvDecoderConfig {
@@ -757,13 +753,11 @@ fn a_vae_with_a_mixture_prior_falls_back_to_monte_carlo_kl() {
     let centres = Tensor::new(&[[1.0f32, 0.0], [-1.0, 0.0], [0.0, 1.5]], &Device::Cpu).unwrap();
     let prior = GaussianMixturePrior::new(centres, 0.6).unwrap();
     assert!(!prior.has_closed_form_kl());
-    let loss = VaeLossConfig {
-        likelihood: Likelihood::Bernoulli,
-        kl: KlEstimator::Analytic,
-        beta: 1.0,
-        reduction: Reduction::BatchMean,
-        ..VaeLossConfig::default()
-    };
+    let loss = VaeLossConfig::default()
+        .with_likelihood(Likelihood::Bernoulli)
+        .with_kl(KlEstimator::Analytic)
+        .with_beta(1.0)
+        .with_reduction(Reduction::BatchMean);
     let vae = Vae::new(
         &store,
         encoder,

@@ -41,96 +41,78 @@ fn cases() -> Vec<Case> {
         case("rmsprop_default", C::Rmsprop(RmspropParams::default()), &[]),
         case(
             "rmsprop_momentum_centered",
-            C::Rmsprop(RmspropParams {
-                momentum: 0.9,
-                centered: true,
-                weight_decay: 0.01,
-                ..Default::default()
-            }),
+            C::Rmsprop(
+                RmspropParams::default()
+                    .with_momentum(0.9)
+                    .with_centered(true)
+                    .with_weight_decay(0.01),
+            ),
             &[],
         ),
         case(
             "rmsprop_centered",
-            C::Rmsprop(RmspropParams {
-                lr: 0.005,
-                alpha: 0.9,
-                centered: true,
-                ..Default::default()
-            }),
+            C::Rmsprop(
+                RmspropParams::default()
+                    .with_lr(0.005)
+                    .with_alpha(0.9)
+                    .with_centered(true),
+            ),
             &[],
         ),
         case(
             "rmsprop_momentum_skip",
-            C::Rmsprop(RmspropParams {
-                momentum: 0.5,
-                eps: 1e-6,
-                ..Default::default()
-            }),
+            C::Rmsprop(RmspropParams::default().with_momentum(0.5).with_eps(1e-6)),
             &[(2, "p0")],
         ),
         case(
             "adam_default",
-            C::Adam(AdamParams {
-                lr: 1e-3,
-                ..Default::default()
-            }),
+            C::Adam(AdamParams::default().with_lr(1e-3)),
             &[],
         ),
         case(
             "adam_weight_decay",
-            C::Adam(AdamParams {
-                weight_decay: 0.1,
-                ..Default::default()
-            }),
+            C::Adam(AdamParams::default().with_weight_decay(0.1)),
             &[],
         ),
         case(
             "adam_skip",
-            C::Adam(AdamParams {
-                lr: 1e-2,
-                ..Default::default()
-            }),
+            C::Adam(AdamParams::default().with_lr(1e-2)),
             &[(3, "p1")],
         ),
         case("adamw_default", C::AdamW(AdamWParams::default()), &[]),
         case(
             "adamw_custom",
-            C::AdamW(AdamWParams {
-                lr: 1e-2,
-                beta1: 0.8,
-                beta2: 0.95,
-                eps: 1e-6,
-                weight_decay: 0.1,
-            }),
+            C::AdamW(
+                AdamWParams::default()
+                    .with_lr(1e-2)
+                    .with_beta1(0.8)
+                    .with_beta2(0.95)
+                    .with_eps(1e-6)
+                    .with_weight_decay(0.1),
+            ),
             &[],
         ),
         case(
             "sgd_nesterov",
-            C::Sgd(SgdParams {
-                lr: 0.1,
-                momentum: 0.9,
-                nesterov: true,
-                ..Default::default()
-            }),
+            C::Sgd(
+                SgdParams::default()
+                    .with_lr(0.1)
+                    .with_momentum(0.9)
+                    .with_nesterov(true),
+            ),
             &[],
         ),
-        case(
-            "sgd_plain",
-            C::Sgd(SgdParams {
-                lr: 0.1,
-                ..Default::default()
-            }),
-            &[],
-        ),
+        case("sgd_plain", C::Sgd(SgdParams::default().with_lr(0.1)), &[]),
         case(
             "sgd_momentum_dampening_skip",
-            C::Sgd(SgdParams {
-                lr: 0.1,
-                momentum: 0.9,
-                dampening: 0.3,
-                weight_decay: 0.01,
-                nesterov: false,
-            }),
+            C::Sgd(
+                SgdParams::default()
+                    .with_lr(0.1)
+                    .with_momentum(0.9)
+                    .with_dampening(0.3)
+                    .with_weight_decay(0.01)
+                    .with_nesterov(false),
+            ),
             &[(1, "p1"), (4, "p1")],
         ),
     ]
@@ -480,11 +462,11 @@ fn state_is_named_per_var_with_step_counts() -> TestResult {
             ("adam.exp_avg_sq.1", &[5]),
         ])
     );
-    let rmsprop = OptimizerConfig::Rmsprop(RmspropParams {
-        momentum: 0.9,
-        centered: true,
-        ..Default::default()
-    })
+    let rmsprop = OptimizerConfig::Rmsprop(
+        RmspropParams::default()
+            .with_momentum(0.9)
+            .with_centered(true),
+    )
     .build(vars.clone())?;
     assert_eq!(
         names(rmsprop.as_ref())?,
@@ -651,174 +633,51 @@ fn validation_errors_name_the_field() -> TestResult {
     let sgd = SgdParams::default();
     let rms = RmspropParams::default();
     let bad: Vec<(C, &str)> = vec![
+        (C::Adam(adam.clone().with_lr(0.0)), "adam.lr"),
+        (C::Adam(adam.clone().with_lr(-1e-3)), "adam.lr"),
+        (C::Adam(adam.clone().with_lr(f64::NAN)), "adam.lr"),
+        (C::Adam(adam.clone().with_lr(f64::INFINITY)), "adam.lr"),
+        (C::Adam(adam.clone().with_beta1(1.0)), "adam.beta1"),
+        (C::Adam(adam.clone().with_beta1(-0.1)), "adam.beta1"),
+        (C::Adam(adam.clone().with_beta2(f64::NAN)), "adam.beta2"),
+        (C::Adam(adam.clone().with_eps(-1e-8)), "adam.eps"),
         (
-            C::Adam(AdamParams {
-                lr: 0.0,
-                ..adam.clone()
-            }),
-            "adam.lr",
-        ),
-        (
-            C::Adam(AdamParams {
-                lr: -1e-3,
-                ..adam.clone()
-            }),
-            "adam.lr",
-        ),
-        (
-            C::Adam(AdamParams {
-                lr: f64::NAN,
-                ..adam.clone()
-            }),
-            "adam.lr",
-        ),
-        (
-            C::Adam(AdamParams {
-                lr: f64::INFINITY,
-                ..adam.clone()
-            }),
-            "adam.lr",
-        ),
-        (
-            C::Adam(AdamParams {
-                beta1: 1.0,
-                ..adam.clone()
-            }),
-            "adam.beta1",
-        ),
-        (
-            C::Adam(AdamParams {
-                beta1: -0.1,
-                ..adam.clone()
-            }),
-            "adam.beta1",
-        ),
-        (
-            C::Adam(AdamParams {
-                beta2: f64::NAN,
-                ..adam.clone()
-            }),
-            "adam.beta2",
-        ),
-        (
-            C::Adam(AdamParams {
-                eps: -1e-8,
-                ..adam.clone()
-            }),
-            "adam.eps",
-        ),
-        (
-            C::Adam(AdamParams {
-                weight_decay: -0.1,
-                ..adam.clone()
-            }),
+            C::Adam(adam.clone().with_weight_decay(-0.1)),
             "adam.weight_decay",
         ),
+        (C::AdamW(adamw.clone().with_lr(0.0)), "adamw.lr"),
+        (C::AdamW(adamw.clone().with_beta2(1.5)), "adamw.beta2"),
+        (C::AdamW(adamw.clone().with_eps(f64::INFINITY)), "adamw.eps"),
         (
-            C::AdamW(AdamWParams {
-                lr: 0.0,
-                ..adamw.clone()
-            }),
-            "adamw.lr",
-        ),
-        (
-            C::AdamW(AdamWParams {
-                beta2: 1.5,
-                ..adamw.clone()
-            }),
-            "adamw.beta2",
-        ),
-        (
-            C::AdamW(AdamWParams {
-                eps: f64::INFINITY,
-                ..adamw.clone()
-            }),
-            "adamw.eps",
-        ),
-        (
-            C::AdamW(AdamWParams {
-                weight_decay: f64::NAN,
-                ..adamw.clone()
-            }),
+            C::AdamW(adamw.clone().with_weight_decay(f64::NAN)),
             "adamw.weight_decay",
         ),
+        (C::Sgd(sgd.clone().with_lr(f64::NAN)), "sgd.lr"),
+        (C::Sgd(sgd.clone().with_momentum(-0.9)), "sgd.momentum"),
+        (C::Sgd(sgd.clone().with_dampening(1.5)), "sgd.dampening"),
         (
-            C::Sgd(SgdParams {
-                lr: f64::NAN,
-                ..sgd.clone()
-            }),
-            "sgd.lr",
-        ),
-        (
-            C::Sgd(SgdParams {
-                momentum: -0.9,
-                ..sgd.clone()
-            }),
-            "sgd.momentum",
-        ),
-        (
-            C::Sgd(SgdParams {
-                dampening: 1.5,
-                ..sgd.clone()
-            }),
-            "sgd.dampening",
-        ),
-        (
-            C::Sgd(SgdParams {
-                weight_decay: -1.0,
-                ..sgd.clone()
-            }),
+            C::Sgd(sgd.clone().with_weight_decay(-1.0)),
             "sgd.weight_decay",
         ),
+        (C::Sgd(sgd.clone().with_nesterov(true)), "sgd.nesterov"),
         (
-            C::Sgd(SgdParams {
-                nesterov: true,
-                ..sgd.clone()
-            }),
+            C::Sgd(
+                sgd.clone()
+                    .with_nesterov(true)
+                    .with_momentum(0.9)
+                    .with_dampening(0.1),
+            ),
             "sgd.nesterov",
         ),
+        (C::Rmsprop(rms.clone().with_lr(-0.01)), "rmsprop.lr"),
+        (C::Rmsprop(rms.clone().with_alpha(1.0)), "rmsprop.alpha"),
+        (C::Rmsprop(rms.clone().with_eps(-1.0)), "rmsprop.eps"),
         (
-            C::Sgd(SgdParams {
-                nesterov: true,
-                momentum: 0.9,
-                dampening: 0.1,
-                ..sgd.clone()
-            }),
-            "sgd.nesterov",
-        ),
-        (
-            C::Rmsprop(RmspropParams {
-                lr: -0.01,
-                ..rms.clone()
-            }),
-            "rmsprop.lr",
-        ),
-        (
-            C::Rmsprop(RmspropParams {
-                alpha: 1.0,
-                ..rms.clone()
-            }),
-            "rmsprop.alpha",
-        ),
-        (
-            C::Rmsprop(RmspropParams {
-                eps: -1.0,
-                ..rms.clone()
-            }),
-            "rmsprop.eps",
-        ),
-        (
-            C::Rmsprop(RmspropParams {
-                weight_decay: -1.0,
-                ..rms.clone()
-            }),
+            C::Rmsprop(rms.clone().with_weight_decay(-1.0)),
             "rmsprop.weight_decay",
         ),
         (
-            C::Rmsprop(RmspropParams {
-                momentum: f64::NAN,
-                ..rms.clone()
-            }),
+            C::Rmsprop(rms.clone().with_momentum(f64::NAN)),
             "rmsprop.momentum",
         ),
     ];
@@ -849,22 +708,9 @@ fn validation_errors_name_the_field() -> TestResult {
     }
     // The edges of the ranges are accepted.
     let good = [
-        C::Adam(AdamParams {
-            beta1: 0.0,
-            beta2: 0.0,
-            eps: 0.0,
-            ..adam
-        }),
-        C::Sgd(SgdParams {
-            dampening: 1.0,
-            momentum: 0.5,
-            ..sgd
-        }),
-        C::Rmsprop(RmspropParams {
-            alpha: 0.0,
-            momentum: 0.0,
-            ..rms
-        }),
+        C::Adam(adam.with_beta1(0.0).with_beta2(0.0).with_eps(0.0)),
+        C::Sgd(sgd.with_dampening(1.0).with_momentum(0.5)),
+        C::Rmsprop(rms.with_alpha(0.0).with_momentum(0.0)),
         C::AdamW(adamw),
     ];
     for config in good {
@@ -877,44 +723,40 @@ fn validation_errors_name_the_field() -> TestResult {
 fn defaults_are_pytorchs() {
     assert_eq!(
         AdamParams::default(),
-        AdamParams {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0
-        }
+        AdamParams::default()
+            .with_lr(1e-3)
+            .with_beta1(0.9)
+            .with_beta2(0.999)
+            .with_eps(1e-8)
+            .with_weight_decay(0.0)
     );
     assert_eq!(
         AdamWParams::default(),
-        AdamWParams {
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01
-        }
+        AdamWParams::default()
+            .with_lr(1e-3)
+            .with_beta1(0.9)
+            .with_beta2(0.999)
+            .with_eps(1e-8)
+            .with_weight_decay(0.01)
     );
     assert_eq!(
         SgdParams::default(),
-        SgdParams {
-            lr: 1e-3,
-            momentum: 0.0,
-            dampening: 0.0,
-            weight_decay: 0.0,
-            nesterov: false
-        }
+        SgdParams::default()
+            .with_lr(1e-3)
+            .with_momentum(0.0)
+            .with_dampening(0.0)
+            .with_weight_decay(0.0)
+            .with_nesterov(false)
     );
     assert_eq!(
         RmspropParams::default(),
-        RmspropParams {
-            lr: 1e-2,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            centered: false
-        }
+        RmspropParams::default()
+            .with_lr(1e-2)
+            .with_alpha(0.99)
+            .with_eps(1e-8)
+            .with_weight_decay(0.0)
+            .with_momentum(0.0)
+            .with_centered(false)
     );
     assert_eq!(
         OptimizerConfig::default(),
@@ -932,18 +774,12 @@ fn config_reads_and_writes_json() -> TestResult {
     let adamw: OptimizerConfig = serde_json::from_str(r#"{"kind": "adamw", "lr": 0.01}"#)?;
     assert_eq!(
         adamw,
-        OptimizerConfig::AdamW(AdamWParams {
-            lr: 0.01,
-            ..Default::default()
-        })
+        OptimizerConfig::AdamW(AdamWParams::default().with_lr(0.01))
     );
     let rms: OptimizerConfig = serde_json::from_str(r#"{"kind": "rmsprop", "centered": true}"#)?;
     assert_eq!(
         rms,
-        OptimizerConfig::Rmsprop(RmspropParams {
-            centered: true,
-            ..Default::default()
-        })
+        OptimizerConfig::Rmsprop(RmspropParams::default().with_centered(true))
     );
     let json = serde_json::to_value(OptimizerConfig::default())?;
     assert_eq!(json["kind"], "adam");
@@ -959,23 +795,10 @@ fn config_reads_and_writes_json() -> TestResult {
 #[test]
 fn boxed_optimizers_train_and_change_learning_rate() -> TestResult {
     let configs = [
-        OptimizerConfig::Adam(AdamParams {
-            lr: 0.1,
-            ..Default::default()
-        }),
-        OptimizerConfig::AdamW(AdamWParams {
-            lr: 0.1,
-            ..Default::default()
-        }),
-        OptimizerConfig::Sgd(SgdParams {
-            lr: 0.1,
-            momentum: 0.5,
-            ..Default::default()
-        }),
-        OptimizerConfig::Rmsprop(RmspropParams {
-            lr: 0.05,
-            ..Default::default()
-        }),
+        OptimizerConfig::Adam(AdamParams::default().with_lr(0.1)),
+        OptimizerConfig::AdamW(AdamWParams::default().with_lr(0.1)),
+        OptimizerConfig::Sgd(SgdParams::default().with_lr(0.1).with_momentum(0.5)),
+        OptimizerConfig::Rmsprop(RmspropParams::default().with_lr(0.05)),
     ];
     for config in configs {
         // Minimise |w - target|^2.
@@ -1037,13 +860,7 @@ fn half_precision_small_learning_rate_stays_finite() -> TestResult {
     // At step 1 Adam's folded denominator scale is about 3.2 / lr, beyond f16's range for
     // lr = 1e-5; the update must still come out as -lr per element.
     let w = Var::zeros(3, DType::F16, &Device::Cpu)?;
-    let mut optimizer = Adam::new(
-        vec![w.clone()],
-        AdamParams {
-            lr: 1e-5,
-            ..Default::default()
-        },
-    )?;
+    let mut optimizer = Adam::new(vec![w.clone()], AdamParams::default().with_lr(1e-5))?;
     let mut grads = GradStore::default();
     grads.insert(w.as_tensor(), Tensor::ones(3, DType::F16, &Device::Cpu)?);
     Optimizer::step(&mut optimizer, &grads)?;
@@ -1064,10 +881,7 @@ fn mismatched_gradient_is_an_error() -> TestResult {
     for config in [
         OptimizerConfig::Adam(Default::default()),
         OptimizerConfig::AdamW(Default::default()),
-        OptimizerConfig::Sgd(SgdParams {
-            momentum: 0.9,
-            ..Default::default()
-        }),
+        OptimizerConfig::Sgd(SgdParams::default().with_momentum(0.9)),
         OptimizerConfig::Rmsprop(Default::default()),
     ] {
         let mut optimizer = config.build(vec![w.clone()])?;

@@ -83,11 +83,12 @@ fn assert_tile(
     }
 }
 
-const STYLE: GridStyle = GridStyle {
-    scale: 2,
-    padding: 3,
-    background: 77,
-};
+fn grid_style() -> GridStyle {
+    GridStyle::default()
+        .with_scale(2)
+        .with_padding(3)
+        .with_background(77)
+}
 
 #[test]
 fn grid_has_the_documented_size_tiles_and_padding() {
@@ -95,7 +96,7 @@ fn grid_has_the_documented_size_tiles_and_padding() {
     let pixels = vaekit::latent::standard_normal((7, 1, 5, 4), &mut rng, &Device::Cpu)
         .and_then(|t| t.affine(0.3, 0.5))
         .expect("random pixels"); // values around [0, 1], some outside: clamped
-    let grid = image_grid(&pixels, 3, STYLE).expect("grid");
+    let grid = image_grid(&pixels, 3, grid_style()).expect("grid");
     // cols·(w·scale + pad) + pad by rows·(h·scale + pad) + pad, 3 rows for 7 images.
     assert_eq!(grid.width() as usize, 3 * (4 * 2 + 3) + 3);
     assert_eq!(grid.height() as usize, 3 * (5 * 2 + 3) + 3);
@@ -110,7 +111,7 @@ fn grid_has_the_documented_size_tiles_and_padding() {
             i % 3,
             &v[i * 20..(i + 1) * 20],
             (5, 4),
-            STYLE,
+            grid_style(),
             "grid",
         );
     }
@@ -138,11 +139,10 @@ fn rgb_pixels_give_an_rgb_grid() {
     let grid = image_grid(
         &pixels,
         2,
-        GridStyle {
-            scale: 1,
-            padding: 1,
-            background: 0,
-        },
+        GridStyle::default()
+            .with_scale(1)
+            .with_padding(1)
+            .with_background(0),
     )
     .expect("grid");
     let DynamicImage::ImageRgb8(grid) = grid else {
@@ -159,7 +159,7 @@ fn comparison_grid_shows_the_models_reconstructions() {
     let model = Model::from_preset(Preset::CvaeTf, &device, 3).expect("model");
     let (images, _) = digits(5);
     let recon = model.reconstruct(&images, None).expect("reconstruct");
-    let grid = comparison_grid(&images, &recon, 3, STYLE).expect("grid");
+    let grid = comparison_grid(&images, &recon, 3, grid_style()).expect("grid");
     // 5 images in 3 columns: two pairs of rows.
     assert_eq!(grid.width() as usize, 3 * (28 * 2 + 3) + 3);
     assert_eq!(grid.height() as usize, 4 * (28 * 2 + 3) + 3);
@@ -176,7 +176,7 @@ fn comparison_grid_shows_the_models_reconstructions() {
             col,
             &x[tile.clone()],
             (28, 28),
-            STYLE,
+            grid_style(),
             "original",
         );
         assert_tile(
@@ -185,13 +185,13 @@ fn comparison_grid_shows_the_models_reconstructions() {
             col,
             &r[tile],
             (28, 28),
-            STYLE,
+            grid_style(),
             "reconstruction",
         );
     }
     let mismatched = recon.narrow(0, 0, 4).expect("narrow");
     assert!(matches!(
-        comparison_grid(&images, &mismatched, 3, STYLE),
+        comparison_grid(&images, &mismatched, 3, grid_style()),
         Err(Error::Config { .. })
     ));
 }
@@ -200,11 +200,10 @@ fn comparison_grid_shows_the_models_reconstructions() {
 fn gif_holds_every_frame_exactly() {
     let device = Device::Cpu;
     let model = Model::from_preset(Preset::DenseVae, &device, 0).expect("model");
-    let style = GridStyle {
-        scale: 1,
-        padding: 1,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(1)
+        .with_padding(1)
+        .with_background(255);
     let mut frames = FrameRecorder::new(4, style, Duration::from_millis(250));
     let mut expected = Vec::new();
     for epoch in 0..4u64 {
@@ -391,23 +390,23 @@ fn pictures_need_the_right_model() {
     let (images, _) = digits(2);
     let codes = dense.encode(&images).expect("codes");
     let (a, b) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
-    assert!(interpolation_strip(dense.decoder(), &a, &b, 1, None, STYLE).is_err());
+    assert!(interpolation_strip(dense.decoder(), &a, &b, 1, None, grid_style()).is_err());
     let wide = Tensor::zeros(3, DType::F32, &device).expect("3 values");
-    assert!(interpolation_strip(dense.decoder(), &a, &wide, 4, None, STYLE).is_err());
+    assert!(interpolation_strip(dense.decoder(), &a, &wide, 4, None, grid_style()).is_err());
     let flat = images.flatten_from(1).expect("flat");
     assert!(
-        image_grid(&flat, 2, STYLE).is_err(),
+        image_grid(&flat, 2, grid_style()).is_err(),
         "[n, 784] is not images"
     );
-    assert!(image_grid(&images, 0, STYLE).is_err());
-    assert!(image_grid(&images, 2, GridStyle { scale: 0, ..STYLE }).is_err());
+    assert!(image_grid(&images, 0, grid_style()).is_err());
+    assert!(image_grid(&images, 2, grid_style().with_scale(0)).is_err());
 
     let cvae = Model::from_preset(Preset::DigitCvae, &device, 0).expect("model");
     let m = cvae.as_digit_cvae().expect("digit-cvae");
     let codes = cvae.encode(&images).expect("codes");
     let (a, b) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
     // The decoder takes a class vector after z: without one it is an error.
-    assert!(interpolation_strip(m.decoder(), &a, &b, 4, None, STYLE).is_err());
+    assert!(interpolation_strip(m.decoder(), &a, &b, 4, None, grid_style()).is_err());
     assert!(m.class_vector(10).is_err(), "10 is not a digit");
 
     let points = [(0.0f32, 1.0f32); 3];
@@ -420,11 +419,10 @@ fn pictures_need_the_right_model() {
 fn digit_grid_has_a_row_per_style_and_a_column_per_digit() {
     let device = Device::Cpu;
     let model = Model::from_preset(Preset::DigitCvae, &device, 2).expect("model");
-    let style = GridStyle {
-        scale: 1,
-        padding: 2,
-        background: 0,
-    };
+    let style = GridStyle::default()
+        .with_scale(1)
+        .with_padding(2)
+        .with_background(0);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let m = model.as_digit_cvae().expect("digit-cvae");
     let grid = digit_grid(m, 3, &mut rng, style).expect("grid");
@@ -453,11 +451,10 @@ fn interpolation_strip_runs_from_one_code_to_the_other() {
     let device = Device::Cpu;
     let model = Model::from_preset(Preset::DenseVae, &device, 4).expect("model");
     let (images, _) = digits(2);
-    let style = GridStyle {
-        scale: 1,
-        padding: 1,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(1)
+        .with_padding(1)
+        .with_background(255);
     let codes = model.encode(&images).expect("encode");
     let (za, zb) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
     let strip = interpolation_strip(model.decoder(), &za, &zb, 6, None, style).expect("strip");
@@ -613,20 +610,18 @@ fn has_ink(img: &image::RgbImage, x0: u32, x1: u32, y0: u32, y1: u32) -> bool {
 fn grids_get_row_and_column_labels_and_frames_a_caption() {
     use vaekit::pictures::{caption, label_grid, manifold_labels, GridLabels};
     let device = Device::Cpu;
-    let style = GridStyle {
-        scale: 2,
-        padding: 2,
-        background: 255,
-    };
+    let style = GridStyle::default()
+        .with_scale(2)
+        .with_padding(2)
+        .with_background(255);
     // A white 3×4 grid of white tiles: any dark pixel is text.
     let pixels = Tensor::ones((12, 1, 28, 28), DType::F32, &device).expect("pixels");
     let grid = image_grid(&pixels, 4, style).expect("grid");
-    let labels = GridLabels {
-        rows: vec!["epoch 1".into(), "epoch 2".into(), "epoch 3".into()],
-        columns: (0..4).map(|d| d.to_string()).collect(),
-        row_title: None,
-        column_title: None,
-    };
+    let labels = GridLabels::default()
+        .with_rows(vec!["epoch 1".into(), "epoch 2".into(), "epoch 3".into()])
+        .with_columns((0..4).map(|d| d.to_string()).collect())
+        .with_row_title(None)
+        .with_column_title(None);
     let labelled = label_grid(&grid, (56, 56), style, &labels).expect("labels");
     let (w, h) = (labelled.width(), labelled.height());
     assert!(
@@ -647,10 +642,7 @@ fn grids_get_row_and_column_labels_and_frames_a_caption() {
     // The tiles themselves are untouched.
     assert!(!has_ink(&img, left, w - 4, top, h - 4));
     // More labels than rows is an error, not a picture with labels off it.
-    let too_many = GridLabels {
-        rows: (0..4).map(|r| r.to_string()).collect(),
-        ..GridLabels::default()
-    };
+    let too_many = GridLabels::default().with_rows((0..4).map(|r| r.to_string()).collect());
     assert!(label_grid(&grid, (56, 56), style, &too_many).is_err());
 
     // A manifold's labels: z1 left to right, z2 top to bottom, largest first.

@@ -223,12 +223,10 @@ fn mixture_and_vamp_samples_have_the_mixtures_moments() {
 fn gradients_reach_the_learnable_tensors_and_never_the_fixed_ones() {
     for learn in [true, false] {
         let params = ParamStore::new(&Device::Cpu);
-        let config = MixtureConfig {
-            components: 3,
-            learn_means: learn,
-            learn_variances: learn,
-            ..MixtureConfig::default()
-        };
+        let config = MixtureConfig::default()
+            .with_components(3)
+            .with_learn_means(learn)
+            .with_learn_variances(learn);
         let prior = gaussian_mixture_prior(2, &config, params.var_builder(1).pp("prior")).unwrap();
         let names: Vec<String> = params.named_vars().into_iter().map(|(n, _)| n).collect();
         let want = if learn {
@@ -303,15 +301,12 @@ fn configs_build_train_save_and_load_every_prior() {
     let dir = common::temp_dir("priors-roundtrip");
     let priors = [
         PriorConfig::GaussianMixture(MixtureConfig::default()),
-        PriorConfig::GaussianMixture(MixtureConfig {
-            learn_means: false,
-            learn_variances: false,
-            ..MixtureConfig::default()
-        }),
-        PriorConfig::Vamp(VampConfig {
-            components: 8,
-            ..VampConfig::default()
-        }),
+        PriorConfig::GaussianMixture(
+            MixtureConfig::default()
+                .with_learn_means(false)
+                .with_learn_variances(false),
+        ),
+        PriorConfig::Vamp(VampConfig::default().with_components(8)),
     ];
     for (i, prior) in priors.into_iter().enumerate() {
         let config = with_prior(prior.clone());
@@ -387,24 +382,15 @@ fn configs_build_train_save_and_load_every_prior() {
 fn bad_prior_settings_name_the_field() {
     let cases = [
         (
-            PriorConfig::GaussianMixture(MixtureConfig {
-                components: 0,
-                ..MixtureConfig::default()
-            }),
+            PriorConfig::GaussianMixture(MixtureConfig::default().with_components(0)),
             "prior.components",
         ),
         (
-            PriorConfig::GaussianMixture(MixtureConfig {
-                sigma: -1.0,
-                ..MixtureConfig::default()
-            }),
+            PriorConfig::GaussianMixture(MixtureConfig::default().with_sigma(-1.0)),
             "prior.sigma",
         ),
         (
-            PriorConfig::Vamp(VampConfig {
-                init_std: f64::NAN,
-                ..VampConfig::default()
-            }),
+            PriorConfig::Vamp(VampConfig::default().with_init_std(f64::NAN)),
             "prior.init_std",
         ),
     ];

@@ -16,11 +16,9 @@ use vaekit::Error;
 use common::{head, temp_dir};
 
 fn quiet(preset: Preset, epochs: usize) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        progress: Progress::Hidden,
-        ..TrainConfig::for_preset(preset)
-    }
+    TrainConfig::for_preset(preset)
+        .with_epochs(epochs)
+        .with_progress(Progress::Hidden)
 }
 
 fn weights(model: &Model) -> Vec<(String, Vec<f32>)> {
@@ -122,10 +120,7 @@ fn resume_finishes_with_the_same_weights_as_an_uninterrupted_run() {
 
         let dir_b = temp_dir(&format!("training-resumed-{preset}"));
         let first = Model::from_preset(preset, &Device::Cpu, 7).unwrap();
-        let one_epoch = TrainConfig {
-            epochs: 1,
-            ..config.clone()
-        };
+        let one_epoch = config.clone().with_epochs(1);
         Trainer::new(one_epoch)
             .unwrap()
             .output_dir(&dir_b)
@@ -211,10 +206,7 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
     let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0).unwrap();
     let mut config = quiet(Preset::DenseVae, 20);
     // No later epoch can improve by 1e9: the run stops after 1 + patience epochs.
-    config.early_stopping = Some(EarlyStopping {
-        patience: 2,
-        min_delta: 1e9,
-    });
+    config.early_stopping = Some(EarlyStopping::new(2).with_min_delta(1e9));
     let summary = Trainer::new(config)
         .unwrap()
         .fit(&model, &train, &test)
@@ -227,35 +219,14 @@ fn early_stopping_stops_after_patience_epochs_without_improvement() {
 #[test]
 fn training_settings_that_cannot_work_name_the_field() {
     let cases: Vec<(TrainConfig, &str)> = vec![
+        (TrainConfig::default().with_epochs(0), "epochs"),
+        (TrainConfig::default().with_batch_size(0), "batch_size"),
         (
-            TrainConfig {
-                epochs: 0,
-                ..TrainConfig::default()
-            },
-            "epochs",
-        ),
-        (
-            TrainConfig {
-                batch_size: 0,
-                ..TrainConfig::default()
-            },
-            "batch_size",
-        ),
-        (
-            TrainConfig {
-                eval_batch_size: 0,
-                ..TrainConfig::default()
-            },
+            TrainConfig::default().with_eval_batch_size(0),
             "eval_batch_size",
         ),
         (
-            TrainConfig {
-                early_stopping: Some(EarlyStopping {
-                    patience: 0,
-                    min_delta: 0.0,
-                }),
-                ..TrainConfig::default()
-            },
+            TrainConfig::default().with_early_stopping(Some(EarlyStopping::new(0))),
             "early_stopping.patience",
         ),
     ];

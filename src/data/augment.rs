@@ -23,17 +23,25 @@ use crate::{Error, Result};
 /// ```
 /// use vaekit::data::Augmentation;
 ///
-/// let augment = Augmentation { horizontal_flip: true, crop_padding: 4 };
+/// let augment = Augmentation::default()
+///     .with_horizontal_flip(true)
+///     .with_crop_padding(4);
 /// assert!(augment.is_active() && !Augmentation::default().is_active());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Augmentation {
     /// Mirror each image left–right with probability 1/2.
     pub horizontal_flip: bool,
     /// Shift each image by up to this many pixels each way (0: no crop).
     pub crop_padding: usize,
 }
+
+crate::setters::with_setters!(Augmentation {
+    with_horizontal_flip(horizontal_flip: bool),
+    with_crop_padding(crop_padding: usize),
+});
 
 impl Augmentation {
     /// Whether anything is changed (and anything drawn).

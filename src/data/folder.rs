@@ -97,6 +97,7 @@ pub enum Unreadable {
 
 /// How [`ImageFolder`] finds, decodes and holds images.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ImageFolderOptions {
     /// Height of every image after cropping and resizing.
     pub height: usize,
@@ -142,6 +143,19 @@ impl Default for ImageFolderOptions {
         }
     }
 }
+
+crate::setters::with_setters!(ImageFolderOptions {
+    with_height(height: usize),
+    with_width(width: usize),
+    with_channels(channels: Channels),
+    with_labels(labels: Labels),
+    with_background(background: [u8; 3]),
+    with_unreadable(unreadable: Unreadable),
+    with_memory_budget(memory_budget: u64),
+    with_workers(workers: usize),
+    with_prefetch(prefetch: usize),
+    with_max_file_bytes(max_file_bytes: u64),
+});
 
 impl ImageFolderOptions {
     /// Square images of `size × size` with `channels`, the other settings as

@@ -68,10 +68,11 @@ pub const MAX_DATASET_BYTES: u64 = 2 << 30;
 ///
 /// assert_eq!(DataLimits::default().max_bytes, MAX_DATASET_BYTES);
 /// // EMNIST by-class (814,255 images of 28×28) needs 2.6 GB as f32:
-/// let emnist = DataLimits { max_bytes: 3 << 30 };
+/// let emnist = DataLimits::default().with_max_bytes(3 << 30);
 /// # let _ = emnist;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DataLimits {
     /// The largest dataset accepted, in bytes of decoded `f32` pixels.
     pub max_bytes: u64,
@@ -84,6 +85,10 @@ impl Default for DataLimits {
         }
     }
 }
+
+crate::setters::with_setters!(DataLimits {
+    with_max_bytes(max_bytes: u64),
+});
 
 impl DataLimits {
     /// The most pixels (and so images or labels) the limit allows.

@@ -14,6 +14,7 @@ use crate::{Error, Result};
 
 /// Settings of an importance-sampled likelihood estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportanceSampling {
     /// Samples `k` per image (Burda et al. report `k = 5000`).
     pub samples: usize,
@@ -40,6 +41,13 @@ impl Default for ImportanceSampling {
         }
     }
 }
+
+crate::setters::with_setters!(ImportanceSampling {
+    with_samples(samples: usize),
+    with_seed(seed: u64),
+    with_images_per_pass(images_per_pass: usize),
+    with_pairs_per_pass(pairs_per_pass: usize),
+});
 
 impl ImportanceSampling {
     /// Checks the values.

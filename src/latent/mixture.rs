@@ -148,6 +148,7 @@ impl LatentPrior for GaussianMixturePrior {
 /// model's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MixtureConfig {
     /// Number of components `K`.
     pub components: usize,
@@ -175,6 +176,14 @@ impl Default for MixtureConfig {
         }
     }
 }
+
+crate::setters::with_setters!(MixtureConfig {
+    with_components(components: usize),
+    with_spread(spread: f64),
+    with_sigma(sigma: f64),
+    with_learn_means(learn_means: bool),
+    with_learn_variances(learn_variances: bool),
+});
 
 impl MixtureConfig {
     /// Checks the values; errors name the field under `field`.

@@ -92,6 +92,7 @@ impl<E: Encoder + std::fmt::Debug> LatentPrior for VampPrior<E> {
 /// (`prior.pseudo_inputs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VampConfig {
     /// Number of pseudo-inputs `K` (the paper uses 500 for MNIST).
     pub components: usize,
@@ -111,6 +112,12 @@ impl Default for VampConfig {
         }
     }
 }
+
+crate::setters::with_setters!(VampConfig {
+    with_components(components: usize),
+    with_init_mean(init_mean: f64),
+    with_init_std(init_std: f64),
+});
 
 impl VampConfig {
     /// Checks the values; errors name the field under `field`.

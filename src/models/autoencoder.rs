@@ -27,6 +27,7 @@ pub enum AeLoss {
 /// reduced over the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AeLossConfig {
     /// The reconstruction loss.
     pub loss: AeLoss,
@@ -43,6 +44,11 @@ impl Default for AeLossConfig {
         }
     }
 }
+
+crate::setters::with_setters!(AeLossConfig {
+    with_loss(loss: AeLoss),
+    with_reduction(reduction: Reduction),
+});
 
 impl AeLossConfig {
     /// Checks that the loss fits a decoder of `kind`; errors name fields under

@@ -18,6 +18,7 @@ use super::vae::{check_same_shape, check_vae_parts, VaeLossConfig};
 
 /// A plain autoencoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AutoencoderConfig {
     /// Width of the code.
     pub latent_dim: usize,
@@ -31,9 +32,30 @@ pub struct AutoencoderConfig {
     pub loss: AeLossConfig,
 }
 
+impl AutoencoderConfig {
+    /// An autoencoder with a code of `latent_dim` between `encoder` and
+    /// `decoder`, trained with [`AeLossConfig::default`] (mean squared error).
+    pub fn new(latent_dim: usize, encoder: EncoderConfig, decoder: DecoderConfig) -> Self {
+        Self {
+            latent_dim,
+            encoder,
+            decoder,
+            loss: AeLossConfig::default(),
+        }
+    }
+}
+
+crate::setters::with_setters!(AutoencoderConfig {
+    with_latent_dim(latent_dim: usize),
+    with_encoder(encoder: EncoderConfig),
+    with_decoder(decoder: DecoderConfig),
+    with_loss(loss: AeLossConfig),
+});
+
 /// A VAE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct VaeConfig {
     /// Width of the latent space.
     pub latent_dim: usize,
@@ -50,9 +72,36 @@ pub struct VaeConfig {
     pub loss: VaeLossConfig,
 }
 
+impl VaeConfig {
+    /// A VAE with a latent of `latent_dim` between `encoder` (of output width
+    /// `2 · latent_dim`) and `decoder`: the standard-normal prior, the
+    /// log-variance posterior and [`VaeLossConfig::default`] (the Bernoulli
+    /// ELBO).
+    pub fn new(latent_dim: usize, encoder: EncoderConfig, decoder: DecoderConfig) -> Self {
+        Self {
+            latent_dim,
+            encoder,
+            decoder,
+            prior: PriorConfig::StandardNormal,
+            posterior: PosteriorParam::LogVariance,
+            loss: VaeLossConfig::default(),
+        }
+    }
+}
+
+crate::setters::with_setters!(VaeConfig {
+    with_latent_dim(latent_dim: usize),
+    with_encoder(encoder: EncoderConfig),
+    with_decoder(decoder: DecoderConfig),
+    with_prior(prior: PriorConfig),
+    with_posterior(posterior: PosteriorParam),
+    with_loss(loss: VaeLossConfig),
+});
+
 /// A digit-conditioned VAE.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct DigitCvaeConfig {
     /// Width of `z`.
     pub latent_dim: usize,
@@ -75,6 +124,45 @@ pub struct DigitCvaeConfig {
     /// The VAE part of the loss.
     pub loss: VaeLossConfig,
 }
+
+impl DigitCvaeConfig {
+    /// A digit-conditioned VAE with a `z` of `latent_dim` and `classes`
+    /// classes: `encoder` (of output width `2 · latent_dim`), `decoder` (of
+    /// input width `latent_dim + classes`) and `classifier`, whose prediction
+    /// the decoder sees ([`Conditioning::Predicted`], cross-entropy weighted
+    /// 1); the log-variance posterior and [`VaeLossConfig::default`].
+    pub fn new(
+        latent_dim: usize,
+        classes: usize,
+        encoder: EncoderConfig,
+        decoder: DecoderConfig,
+        classifier: MlpConfig,
+    ) -> Self {
+        Self {
+            latent_dim,
+            classes,
+            encoder,
+            decoder,
+            conditioning: Conditioning::Predicted,
+            classifier,
+            class_weight: 1.0,
+            posterior: PosteriorParam::LogVariance,
+            loss: VaeLossConfig::default(),
+        }
+    }
+}
+
+crate::setters::with_setters!(DigitCvaeConfig {
+    with_latent_dim(latent_dim: usize),
+    with_classes(classes: usize),
+    with_encoder(encoder: EncoderConfig),
+    with_decoder(decoder: DecoderConfig),
+    with_conditioning(conditioning: Conditioning),
+    with_classifier(classifier: MlpConfig),
+    with_class_weight(class_weight: f64),
+    with_posterior(posterior: PosteriorParam),
+    with_loss(loss: VaeLossConfig),
+});
 
 /// Any model vaekit builds, tagged by `kind` in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -32,12 +32,28 @@ pub enum Conditioning {
 /// The class side of a digit-conditioned VAE: how many classes, and the weight
 /// of the classifier's cross-entropy in the loss (used with a classifier).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct ClassConditioning {
     /// Number of classes (10 digits).
     pub classes: usize,
     /// Weight of the classifier's cross-entropy.
     pub class_weight: f64,
 }
+
+impl ClassConditioning {
+    /// `classes` classes, the classifier's cross-entropy weighted 1.
+    pub fn new(classes: usize) -> Self {
+        Self {
+            classes,
+            class_weight: 1.0,
+        }
+    }
+}
+
+crate::setters::with_setters!(ClassConditioning {
+    with_classes(classes: usize),
+    with_class_weight(class_weight: f64),
+});
 
 /// What the digit-conditioned VAE's forward pass returns.
 #[derive(Debug, Clone)]

@@ -34,6 +34,7 @@ pub const MAX_PARAMETERS: u64 = 1 << 28;
 /// Limits on what [`Model::new_with_limits`] builds and
 /// [`Model::load_with_limits`] loads, checked before anything is allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ModelLimits {
     /// The most values in all the model's tensors together.
     pub max_parameters: u64,
@@ -46,6 +47,10 @@ impl Default for ModelLimits {
         }
     }
 }
+
+crate::setters::with_setters!(ModelLimits {
+    with_max_parameters(max_parameters: u64),
+});
 
 /// The network of a [`Model`], by family.
 #[derive(Debug)]

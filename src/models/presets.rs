@@ -122,14 +122,9 @@ fn conv(
     norm: Norm,
     activation: Activation,
 ) -> ConvBlockConfig {
-    ConvBlockConfig {
-        out_channels,
-        kernel,
-        stride,
-        padding,
-        norm,
-        activation,
-    }
+    ConvBlockConfig::new(out_channels, kernel, stride, padding)
+        .with_norm(norm)
+        .with_activation(activation)
 }
 
 fn up(
@@ -140,15 +135,8 @@ fn up(
     padding: usize,
     activation: Activation,
 ) -> UpBlockConfig {
-    UpBlockConfig {
-        upsampling,
-        out_channels,
-        kernel,
-        stride,
-        padding,
-        norm: Norm::None,
-        activation,
-    }
+    UpBlockConfig::new(upsampling, out_channels, kernel, stride, padding)
+        .with_activation(activation)
 }
 
 /// The TensorFlow CVAE: Conv(32,3,s2)+ReLU, Conv(64,3,s2)+ReLU, Dense(2·latent);

@@ -78,6 +78,7 @@ impl Objective {
 /// defaults, so configs (and checkpoints) written before they existed read
 /// and compare the same.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct VaeLossConfig {
     /// The pixel likelihood.
     pub likelihood: Likelihood,
@@ -113,6 +114,15 @@ impl Default for VaeLossConfig {
         }
     }
 }
+
+crate::setters::with_setters!(VaeLossConfig {
+    with_likelihood(likelihood: Likelihood),
+    with_kl(kl: KlEstimator),
+    with_beta(beta: f64),
+    with_reduction(reduction: Reduction),
+    with_objective(objective: Objective),
+    with_free_bits(free_bits: Option<f64>),
+});
 
 impl VaeLossConfig {
     /// Checks the values; errors name the field under `field`.

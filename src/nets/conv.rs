@@ -38,6 +38,7 @@ pub enum Norm {
 
 /// One encoder block: `conv(kernel, stride, padding)`, optional norm, activation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvBlockConfig {
     /// Output channels.
     pub out_channels: usize,
@@ -53,8 +54,33 @@ pub struct ConvBlockConfig {
     pub activation: Activation,
 }
 
+impl ConvBlockConfig {
+    /// A block of `out_channels` with a `kernel × kernel` convolution of
+    /// `stride` and `padding`, no norm, ReLU.
+    pub fn new(out_channels: usize, kernel: usize, stride: usize, padding: usize) -> Self {
+        Self {
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            norm: Norm::None,
+            activation: Activation::Relu,
+        }
+    }
+}
+
+crate::setters::with_setters!(ConvBlockConfig {
+    with_out_channels(out_channels: usize),
+    with_kernel(kernel: usize),
+    with_stride(stride: usize),
+    with_padding(padding: usize),
+    with_norm(norm: Norm),
+    with_activation(activation: Activation),
+});
+
 /// Layout of a [`ConvEncoder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvEncoderConfig {
     /// Shape of one input image.
     pub input: ImageShape,
@@ -66,7 +92,25 @@ pub struct ConvEncoderConfig {
     pub init: InitScheme,
 }
 
+crate::setters::with_setters!(ConvEncoderConfig {
+    with_input(input: ImageShape),
+    with_blocks(blocks: Vec<ConvBlockConfig>),
+    with_output_dim(output_dim: usize),
+    with_init(init: InitScheme),
+});
+
 impl ConvEncoderConfig {
+    /// An encoder of `input` images through `blocks` to a linear output of
+    /// `output_dim` values, with PyTorch's initialisation.
+    pub fn new(input: ImageShape, blocks: Vec<ConvBlockConfig>, output_dim: usize) -> Self {
+        Self {
+            input,
+            blocks,
+            output_dim,
+            init: InitScheme::PyTorch,
+        }
+    }
+
     /// The feature-map shape after each block, checking every block fits.
     ///
     /// # Errors
@@ -275,6 +319,7 @@ pub enum Upsampling {
 
 /// One decoder block: up-sampling and convolution, optional norm, activation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct UpBlockConfig {
     /// How the block grows its input.
     pub upsampling: Upsampling,
@@ -292,8 +337,42 @@ pub struct UpBlockConfig {
     pub activation: Activation,
 }
 
+impl UpBlockConfig {
+    /// A block that grows its input by `upsampling`, with a `kernel × kernel`
+    /// (transposed) convolution of `stride` and `padding` to `out_channels`,
+    /// no norm, ReLU.
+    pub fn new(
+        upsampling: Upsampling,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Self {
+        Self {
+            upsampling,
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            norm: Norm::None,
+            activation: Activation::Relu,
+        }
+    }
+}
+
+crate::setters::with_setters!(UpBlockConfig {
+    with_upsampling(upsampling: Upsampling),
+    with_out_channels(out_channels: usize),
+    with_kernel(kernel: usize),
+    with_stride(stride: usize),
+    with_padding(padding: usize),
+    with_norm(norm: Norm),
+    with_activation(activation: Activation),
+});
+
 /// Layout of a [`ConvDecoder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvDecoderConfig {
     /// Width of the latent input.
     pub input_dim: usize,
@@ -312,7 +391,37 @@ pub struct ConvDecoderConfig {
     pub init: InitScheme,
 }
 
+crate::setters::with_setters!(ConvDecoderConfig {
+    with_input_dim(input_dim: usize),
+    with_start(start: ImageShape),
+    with_fc_activation(fc_activation: Activation),
+    with_blocks(blocks: Vec<UpBlockConfig>),
+    with_output(output: ImageShape),
+    with_output_kind(output_kind: OutputKind),
+    with_init(init: InitScheme),
+});
+
 impl ConvDecoderConfig {
+    /// A decoder of `input_dim`-wide codes through a linear layer with ReLU,
+    /// reshaped to `start`, and `blocks` to `output` images as Bernoulli
+    /// logits, with PyTorch's initialisation.
+    pub fn new(
+        input_dim: usize,
+        start: ImageShape,
+        blocks: Vec<UpBlockConfig>,
+        output: ImageShape,
+    ) -> Self {
+        Self {
+            input_dim,
+            start,
+            fc_activation: Activation::Relu,
+            blocks,
+            output,
+            output_kind: OutputKind::Logits,
+            init: InitScheme::PyTorch,
+        }
+    }
+
     /// The feature-map shape after each block.
     ///
     /// # Errors

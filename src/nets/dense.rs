@@ -14,6 +14,7 @@ use crate::{Error, Result as VResult};
 
 /// Layout of a [`DenseEncoder`]: flatten, hidden layers, linear output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DenseEncoderConfig {
     /// Shape of one input image.
     pub input: ImageShape,
@@ -26,6 +27,14 @@ pub struct DenseEncoderConfig {
     /// How the weights start.
     pub init: InitScheme,
 }
+
+crate::setters::with_setters!(DenseEncoderConfig {
+    with_input(input: ImageShape),
+    with_hidden(hidden: Vec<usize>),
+    with_activation(activation: Activation),
+    with_output_dim(output_dim: usize),
+    with_init(init: InitScheme),
+});
 
 impl DenseEncoderConfig {
     /// An encoder of `input` images through ReLU hidden layers of widths
@@ -107,6 +116,7 @@ impl Encoder for DenseEncoder {
 
 /// Layout of a [`DenseDecoder`]: hidden layers, linear output, reshape to images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DenseDecoderConfig {
     /// Width of the latent input.
     pub input_dim: usize,
@@ -122,6 +132,15 @@ pub struct DenseDecoderConfig {
     /// How the weights start.
     pub init: InitScheme,
 }
+
+crate::setters::with_setters!(DenseDecoderConfig {
+    with_input_dim(input_dim: usize),
+    with_hidden(hidden: Vec<usize>),
+    with_activation(activation: Activation),
+    with_output(output: ImageShape),
+    with_output_kind(output_kind: OutputKind),
+    with_init(init: InitScheme),
+});
 
 impl DenseDecoderConfig {
     /// A decoder of `input_dim`-wide codes through ReLU hidden layers of widths

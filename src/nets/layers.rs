@@ -65,6 +65,7 @@ pub fn linear(in_dim: usize, out_dim: usize, init: InitScheme, vb: VarBuilder) -
 
 /// Stride and zero padding of a [`Conv2d`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Conv2dConfig {
     /// Step between neighbouring kernel positions (1 by default).
     pub stride: usize,
@@ -80,6 +81,11 @@ impl Default for Conv2dConfig {
         }
     }
 }
+
+crate::setters::with_setters!(Conv2dConfig {
+    with_stride(stride: usize),
+    with_padding(padding: usize),
+});
 
 /// A 2-D convolution with a square kernel (dilation 1, one group), computed by
 /// [`ops::conv2d`](super::ops::conv2d): fast on the CPU, candle's kernels elsewhere.
@@ -157,6 +163,7 @@ pub fn conv2d(
 
 /// Stride, zero padding and output padding of a [`ConvTranspose2d`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConvTranspose2dConfig {
     /// Stride of the convolution it is the transpose of (1 by default).
     pub stride: usize,
@@ -176,6 +183,12 @@ impl Default for ConvTranspose2dConfig {
         }
     }
 }
+
+crate::setters::with_setters!(ConvTranspose2dConfig {
+    with_stride(stride: usize),
+    with_padding(padding: usize),
+    with_output_padding(output_padding: usize),
+});
 
 /// A 2-D transposed convolution with a square kernel (dilation 1, one group),
 /// computed by [`ops::conv_transpose2d`](super::ops::conv_transpose2d).

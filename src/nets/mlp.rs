@@ -13,6 +13,7 @@ use crate::{Error, Result as VResult};
 
 /// Layout of an [`Mlp`]: `in_dim → hidden[0] → … → out_dim`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MlpConfig {
     /// Input width.
     pub in_dim: usize,
@@ -28,7 +29,29 @@ pub struct MlpConfig {
     pub init: InitScheme,
 }
 
+crate::setters::with_setters!(MlpConfig {
+    with_in_dim(in_dim: usize),
+    with_hidden(hidden: Vec<usize>),
+    with_out_dim(out_dim: usize),
+    with_activation(activation: Activation),
+    with_out_activation(out_activation: Activation),
+    with_init(init: InitScheme),
+});
+
 impl MlpConfig {
+    /// A perceptron from `in_dim` through ReLU hidden layers of widths `hidden`
+    /// to a linear output of `out_dim`, with PyTorch's initialisation.
+    pub fn new(in_dim: usize, hidden: &[usize], out_dim: usize) -> Self {
+        Self {
+            in_dim,
+            hidden: hidden.to_vec(),
+            out_dim,
+            activation: Activation::Relu,
+            out_activation: Activation::Identity,
+            init: InitScheme::PyTorch,
+        }
+    }
+
     /// Checks every width is positive; `field` prefixes the field names in errors.
     pub fn validate(&self, field: &str) -> VResult<()> {
         if self.in_dim == 0 {

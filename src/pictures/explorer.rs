@@ -49,6 +49,7 @@ pub enum SliderRange {
 
 /// What the explorer shows besides the decoder: see [`write_latent_explorer`].
 #[derive(Debug, Clone, Copy, Default)]
+#[non_exhaustive]
 pub struct ExplorerOptions<'a> {
     /// Points of the latent plane with their labels, drawn under the sliders.
     pub scatter: Option<LatentScatter<'a>>,
@@ -58,6 +59,12 @@ pub struct ExplorerOptions<'a> {
     /// (the page gets a class selector); 0 for a decoder of `z` alone.
     pub classes: usize,
 }
+
+crate::setters::with_setters!(ExplorerOptions<'a> {
+    with_scatter(scatter: Option<LatentScatter<'a>>),
+    with_range(range: SliderRange),
+    with_classes(classes: usize),
+});
 
 /// Writes the latent explorer of a `decoder` of 2-D codes to `path`: one HTML
 /// file that needs no network, no external script and no font.

@@ -11,6 +11,7 @@ use crate::{Error, Result};
 
 /// How [`image_grid`] lays out its tiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GridStyle {
     /// Nearest-neighbour up-scaling factor of every tile (≥ 1).
     pub scale: usize,
@@ -30,6 +31,12 @@ impl Default for GridStyle {
         }
     }
 }
+
+crate::setters::with_setters!(GridStyle {
+    with_scale(scale: usize),
+    with_padding(padding: usize),
+    with_background(background: u8),
+});
 
 /// Images as bytes: `[n, c, h, w]`, row-major.
 #[derive(Debug, Clone)]

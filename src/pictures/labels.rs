@@ -16,6 +16,7 @@ use crate::{Error, Result};
 /// [`image_grid`](super::image_grid) with `style`, whose tiles are `tile`
 /// pixels (width, height) after scaling.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct GridLabels {
     /// One label per row, top to bottom (empty: no row labels).
     pub rows: Vec<String>,
@@ -26,6 +27,13 @@ pub struct GridLabels {
     /// A title above the column labels (e.g. `z1`).
     pub column_title: Option<String>,
 }
+
+crate::setters::with_setters!(GridLabels {
+    with_rows(rows: Vec<String>),
+    with_columns(columns: Vec<String>),
+    with_row_title(row_title: Option<String>),
+    with_column_title(column_title: Option<String>),
+});
 
 /// Font size of labels and titles, in pixels.
 const FONT_PX: u32 = 14;

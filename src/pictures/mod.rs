@@ -30,7 +30,11 @@
 //! let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)?;
 //! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
 //! let samples = model.sample(12, &mut rng)?; // [12, 1, 28, 28]
-//! let grid = image_grid(&samples, 6, GridStyle { scale: 2, padding: 2, background: 255 })?;
+//! let style = GridStyle::default()
+//!     .with_scale(2)
+//!     .with_padding(2)
+//!     .with_background(255);
+//! let grid = image_grid(&samples, 6, style)?;
 //! assert_eq!((grid.width(), grid.height()), (6 * (28 * 2 + 2) + 2, 2 * (28 * 2 + 2) + 2));
 //! # Ok::<(), vaekit::Error>(())
 //! ```

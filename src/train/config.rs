@@ -27,12 +27,29 @@ pub enum Binarization {
 
 /// Stop when the test loss has not improved for `patience` epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EarlyStopping {
     /// Epochs without improvement before stopping.
     pub patience: usize,
     /// Smallest decrease that counts as an improvement.
     pub min_delta: f64,
 }
+
+impl EarlyStopping {
+    /// Stop after `patience` epochs without any decrease of the test loss
+    /// (`min_delta` 0).
+    pub fn new(patience: usize) -> Self {
+        Self {
+            patience,
+            min_delta: 0.0,
+        }
+    }
+}
+
+crate::setters::with_setters!(EarlyStopping {
+    with_patience(patience: usize),
+    with_min_delta(min_delta: f64),
+});
 
 /// Whether a progress bar is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -49,6 +66,7 @@ pub enum Progress {
 /// Everything a [`Trainer`](super::Trainer) needs to know.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TrainConfig {
     /// Number of passes over the training set.
     pub epochs: usize,
@@ -97,6 +115,21 @@ impl Default for TrainConfig {
         }
     }
 }
+
+crate::setters::with_setters!(TrainConfig {
+    with_epochs(epochs: usize),
+    with_batch_size(batch_size: usize),
+    with_seed(seed: u64),
+    with_optimizer(optimizer: OptimizerConfig),
+    with_binarization(binarization: Binarization),
+    with_last_batch(last_batch: LastBatch),
+    with_early_stopping(early_stopping: Option<EarlyStopping>),
+    with_eval_batch_size(eval_batch_size: usize),
+    with_progress(progress: Progress),
+    with_beta_schedule(beta_schedule: Option<BetaSchedule>),
+    with_corruption(corruption: Option<Corruption>),
+    with_augmentation(augmentation: Augmentation),
+});
 
 impl TrainConfig {
     /// Checks every value.

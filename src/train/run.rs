@@ -25,6 +25,7 @@ pub const MAX_RUN_FILE_BYTES: u64 = 1 << 20;
 /// missing fields take [`TrainConfig::default`]'s values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RunConfig {
     /// The model.
     pub model: ModelConfig,
@@ -33,8 +34,14 @@ pub struct RunConfig {
     pub train: TrainConfig,
 }
 
+crate::setters::with_setters!(RunConfig {
+    with_model(model: ModelConfig),
+    with_train(train: TrainConfig),
+});
+
 /// A [`RunConfig`] whose model and training settings have been checked.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct CheckedRunConfig {
     /// The model, checked.
     pub model: CheckedModelConfig,
@@ -43,6 +50,14 @@ pub struct CheckedRunConfig {
 }
 
 impl RunConfig {
+    /// `model` trained with [`TrainConfig::default`]'s settings.
+    pub fn new(model: ModelConfig) -> Self {
+        Self {
+            model,
+            train: TrainConfig::default(),
+        }
+    }
+
     /// A preset's model with its tutorial's training settings.
     pub fn for_preset(preset: Preset) -> Self {
         Self {

@@ -164,7 +164,7 @@ type EpochHook<'a> = Box<dyn FnMut(&EpochReport) -> Result<()> + 'a>;
 ///
 /// let data = Mnist::bundled()?;
 /// let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)?;
-/// let config = TrainConfig { epochs: 2, ..TrainConfig::for_preset(Preset::DenseVae) };
+/// let config = TrainConfig::for_preset(Preset::DenseVae).with_epochs(2);
 /// let summary = Trainer::new(config)?
 ///     .output_dir("out/dense-vae")
 ///     .on_epoch(|report| {

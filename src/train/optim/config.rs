@@ -15,7 +15,7 @@ use super::*;
 ///     serde_json::from_str(r#"{"kind": "sgd", "lr": 0.1, "momentum": 0.9}"#)?;
 /// assert_eq!(
 ///     config,
-///     OptimizerConfig::Sgd(SgdParams { lr: 0.1, momentum: 0.9, ..Default::default() })
+///     OptimizerConfig::Sgd(SgdParams::default().with_lr(0.1).with_momentum(0.9))
 /// );
 /// # Ok(())
 /// # }

@@ -33,7 +33,7 @@
 //! # fn main() -> vaekit::Result<()> {
 //! // Minimise (w - 3)^2 with Adam.
 //! let w = Var::new(&[0f32], &Device::Cpu)?;
-//! let config = OptimizerConfig::Adam(AdamParams { lr: 0.1, ..Default::default() });
+//! let config = OptimizerConfig::Adam(AdamParams::default().with_lr(0.1));
 //! let mut optimizer = config.build(vec![w.clone()])?;
 //! for _ in 0..200 {
 //!     let loss = (w.as_tensor() - 3.0)?.sqr()?.sum_all()?;

@@ -5,6 +5,7 @@ use super::*;
 /// Hyper-parameters of [`Adam`] (`torch.optim.Adam`); `Default` gives PyTorch's defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AdamParams {
     /// Learning rate, > 0. Default 1e-3.
     pub lr: f64,
@@ -30,6 +31,14 @@ impl Default for AdamParams {
     }
 }
 
+crate::setters::with_setters!(AdamParams {
+    with_lr(lr: f64),
+    with_beta1(beta1: f64),
+    with_beta2(beta2: f64),
+    with_eps(eps: f64),
+    with_weight_decay(weight_decay: f64),
+});
+
 impl AdamParams {
     /// Checks every field.
     ///
@@ -48,6 +57,7 @@ impl AdamParams {
 /// Hyper-parameters of [`AdamW`] (`torch.optim.AdamW`); `Default` gives PyTorch's defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AdamWParams {
     /// Learning rate, > 0. Default 1e-3.
     pub lr: f64,
@@ -74,6 +84,14 @@ impl Default for AdamWParams {
     }
 }
 
+crate::setters::with_setters!(AdamWParams {
+    with_lr(lr: f64),
+    with_beta1(beta1: f64),
+    with_beta2(beta2: f64),
+    with_eps(eps: f64),
+    with_weight_decay(weight_decay: f64),
+});
+
 impl AdamWParams {
     /// Checks every field.
     ///
@@ -94,6 +112,7 @@ impl AdamWParams {
 /// `nesterov` keeps PyTorch's name and type so configurations carry over one to one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SgdParams {
     /// Learning rate, > 0. Default 1e-3.
     pub lr: f64,
@@ -118,6 +137,14 @@ impl Default for SgdParams {
         }
     }
 }
+
+crate::setters::with_setters!(SgdParams {
+    with_lr(lr: f64),
+    with_momentum(momentum: f64),
+    with_dampening(dampening: f64),
+    with_weight_decay(weight_decay: f64),
+    with_nesterov(nesterov: bool),
+});
 
 impl SgdParams {
     /// Checks every field.
@@ -156,6 +183,7 @@ impl SgdParams {
 /// `centered` keeps PyTorch's name and type so configurations carry over one to one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RmspropParams {
     /// Learning rate, > 0. Default 1e-2.
     pub lr: f64,
@@ -184,6 +212,15 @@ impl Default for RmspropParams {
         }
     }
 }
+
+crate::setters::with_setters!(RmspropParams {
+    with_lr(lr: f64),
+    with_alpha(alpha: f64),
+    with_eps(eps: f64),
+    with_weight_decay(weight_decay: f64),
+    with_momentum(momentum: f64),
+    with_centered(centered: bool),
+});
 
 impl RmspropParams {
     /// Checks every field.
