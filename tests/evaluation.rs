@@ -532,6 +532,7 @@ fn corruption_is_seeded_keeps_clean_targets_and_the_loss_scores_them() {
                 assert!(changed > 0.05 && changed < 0.1, "{changed}")
             }
             Corruption::Gaussian { .. } => assert!(changed > 0.5, "{changed}"),
+            other => panic!("no expectation written for {other:?}"),
         }
     }
     // The loss of a corrupted batch scores the clean images (a Gaussian

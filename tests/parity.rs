@@ -222,6 +222,7 @@ fn check_digit(conditioning: Conditioning, fixture: &str) {
             );
         }
         Conditioning::Given => assert!(l.classification.is_none()),
+        other => panic!("no fixture for {other:?}"),
     }
     check_grads(&model, &l.total, &f, &[]);
 }

@@ -49,6 +49,7 @@ const EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 
 /// Grey or colour images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Channels {
     /// One channel: the BT.709 luma `0.2126 R + 0.7152 G + 0.0722 B` of the
     /// composited RGB (the weights of `image`'s own conversion; grey pixels
@@ -71,6 +72,7 @@ impl Channels {
 
 /// Whether images get labels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Labels {
     /// No labels.
     #[default]
@@ -85,6 +87,7 @@ pub enum Labels {
 /// What happens to files that cannot be read (empty, truncated, not an image,
 /// too large, an unsupported colour type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Unreadable {
     /// Skip them, count them, and print one warning on stderr naming a few.
     #[default]

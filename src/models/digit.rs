@@ -19,6 +19,7 @@ use crate::{Error, Result as VResult};
 /// Where the decoder's class vector comes from during training.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Conditioning {
     /// A classifier predicts the digit from the image; the decoder sees its
     /// softmax probabilities, and the loss adds `class_weight · cross-entropy`

@@ -51,6 +51,7 @@ pub enum KlEstimator {
 /// What a VAE's training loss optimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Objective {
     /// The ELBO, `E_q[log p(x|z)] − β · KL(q ‖ p)`, with one `z` per image.
     #[default]

@@ -196,6 +196,7 @@ impl std::fmt::Display for ImageShape {
 /// What a decoder's outputs are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OutputKind {
     /// Bernoulli logits: pixel probabilities are `sigmoid(output)`.
     Logits,

@@ -14,6 +14,7 @@ use crate::{Error, Result};
 /// seeded generator, on the host, so runs are reproducible and resumable.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum Corruption {
     /// Additive Gaussian noise: `clamp(x + std · ε, 0, 1)`, `ε ~ N(0, 1)`.
     Gaussian {

@@ -14,6 +14,7 @@ use crate::{Error, Result};
 /// is the best model for the objective the schedule ends at).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum BetaSchedule {
     /// The same β every epoch.
     Constant {
