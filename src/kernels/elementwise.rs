@@ -106,18 +106,7 @@ impl CustomOp1 for Sigmoid {
 
 /// `1 / (e^(−x) + 1)`, elementwise.
 pub(super) fn logistic<T: Elem>(x: &[T]) -> Vec<T> {
-    let mut y = vec![T::from_f64(0.0); x.len()];
-    let len = y.len();
-    let tasks: Vec<_> = y
-        .chunks_mut(VALUES_PER_TASK)
-        .zip(x.chunks(VALUES_PER_TASK))
-        .collect();
-    run_elementwise(tasks, len, |_, (y, x)| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = x.sigmoid();
-        }
-    });
-    y
+    map_values(x, T::sigmoid)
 }
 
 /// The gradient of [`Sigmoid`]: `(grad, y) ↦ grad · ((1 − y) · y)`.
@@ -136,27 +125,13 @@ impl CustomOp2 for SigmoidGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        if l1.shape() != l2.shape() {
-            bail!(
-                "{name}: gradient {:?} and output {:?} differ",
-                l1.dims(),
-                l2.dims()
-            );
-        }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(y)) => {
-                CpuStorage::F32(logistic_grad(slice(g, l1, name)?, slice(y, l2, name)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(y)) => {
-                CpuStorage::F64(logistic_grad(slice(g, l1, name)?, slice(y, l2, name)?))
-            }
-            (a, b) => bail!(
-                "{name}: unsupported dtypes {:?} and {:?}",
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let out = map_float2(
+            (s1, l1),
+            (s2, l2),
+            self.name(),
+            logistic_grad,
+            logistic_grad,
+        )?;
         Ok((out, l1.shape().clone()))
     }
 }
@@ -164,18 +139,7 @@ impl CustomOp2 for SigmoidGrad {
 /// `g · ((1 − y) · y)`, elementwise.
 pub(super) fn logistic_grad<T: Elem>(g: &[T], y: &[T]) -> Vec<T> {
     let one = T::from_f64(1.0);
-    let mut dx = vec![T::from_f64(0.0); g.len()];
-    let len = dx.len();
-    let tasks: Vec<_> = dx
-        .chunks_mut(VALUES_PER_TASK)
-        .zip(g.chunks(VALUES_PER_TASK).zip(y.chunks(VALUES_PER_TASK)))
-        .collect();
-    run_elementwise(tasks, len, |_, (d, (g, y))| {
-        for ((d, &g), &y) in d.iter_mut().zip(g).zip(y) {
-            *d = g * ((one - y) * y);
-        }
-    });
-    dx
+    zip_values(g, y, |g, y| g * ((one - y) * y))
 }
 
 /// Values per parallel task in the element-wise kernels below.
@@ -186,6 +150,40 @@ pub(super) const VALUES_PER_TASK: usize = 1 << 15;
 pub(super) fn run_elementwise<I: Send>(tasks: Vec<I>, values: usize, f: impl Fn(usize, I) + Sync) {
     let parallel = values >= 2 * VALUES_PER_TASK && pool_threads() > 1;
     run_tasks(tasks, parallel, f);
+}
+
+/// `f` of every value of `x`, over candle's pool in blocks of
+/// [`VALUES_PER_TASK`] when there are enough of them.
+pub(super) fn map_values<T: WithDType>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut y = vec![T::from_f64(0.0); x.len()];
+    let len = y.len();
+    let tasks: Vec<_> = y
+        .chunks_mut(VALUES_PER_TASK)
+        .zip(x.chunks(VALUES_PER_TASK))
+        .collect();
+    run_elementwise(tasks, len, |_, (y, x)| {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = f(x);
+        }
+    });
+    y
+}
+
+/// `f(a, b)` of every pair of values of `a` and `b` (of one length), as
+/// [`map_values`].
+pub(super) fn zip_values<T: WithDType>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut y = vec![T::from_f64(0.0); a.len()];
+    let len = y.len();
+    let tasks: Vec<_> = y
+        .chunks_mut(VALUES_PER_TASK)
+        .zip(a.chunks(VALUES_PER_TASK).zip(b.chunks(VALUES_PER_TASK)))
+        .collect();
+    run_elementwise(tasks, len, |_, (y, (a, b))| {
+        for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+            *y = f(a, b);
+        }
+    });
+    y
 }
 
 /// How many `plane`-sized planes make one task of an element-wise kernel.
@@ -358,18 +356,7 @@ impl CustomOp1 for LeakyRelu {
 /// `x > 0 ? x : slope·x`, elementwise.
 pub(super) fn leaky<T: WithDType>(x: &[T], slope: T) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let mut y = vec![zero; x.len()];
-    let len = y.len();
-    let tasks: Vec<_> = y
-        .chunks_mut(VALUES_PER_TASK)
-        .zip(x.chunks(VALUES_PER_TASK))
-        .collect();
-    run_elementwise(tasks, len, |_, (y, x)| {
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = if x > zero { x } else { x * slope };
-        }
-    });
-    y
+    map_values(x, |x| if x > zero { x } else { x * slope })
 }
 
 /// The gradient of [`LeakyRelu`]: `(grad, x) ↦ x > 0 ? grad : slope·grad`.
@@ -390,32 +377,14 @@ impl CustomOp2 for LeakyReluGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            bail!(
-                "{}: gradient {:?} and input {:?} differ",
-                self.name(),
-                l1.dims(),
-                l2.dims()
-            );
-        }
-        let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => CpuStorage::F32(leaky_grad(
-                slice(g, l1, name)?,
-                slice(x, l2, name)?,
-                self.slope as f32,
-            )),
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => CpuStorage::F64(leaky_grad(
-                slice(g, l1, name)?,
-                slice(x, l2, name)?,
-                self.slope,
-            )),
-            (a, b) => bail!(
-                "{name}: unsupported dtypes {:?} and {:?}",
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let slope = self.slope;
+        let out = map_float2(
+            (s1, l1),
+            (s2, l2),
+            self.name(),
+            |g, x| leaky_grad(g, x, slope as f32),
+            |g, x| leaky_grad(g, x, slope),
+        )?;
         Ok((out, l1.shape().clone()))
     }
 }
@@ -423,16 +392,5 @@ impl CustomOp2 for LeakyReluGrad {
 /// `x > 0 ? g : slope·g`, elementwise.
 pub(super) fn leaky_grad<T: WithDType>(g: &[T], x: &[T], slope: T) -> Vec<T> {
     let zero = T::from_f64(0.0);
-    let mut dx = vec![zero; g.len()];
-    let len = dx.len();
-    let tasks: Vec<_> = dx
-        .chunks_mut(VALUES_PER_TASK)
-        .zip(g.chunks(VALUES_PER_TASK).zip(x.chunks(VALUES_PER_TASK)))
-        .collect();
-    run_elementwise(tasks, len, |_, (d, (g, x))| {
-        for ((d, &g), &x) in d.iter_mut().zip(g).zip(x) {
-            *d = if x > zero { g } else { g * slope };
-        }
-    });
-    dx
+    zip_values(g, x, |g, x| if x > zero { g } else { g * slope })
 }

@@ -143,6 +143,37 @@ fn planes(l: &Layout, what: &str) -> Result<(usize, usize, usize)> {
     }
 }
 
+/// Applies `f32_fn` or `f64_fn` to the values of two contiguous CPU tensors
+/// of one shape and dtype (a gradient and the op's input or output).
+fn map_float2(
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    what: &'static str,
+    f32_fn: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+    f64_fn: impl FnOnce(&[f64], &[f64]) -> Vec<f64>,
+) -> Result<CpuStorage> {
+    if l1.shape() != l2.shape() {
+        bail!(
+            "{what}: arguments {:?} and {:?} differ",
+            l1.dims(),
+            l2.dims()
+        );
+    }
+    Ok(match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            CpuStorage::F32(f32_fn(slice(a, l1, what)?, slice(b, l2, what)?))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            CpuStorage::F64(f64_fn(slice(a, l1, what)?, slice(b, l2, what)?))
+        }
+        (a, b) => bail!(
+            "{what}: unsupported dtypes {:?} and {:?}",
+            a.dtype(),
+            b.dtype()
+        ),
+    })
+}
+
 /// Applies `f32_fn` or `f64_fn` to the values of a contiguous CPU tensor.
 fn map_float(
     s: &CpuStorage,

@@ -50,55 +50,40 @@ fn adam_update(
 /// The two moment buffers of Adam and AdamW.
 const MOMENTS: [&str; 2] = ["exp_avg", "exp_avg_sq"];
 
-impl UpdateRule for AdamParams {
-    const PREFIX: &'static str = "adam";
+/// [`UpdateRule`] for Adam's and AdamW's parameters, which differ only in
+/// their prefix and in how the weight decay enters (`l2`, `decoupled`).
+macro_rules! adam_rule {
+    ($params:ty, $prefix:literal, |$p:ident| ($l2:expr, $decoupled:expr)) => {
+        impl UpdateRule for $params {
+            const PREFIX: &'static str = $prefix;
 
-    fn check(&self) -> Result<()> {
-        self.validate()
-    }
+            fn check(&self) -> Result<()> {
+                self.validate()
+            }
 
-    fn buffer_names(&self) -> Vec<&'static str> {
-        MOMENTS.to_vec()
-    }
+            fn buffer_names(&self) -> Vec<&'static str> {
+                MOMENTS.to_vec()
+            }
 
-    fn lr(&self) -> f64 {
-        self.lr
-    }
+            fn lr(&self) -> f64 {
+                self.lr
+            }
 
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
+            fn set_lr(&mut self, lr: f64) {
+                self.lr = lr;
+            }
 
-    fn update(&self, slot: &mut Slot, grad: &Tensor) -> candle_core::Result<()> {
-        let betas = (self.beta1, self.beta2);
-        adam_update(slot, grad, self.lr, betas, self.eps, self.weight_decay, 0.0)
-    }
+            fn update(&self, slot: &mut Slot, grad: &Tensor) -> candle_core::Result<()> {
+                let $p = self;
+                let betas = ($p.beta1, $p.beta2);
+                adam_update(slot, grad, $p.lr, betas, $p.eps, $l2, $decoupled)
+            }
+        }
+    };
 }
 
-impl UpdateRule for AdamWParams {
-    const PREFIX: &'static str = "adamw";
-
-    fn check(&self) -> Result<()> {
-        self.validate()
-    }
-
-    fn buffer_names(&self) -> Vec<&'static str> {
-        MOMENTS.to_vec()
-    }
-
-    fn lr(&self) -> f64 {
-        self.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.lr = lr;
-    }
-
-    fn update(&self, slot: &mut Slot, grad: &Tensor) -> candle_core::Result<()> {
-        let (betas, decay) = ((self.beta1, self.beta2), self.lr * self.weight_decay);
-        adam_update(slot, grad, self.lr, betas, self.eps, 0.0, decay)
-    }
-}
+adam_rule!(AdamParams, "adam", |p| (p.weight_decay, 0.0));
+adam_rule!(AdamWParams, "adamw", |p| (0.0, p.lr * p.weight_decay));
 
 /// Adam with L2 weight decay, as `torch.optim.Adam` (without `amsgrad`).
 ///
