@@ -65,11 +65,11 @@ macro_rules! adam_rule {
                 MOMENTS.to_vec()
             }
 
-            fn lr(&self) -> f64 {
+            fn rate(&self) -> f64 {
                 self.lr
             }
 
-            fn set_lr(&mut self, lr: f64) {
+            fn set_rate(&mut self, lr: f64) {
                 self.lr = lr;
             }
 

@@ -18,10 +18,10 @@ pub(super) trait UpdateRule: fmt::Debug {
     fn buffer_names(&self) -> Vec<&'static str>;
 
     /// The learning rate.
-    fn lr(&self) -> f64;
+    fn rate(&self) -> f64;
 
     /// Sets the learning rate.
-    fn set_lr(&mut self, lr: f64);
+    fn set_rate(&mut self, lr: f64);
 
     /// Updates `slot`'s variable (and its buffers) with `grad`, at the
     /// variable's step `slot.steps + 1`; the caller then counts the step.
@@ -83,11 +83,11 @@ macro_rules! optimizer_from_rule {
             }
 
             fn learning_rate(&self) -> f64 {
-                self.params.lr()
+                self.params.rate()
             }
 
             fn set_learning_rate(&mut self, lr: f64) {
-                self.params.set_lr(lr);
+                self.params.set_rate(lr);
             }
         }
 

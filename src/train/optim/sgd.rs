@@ -35,11 +35,11 @@ impl UpdateRule for SgdParams {
         }
     }
 
-    fn lr(&self) -> f64 {
+    fn rate(&self) -> f64 {
         self.lr
     }
 
-    fn set_lr(&mut self, lr: f64) {
+    fn set_rate(&mut self, lr: f64) {
         self.lr = lr;
     }
 
