@@ -119,8 +119,13 @@ pub(super) fn channel_stats<T: WithDType>(
 }
 
 /// `(x, weight, bias) ↦ (x − mean_c)·invstd_c·weight_c + bias_c` for a
-/// contiguous `x` `[b, c, h, w]`, computed as PyTorch does: `x·α_c + β_c` with
-/// `α = invstd·weight` and `β = bias − mean·α`.
+/// contiguous `x` `[b, c, h, w]`, each value computed in `f64` and rounded
+/// once. PyTorch computes `x·α_c + β_c` with `α = invstd·weight` and
+/// `β = bias − mean·α` in the input's precision; in `f32`, for a channel whose
+/// mean is large next to its spread, `x·α` and `β` then nearly cancel and `y`
+/// lands on a grid as coarse as the rounding of `x·α`, so values near zero
+/// become exactly zero and take the other branch of the activation after it.
+/// Subtracting the mean first keeps `y` accurate to its own precision.
 #[derive(Debug, Clone)]
 pub(super) struct BatchNormTrain {
     mean: Vec<f64>,
@@ -128,20 +133,19 @@ pub(super) struct BatchNormTrain {
 }
 
 impl BatchNormTrain {
-    fn affine<T: WithDType>(&self, weight: &[T], bias: &[T]) -> (Vec<T>, Vec<T>) {
-        let alpha: Vec<f64> = self
+    fn normalize<T: WithDType>(&self, x: &[T], weight: &[T], bias: &[T], plane: usize) -> Vec<T> {
+        let scale: Vec<f64> = self
             .invstd
             .iter()
             .zip(weight)
             .map(|(i, w)| i * w.to_f64())
             .collect();
-        let beta = bias
-            .iter()
-            .zip(&self.mean)
-            .zip(&alpha)
-            .map(|((b, m), a)| T::from_f64(b.to_f64() - m * a))
-            .collect();
-        (alpha.into_iter().map(T::from_f64).collect(), beta)
+        channel_map(x, self.mean.len(), plane, |ch, out, x| {
+            let (mean, scale, shift) = (self.mean[ch], scale[ch], bias[ch].to_f64());
+            for (o, &x) in out.iter_mut().zip(x) {
+                *o = T::from_f64((x.to_f64() - mean) * scale + shift);
+            }
+        })
     }
 }
 
@@ -173,20 +177,18 @@ impl CustomOp3 for BatchNormTrain {
         let name = self.name();
         let out = match (s1, s2, s3) {
             (CpuStorage::F32(x), CpuStorage::F32(wt), CpuStorage::F32(b)) => {
-                let (alpha, beta) = self.affine(slice(wt, l2, name)?, slice(b, l3, name)?);
-                CpuStorage::F32(channel_affine(
+                CpuStorage::F32(self.normalize(
                     slice(x, l1, name)?,
-                    Some(&alpha),
-                    &beta,
+                    slice(wt, l2, name)?,
+                    slice(b, l3, name)?,
                     h * w,
                 ))
             }
             (CpuStorage::F64(x), CpuStorage::F64(wt), CpuStorage::F64(b)) => {
-                let (alpha, beta) = self.affine(slice(wt, l2, name)?, slice(b, l3, name)?);
-                CpuStorage::F64(channel_affine(
+                CpuStorage::F64(self.normalize(
                     slice(x, l1, name)?,
-                    Some(&alpha),
-                    &beta,
+                    slice(wt, l2, name)?,
+                    slice(b, l3, name)?,
                     h * w,
                 ))
             }

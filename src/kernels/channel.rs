@@ -76,12 +76,38 @@ pub(super) fn channel_affine<T: WithDType>(
     shift: &[T],
     plane: usize,
 ) -> Vec<T> {
+    channel_map(x, shift.len(), plane, |ch, out, x| {
+        let b = shift[ch];
+        match scale {
+            Some(a) => {
+                let a = a[ch];
+                for (o, &x) in out.iter_mut().zip(x) {
+                    *o = x * a + b;
+                }
+            }
+            None => {
+                for (o, &x) in out.iter_mut().zip(x) {
+                    *o = x + b;
+                }
+            }
+        }
+    })
+}
+
+/// `f(c, out, x)` for every plane `x` of `plane` values of a contiguous
+/// `[b, c, h, w]` with `c` channels, `out` being the same plane of the result;
+/// split into tasks over candle's pool. A copy of `x` when `plane` or `c` is 0.
+pub(super) fn channel_map<T: WithDType>(
+    x: &[T],
+    c: usize,
+    plane: usize,
+    f: impl Fn(usize, &mut [T], &[T]) + Sync,
+) -> Vec<T> {
     let mut out = vec![T::from_f64(0.0); x.len()];
-    if plane == 0 || shift.is_empty() {
+    if plane == 0 || c == 0 {
         out.copy_from_slice(x);
         return out;
     }
-    let c = shift.len();
     let per = planes_per_task(plane);
     let len = out.len();
     let tasks: Vec<_> = out
@@ -90,21 +116,7 @@ pub(super) fn channel_affine<T: WithDType>(
         .collect();
     run_elementwise(tasks, len, |t, (out, x)| {
         for (i, (o, x)) in out.chunks_mut(plane).zip(x.chunks(plane)).enumerate() {
-            let ch = (t * per + i) % c;
-            let b = shift[ch];
-            match scale {
-                Some(a) => {
-                    let a = a[ch];
-                    for (o, &x) in o.iter_mut().zip(x) {
-                        *o = x * a + b;
-                    }
-                }
-                None => {
-                    for (o, &x) in o.iter_mut().zip(x) {
-                        *o = x + b;
-                    }
-                }
-            }
+            f((t * per + i) % c, o, x);
         }
     });
     out
