@@ -2,15 +2,20 @@
 //! published crate leaves them out (they would pass crates.io's size limit), so
 //! the tests that need them are reported as ignored there, with the reason,
 //! instead of failing or passing silently.
+//!
+//! Each fixture file is watched on its own: a folder's modification time does
+//! not change when a file in it is replaced, so watching the folder could keep
+//! a stale answer in a shared target folder.
+
+const LARGE: [&str; 4] = ["conv_vae_bn", "dense_vae", "digit_cvae", "digit_cvae_given"];
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(vaekit_fixtures)");
-    println!("cargo::rerun-if-changed=tests/fixtures");
-    let large = ["conv_vae_bn", "dense_vae", "digit_cvae", "digit_cvae_given"];
-    if large
-        .iter()
-        .all(|f| std::path::Path::new(&format!("tests/fixtures/{f}.safetensors")).is_file())
-    {
+    let paths = LARGE.map(|f| format!("tests/fixtures/{f}.safetensors"));
+    for p in &paths {
+        println!("cargo::rerun-if-changed={p}");
+    }
+    if paths.iter().all(|p| std::path::Path::new(p).is_file()) {
         println!("cargo::rustc-cfg=vaekit_fixtures");
     }
 }

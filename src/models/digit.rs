@@ -255,7 +255,7 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
         labels
             .reshape((n, 1))?
             .broadcast_eq(&ids)?
-            .to_dtype(DType::F32) // [n, k]
+            .to_dtype(self.params.dtype()) // [n, k]
     }
 
     /// The forward pass with given noise `eps`. `labels` `[b]` are needed for
@@ -376,7 +376,7 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
     /// conditioning, `labels` choose the class vector.
     pub fn reconstruct(&self, xs: &Tensor, labels: Option<&Tensor>) -> Result<Tensor> {
         super::chunks::by_rows(xs, labels, |xs, labels| {
-            let eps = Tensor::zeros((xs.dim(0)?, self.latent_dim()), DType::F32, xs.device())?;
+            let eps = Tensor::zeros((xs.dim(0)?, self.latent_dim()), xs.dtype(), xs.device())?;
             let out = self.forward_with_eps(xs, labels, &eps, false)?; // z = posterior mean
             self.decoder.output_kind().to_pixels(&out.decoded)
         })

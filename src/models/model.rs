@@ -1,9 +1,10 @@
 //! [`Model`]: any vaekit model built from a [`ModelConfig`], with its parameters,
 //! saved and loaded as one safetensors file.
 
+use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use rand::RngCore;
 
@@ -148,6 +149,43 @@ impl Model {
         let frozen = build_network(config, &params, params.untracked_var_builder())?;
         Ok(Self {
             config: config.clone(),
+            params,
+            network,
+            frozen,
+        })
+    }
+
+    /// A copy of the model whose weights and buffers are in `dtype`, e.g.
+    /// `f64` for a reference computation: the same architecture, built anew
+    /// ([`ParamStore::with_dtype`]), holding this model's current values
+    /// converted. The copy shares no storage with `self`.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device};
+    /// use vaekit::models::{Model, Preset};
+    ///
+    /// let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)?;
+    /// let exact = model.to_dtype(DType::F64)?;
+    /// assert_eq!(exact.params().dtype(), DType::F64);
+    /// # Ok::<(), vaekit::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Candle`] if a tensor cannot be converted.
+    pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
+        let params = ParamStore::with_dtype(&self.params.device().clone(), dtype);
+        let network = build_network(&self.config, &params, params.var_builder(0))?;
+        let frozen = build_network(&self.config, &params, params.untracked_var_builder())?;
+        let values = self
+            .params
+            .snapshot()
+            .into_iter()
+            .map(|(name, t)| Ok((name, t.to_dtype(dtype)?)))
+            .collect::<candle_core::Result<HashMap<_, _>>>()?;
+        params.assign(&values)?;
+        Ok(Self {
+            config: self.config.clone(),
             params,
             network,
             frozen,

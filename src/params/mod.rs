@@ -45,6 +45,7 @@ pub fn is_buffer(name: &str) -> bool {
 pub struct ParamStore {
     varmap: VarMap,
     device: Device,
+    dtype: DType,
 }
 
 impl std::fmt::Debug for ParamStore {
@@ -52,6 +53,7 @@ impl std::fmt::Debug for ParamStore {
         f.debug_struct("ParamStore")
             .field("tensors", &self.len())
             .field("device", &self.device)
+            .field("dtype", &self.dtype)
             .finish()
     }
 }
@@ -61,18 +63,33 @@ impl ParamStore {
     /// tunes the system allocator for candle's buffers, once per process
     /// ([`tune_system_allocator`](crate::memory::tune_system_allocator)).
     pub fn new(device: &Device) -> Self {
+        Self::with_dtype(device, DType::F32)
+    }
+
+    /// An empty store whose tensors are created in `dtype` ([`new`](Self::new)
+    /// uses `f32`, which every vaekit model trains in). Initial values are
+    /// drawn in `f32` and converted, so a `f64` store built with the same seed
+    /// holds the same weights as a `f32` one; vaekit's CPU kernels compute in
+    /// `f64` end to end, which the PyTorch parity tests use as their reference.
+    pub fn with_dtype(device: &Device, dtype: DType) -> Self {
         if device.is_cpu() {
             crate::memory::tune_system_allocator();
         }
         Self {
             varmap: VarMap::new(),
             device: device.clone(),
+            dtype,
         }
     }
 
     /// The device the tensors live on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The dtype new tensors are created in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// A [`VarBuilder`] that creates each missing tensor from its initialiser, drawing
@@ -85,7 +102,7 @@ impl ParamStore {
             varmap: self.varmap.clone(),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
         };
-        VarBuilder::from_backend(Box::new(backend), DType::F32, self.device.clone())
+        VarBuilder::from_backend(Box::new(backend), self.dtype, self.device.clone())
     }
 
     /// A [`VarBuilder`] over the store's existing tensors as untracked views of
@@ -108,7 +125,7 @@ impl ParamStore {
                 (name, t)
             })
             .collect();
-        VarBuilder::from_tensors(tensors, DType::F32, &self.device)
+        VarBuilder::from_tensors(tensors, self.dtype, &self.device)
     }
 
     /// Number of tensors (weights and buffers).
