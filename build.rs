@@ -6,7 +6,13 @@
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(vaekit_fixtures)");
     println!("cargo::rerun-if-changed=tests/fixtures");
-    let large = ["conv_vae_bn", "dense_vae", "digit_cvae", "digit_cvae_given"];
+    let large = [
+        "conv_vae_bn",
+        "dense_vae",
+        "digit_cvae",
+        "digit_cvae_given",
+        "state_dict_conv_vae_bn",
+    ];
     if large
         .iter()
         .all(|f| std::path::Path::new(&format!("tests/fixtures/{f}.safetensors")).is_file())
