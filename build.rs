@@ -7,7 +7,13 @@
 //! not change when a file in it is replaced, so watching the folder could keep
 //! a stale answer in a shared target folder.
 
-const LARGE: [&str; 4] = ["conv_vae_bn", "dense_vae", "digit_cvae", "digit_cvae_given"];
+const LARGE: [&str; 5] = [
+    "conv_vae_bn",
+    "dense_vae",
+    "digit_cvae",
+    "digit_cvae_given",
+    "state_dict_conv_vae_bn",
+];
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(vaekit_fixtures)");

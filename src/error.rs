@@ -34,6 +34,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A PyTorch `state_dict` that does not fit the model it is imported into:
+    /// the report names every tensor that is missing, unused or of the wrong
+    /// shape (see [`crate::params::import_state_dict`]).
+    #[error("state_dict {path}: {report}")]
+    StateDict {
+        /// The file.
+        path: PathBuf,
+        /// Every tensor that does not fit.
+        report: Box<crate::params::ImportReport>,
+    },
     /// A data file (IDX images or labels) that cannot be used.
     #[error("data file {path}: {reason}")]
     Data {

@@ -20,7 +20,7 @@
 //! | [`data`] | IDX reader, datasets, seeded batches, the bundled MNIST digits |
 //! | [`train`] | the trainer, β schedules, input corruption, PyTorch-exact optimizers (Adam, AdamW, SGD, RMSprop) |
 //! | [`eval`] | importance-sampled log-likelihood, KL per dimension, active units, traversals |
-//! | [`params`] | seeded initialisation and safetensors checkpoints |
+//! | [`params`] | seeded initialisation, safetensors checkpoints, PyTorch `state_dict` import |
 //! | [`memory`] | the system allocator tuned for candle's per-step buffers |
 //!
 //! ## Example

@@ -172,10 +172,7 @@ impl CheckpointFile {
             path: path.to_path_buf(),
             reason,
         };
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-        if !meta.is_file() {
-            return Err(bad("not a regular file".into()));
-        }
+        check_regular_file(path)?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
@@ -253,6 +250,24 @@ impl CheckpointFile {
             metadata: self.metadata,
         })
     }
+}
+
+/// Checks that `path` (links followed) is a regular file, before a reader
+/// opens it.
+///
+/// # Errors
+///
+/// [`Error::Io`] if it cannot be inspected; [`Error::Checkpoint`] if it is a
+/// folder or another kind of file.
+pub(crate) fn check_regular_file(path: &Path) -> Result<()> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Reads a checkpoint written by [`write_checkpoint`] (or any safetensors file),

@@ -1,16 +1,90 @@
 //! Parameter storage: the trainable weights and buffers of a model, seeded
-//! initialisation, and checkpoints on disk.
+//! initialisation, checkpoints on disk, and PyTorch `state_dict` import.
 //!
 //! A [`ParamStore`] wraps a candle [`VarMap`]. Layers are built through the
 //! [`VarBuilder`] it hands out; every weight created that way is drawn from a
 //! seeded [`rand`] generator, so the same seed gives the same initial model bit for
 //! bit on the CPU (candle's own CPU generator cannot be seeded).
+//!
+//! ## Importing a PyTorch `state_dict`
+//!
+//! [`ParamStore::load_state_dict`] loads a PyTorch model's weights into a vaekit
+//! model in one call. It reads the file ([`import_state_dict`]: what
+//! `torch.save(model.state_dict(), path)` writes, or a safetensors file), renames
+//! its tensors with a [`RenameMap`], and assigns them
+//! ([`StateDict::assign_to`]). PyTorch's separate mean and log-variance heads
+//! are stacked into vaekit's encoder output layer (mean rows over log-variance
+//! rows) by [`RenameMap::stack_rows`]; float16, bfloat16 and float64 tensors
+//! become float32. Nothing is written unless every tensor fits, and a
+//! `state_dict` that does not fit is refused with [`Error::StateDict`], whose
+//! [`ImportReport`] names every missing, unused and mis-shaped tensor at once
+//! (mis-shaped ones with both shapes). Batch norm's `num_batches_tracked`
+//! counters are ignored quietly (vaekit's batch norm has none) and listed in
+//! [`ImportReport::ignored`].
+//!
+//! Ready-made maps cover the reference PyTorch versions of the five tutorials:
+//! [`RenameMap::dense_vae`], [`cvae_tf`](RenameMap::cvae_tf),
+//! [`conv_vae_bn`](RenameMap::conv_vae_bn), [`digit_cvae`](RenameMap::digit_cvae)
+//! and [`conv_ae`](RenameMap::conv_ae); build your own from exact renames,
+//! prefix renames, row stacks and ignore rules.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use vaekit::params::{write_checkpoint, RenameMap};
+//! use vaekit::prelude::*;
+//!
+//! let dir = std::env::temp_dir().join(format!("vaekit-doc-import-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! let path = dir.join("dense_vae.safetensors");
+//!
+//! // A state_dict in the names of the PyTorch dense VAE (`enc`, `fc_mu`,
+//! // `fc_logvar`, `dec1`, `dec2`), made here from a vaekit model's weights; in
+//! // practice it comes from `torch.save(model.state_dict(), "dense_vae.pt")`.
+//! let trained = Model::from_preset(Preset::DenseVae, &Device::Cpu, 1)?;
+//! let w = trained.params().snapshot();
+//! let mut state_dict = BTreeMap::new();
+//! for (torch, ours) in [("enc", "encoder.hidden.0"), ("dec1", "decoder.hidden.0"), ("dec2", "decoder.out")] {
+//!     for p in ["weight", "bias"] {
+//!         state_dict.insert(format!("{torch}.{p}"), w[&format!("{ours}.{p}")].clone());
+//!     }
+//! }
+//! for (head, rows) in [("fc_mu", 0), ("fc_logvar", 2)] {
+//!     for p in ["weight", "bias"] {
+//!         state_dict.insert(format!("{head}.{p}"), w[&format!("encoder.out.{p}")].narrow(0, rows, 2)?);
+//!     }
+//! }
+//! write_checkpoint(&path, &state_dict, &BTreeMap::new())?;
+//!
+//! // One call loads it into a fresh preset model.
+//! let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 2)?;
+//! let report = model.params().load_state_dict(&path, &RenameMap::dense_vae())?;
+//! assert!(report.is_ok());
+//! let x = Tensor::rand(0f32, 1f32, (2, 1, 28, 28), &Device::Cpu)?;
+//! let diff = (model.encode(&x)? - trained.encode(&x)?)?.abs()?.max_all()?;
+//! assert_eq!(diff.to_scalar::<f32>()?, 0.0);
+//!
+//! // A state_dict that does not fit names every problem.
+//! state_dict.remove("fc_logvar.bias");
+//! state_dict.insert("extra.weight".into(), Tensor::zeros(3, DType::F32, &Device::Cpu)?);
+//! write_checkpoint(&path, &state_dict, &BTreeMap::new())?;
+//! let err = model.params().load_state_dict(&path, &RenameMap::dense_vae()).expect_err("misfit");
+//! assert!(err.to_string().contains("`encoder.out.bias` (the file has no `fc_logvar.bias`)"));
+//! assert!(err.to_string().contains("1 unused: `extra.weight`"));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod checkpoint;
 mod init;
+mod rename;
+mod state_dict;
 
 pub use checkpoint::{read_checkpoint, write_checkpoint, Checkpoint, CheckpointFile};
 pub use init::InitScheme;
+pub use rename::{Destination, RenameMap};
+pub use state_dict::{
+    import_state_dict, ImportReport, MissingTensor, SourceTensor, StateDict, TensorMismatch,
+};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -153,6 +227,15 @@ impl ParamStore {
         let mut v: Vec<(String, Var)> = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
+    }
+
+    /// Every tensor's shape, by name: what [`StateDict::check`] compares a
+    /// `state_dict` with.
+    pub fn shapes(&self) -> BTreeMap<String, Vec<usize>> {
+        self.named_vars()
+            .into_iter()
+            .map(|(n, v)| (n, v.dims().to_vec()))
+            .collect()
     }
 
     /// The variable called `name`, if any.
