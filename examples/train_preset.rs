@@ -69,8 +69,11 @@ fn train() -> vaekit::Result<()> {
         None => preset.to_string(),
     };
     args.prepare(&[])?;
+    // A flag overrides the file only when it is given.
     let mut config: TrainConfig = run.train;
-    config.seed = args.seed;
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
     if let Some(e) = args.epochs {
         config.epochs = e;
     }
@@ -78,14 +81,15 @@ fn train() -> vaekit::Result<()> {
         config.batch_size = b;
     }
     let digits = args.digits()?;
-    let model = Model::from_checked(&run.model, &args.device, args.seed)?;
+    let model = Model::from_checked(&run.model, &args.device, config.seed)?;
     println!(
         "{name}: {} parameters, {} epochs",
         model.params().num_trainable(),
         config.epochs
     );
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())
