@@ -876,7 +876,7 @@ fn composite(px: [u8; 4], bg: [f32; 3]) -> [u8; 3] {
 
 /// The crop box `(x0, y0, cw, ch)` of `image` reduced by a whole factor to at
 /// least twice the target `(tw, th)` a side: each output pixel the mean of a
-/// block of composited pixels, read one at a time from the decoded buffer, so
+/// block of composited pixels, converted one row of the crop at a time, so
 /// nothing the size of the crop is allocated.
 fn reduce(
     image: &DynamicImage,
@@ -884,25 +884,29 @@ fn reduce(
     (tw, th): (u64, u64),
     bg: [f32; 3],
 ) -> RgbImage {
-    use image::GenericImageView;
     let f = (cw / (2 * tw)).min(ch / (2 * th)).max(1);
     let (ow, oh) = ((cw / f).max(1), (ch / f).max(1));
     let mut out = RgbImage::new(ow as u32, oh as u32);
     let mut sums = vec![[0u64; 3]; ow as usize];
+    let n = f * f;
     for oy in 0..oh {
         sums.iter_mut().for_each(|s| *s = [0; 3]);
         for y in oy * f..(oy + 1) * f {
-            for (ox, sum) in sums.iter_mut().enumerate() {
-                let xs = ox as u64 * f;
-                for x in xs..xs + f {
-                    let px = image.get_pixel((x0 + x) as u32, (y0 + y) as u32).0;
-                    for (s, v) in sum.iter_mut().zip(composite(px, bg)) {
+            let row = image
+                .crop_imm(x0 as u32, (y0 + y) as u32, (ow * f) as u32, 1)
+                .to_rgba8();
+            for (sum, block) in sums
+                .iter_mut()
+                .zip(row.as_raw().chunks_exact(4 * f as usize))
+            {
+                for px in block.chunks_exact(4) {
+                    let c = composite([px[0], px[1], px[2], px[3]], bg);
+                    for (s, v) in sum.iter_mut().zip(c) {
                         *s += u64::from(v);
                     }
                 }
             }
         }
-        let n = f * f;
         for (ox, sum) in sums.iter().enumerate() {
             let px = sum.map(|s| ((s + n / 2) / n) as u8);
             out.put_pixel(ox as u32, oy as u32, image::Rgb(px));
