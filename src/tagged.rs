@@ -282,10 +282,10 @@ mod tests {
         let json = "{\n  \"model\": {\n    \"encoder\": {\"blocks\": [{\"k\": 1}, {\"kernel\": 3}]}\n  }\n}";
         assert_eq!(locate(json, "model"), Some((2, 3)));
         assert_eq!(locate(json, "model.encoder"), Some((3, 5)));
-        assert_eq!(locate(json, "model.encoder.blocks[1]"), Some((3, 34)));
+        assert_eq!(locate(json, "model.encoder.blocks[1]"), Some((3, 38)));
         assert_eq!(
             locate(json, "model.encoder.blocks[1].kernel"),
-            Some((3, 35))
+            Some((3, 39))
         );
         // A missing last step: the deepest step found.
         assert_eq!(locate(json, "model.encoder.nope"), Some((3, 5)));
