@@ -15,7 +15,7 @@ mod common;
 use std::path::PathBuf;
 
 use clap::Parser;
-use vaekit::models::{Model, Preset};
+use vaekit::models::{check_training_step, default_step_memory_limit, Model, Preset};
 use vaekit::train::{RunConfig, TrainConfig, Trainer};
 
 /// The common flags plus this example's own.
@@ -80,6 +80,13 @@ fn train() -> vaekit::Result<()> {
     if let Some(b) = cli.batch_size {
         config.batch_size = b;
     }
+    // A training step too large for the machine is refused before the model
+    // is built or a digit read.
+    check_training_step(
+        run.model.get(),
+        config.batch_size,
+        default_step_memory_limit(),
+    )?;
     let digits = args.digits()?;
     let model = Model::from_checked(&run.model, &args.device, config.seed)?;
     println!(

@@ -286,7 +286,8 @@ fn a_batch_of_one_image_under_batch_norm_names_the_training_set() {
     let text = err.to_string();
     assert!(matches!(err, Error::Data { .. }), "{text}");
     assert!(
-        text.contains("training set") && text.contains("51 images in batches of 50"),
+        text.contains("training set")
+            && text.contains("51 images in batches of 50 leave a batch of one image"),
         "{text}"
     );
     assert!(text.contains("last_batch = drop"), "{text}");

@@ -694,9 +694,10 @@ fn one_image_batch(e: candle_core::Error, len: usize, images: usize, batch_size:
         return Error::Data {
             path: PathBuf::from("training set"),
             reason: format!(
-                "its {images} images in batches of {batch_size} leave a batch of one image, and \
+                "{images} image{} in batches of {batch_size} leave a batch of one image, and \
                  batch norm needs at least two per batch: use more training images, another \
-                 batch size, or last_batch = drop"
+                 batch size, or last_batch = drop",
+                if images == 1 { "" } else { "s" }
             ),
         };
     }
