@@ -36,19 +36,22 @@ fn train(
     name: &str,
 ) -> vaekit::Result<(Model, std::path::PathBuf)> {
     let dir = args.out.join(name);
-    let model = Model::from_preset(preset, &args.device, args.seed)?;
+    let model = Model::from_preset(preset, &args.device, args.seed())?;
     let mut config = TrainConfig::for_preset(preset);
-    config.seed = args.seed;
+    config.seed = args.seed();
     config.epochs = args.epochs.unwrap_or(config.epochs);
     println!(
         "{preset}: {} parameters, up to {} epochs",
         model.params().num_trainable(),
         config.epochs
     );
-    let mut trainer = Trainer::new(config)?.output_dir(&dir).on_epoch(|report| {
-        common::print_epoch(report);
-        Ok(())
-    });
+    let mut trainer = Trainer::new(config)?
+        .run_folder(args.run_folder(&["ae10", "ae2"], &dir)?)
+        .allow_data_change(args.allow_data_change)
+        .on_epoch(|report| {
+            common::print_epoch(report);
+            Ok(())
+        });
     let summary = args.fit_or_resume(&mut trainer, &dir, &model, digits)?;
     if summary.stopped_early {
         println!("early stopping after epoch {}", summary.last_epoch);

@@ -36,12 +36,12 @@ fn conv_vae_bn() -> vaekit::Result<()> {
         "The PyTorch conv VAE with batch norm.",
     )?;
     let digits = args.digits()?;
-    let model = Model::from_preset(Preset::ConvVaeBn, &args.device, args.seed)?;
+    let model = Model::from_preset(Preset::ConvVaeBn, &args.device, args.seed())?;
     let mut config = TrainConfig::for_preset(Preset::ConvVaeBn);
-    config.seed = args.seed;
+    config.seed = args.seed();
     config.epochs = args.epochs.unwrap_or(config.epochs);
 
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed());
     let z = StandardNormal::new(model.latent_dim()).sample(64, &mut rng, &args.device)?;
     let style = GridStyle::default()
         .with_scale(2)
@@ -55,7 +55,8 @@ fn conv_vae_bn() -> vaekit::Result<()> {
         config.epochs
     );
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             let grid = pictures::image_grid(&model.decode(&z, None)?, 8, style)?;

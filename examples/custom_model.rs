@@ -116,18 +116,19 @@ fn custom_model() -> Result<()> {
         "Your own encoder with vaekit's conv decoder and a Gaussian-mixture prior.",
     )?;
     let digits = args.digits()?;
-    let model = build(&args.device, args.seed)?;
+    let model = build(&args.device, args.seed())?;
     let config = TrainConfig::default()
         .with_epochs(args.epochs.unwrap_or(10))
         .with_batch_size(128)
-        .with_seed(args.seed);
+        .with_seed(args.seed());
     println!(
         "custom VAE (MLP encoder, conv decoder, 10-component mixture prior, latent {LATENT}): {} parameters, {} epochs",
         model.params().num_trainable(),
         config.epochs
     );
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())
@@ -137,7 +138,7 @@ fn custom_model() -> Result<()> {
     model.save(&saved)?;
 
     // Pictures: prior samples, and the test digits in latent space.
-    let mut rng = Generator::seed_from_u64(args.seed);
+    let mut rng = Generator::seed_from_u64(args.seed());
     let samples = model.sample(64, &mut rng, &args.device)?; // [64, 1, 28, 28]
     let style = GridStyle::default()
         .with_scale(2)
@@ -157,7 +158,7 @@ fn custom_model() -> Result<()> {
     )?;
 
     // A fresh model (other initial weights) takes the saved ones in one call.
-    let reloaded = build(&args.device, args.seed.wrapping_add(1))?;
+    let reloaded = build(&args.device, args.seed().wrapping_add(1))?;
     reloaded.load_weights(&saved)?;
     let originals = test.images.narrow(0, 0, test.indices.len().min(64))?;
     let a = model

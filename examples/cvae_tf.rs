@@ -29,12 +29,12 @@ fn main() {
 fn cvae_tf() -> vaekit::Result<()> {
     let args = common::Args::parse("out/cvae_tf", &[], "The TensorFlow CVAE tutorial.")?;
     let digits = args.digits()?;
-    let model = Model::from_preset(Preset::CvaeTf, &args.device, args.seed)?;
+    let model = Model::from_preset(Preset::CvaeTf, &args.device, args.seed())?;
     let vae = model
         .as_vae()
         .ok_or_else(|| vaekit::Error::config("preset", "cvae-tf builds a VAE"))?;
     let mut config = TrainConfig::for_preset(Preset::CvaeTf);
-    config.seed = args.seed;
+    config.seed = args.seed();
     config.epochs = args.epochs.unwrap_or(config.epochs);
 
     // The tutorial's fixed test sample: 16 binarised test images.
@@ -45,7 +45,7 @@ fn cvae_tf() -> vaekit::Result<()> {
         .with_padding(2)
         .with_background(255);
     let mut frames = FrameRecorder::new(4, style, Duration::from_millis(200));
-    let mut noise = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut noise = ChaCha8Rng::seed_from_u64(args.seed());
     let out = args.out.clone();
     println!(
         "CVAE, latent 2: {} parameters, {} epochs",
@@ -61,12 +61,16 @@ fn cvae_tf() -> vaekit::Result<()> {
         pictures::save_png(&grid, out.join(format!("image_at_epoch_{epoch:04}.png")))?;
         frames.push_image(grid)
     };
-    // As the tutorial does, the untrained model first.
-    if !args.resumes(&args.out) {
+    // As the tutorial does, the untrained model first: the run folder is
+    // made ready (an old run moved aside) before that first picture.
+    let mut folder = args.run_folder(&[], &args.out)?;
+    if !folder.resumes() {
+        folder.prepare()?;
         frame(0)?;
     }
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(folder)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             println!(
                 "Epoch: {}, Test set ELBO: {:.4}, time elapse for current epoch: {:.2}s",

@@ -46,7 +46,7 @@ fn train() -> vaekit::Result<()> {
     let device = &args.device;
     // A dense VAE, 784 → 256 → 16 → 256 → 784 Bernoulli logits.
     let params = ParamStore::new(device);
-    let vb = params.var_builder(args.seed);
+    let vb = params.var_builder(args.seed());
     let encoder = DenseEncoder::new(
         &DenseEncoderConfig::new(ImageShape::MNIST, &[256], 2 * 16),
         vb.pp("encoder"),
@@ -66,11 +66,12 @@ fn train() -> vaekit::Result<()> {
     let config = TrainConfig::default()
         .with_epochs(args.epochs.unwrap_or(5))
         .with_batch_size(100)
-        .with_seed(args.seed)
+        .with_seed(args.seed())
         .with_corruption(Some(corruption))
         .with_progress(Progress::Hidden);
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())
@@ -78,7 +79,7 @@ fn train() -> vaekit::Result<()> {
     args.fit_or_resume(&mut trainer, &args.out, &vae, &digits)?;
     // Triplets of the first 16 test digits, corrupted with a fixed seed.
     let clean = common::first_images(&digits.test, 16, device)?;
-    let mut rng = Generator::seed_from_u64(args.seed);
+    let mut rng = Generator::seed_from_u64(args.seed());
     let noisy = corruption.apply(&clean.images, &mut rng)?;
     let denoised = vae.reconstruct(&noisy)?;
     let grid = vaekit::pictures::denoising_triplets(

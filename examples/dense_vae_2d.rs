@@ -32,9 +32,9 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         "The dense VAE with a 2-D latent (TF1 tutorial).",
     )?;
     let digits = args.digits()?;
-    let model = Model::from_preset(Preset::DenseVae, &args.device, args.seed)?;
+    let model = Model::from_preset(Preset::DenseVae, &args.device, args.seed())?;
     let mut config = TrainConfig::for_preset(Preset::DenseVae);
-    config.seed = args.seed;
+    config.seed = args.seed();
     config.epochs = args.epochs.unwrap_or(config.epochs);
 
     let style = GridStyle::default()
@@ -52,7 +52,8 @@ fn dense_vae_2d() -> vaekit::Result<()> {
         config.epochs
     );
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             common::record_curves(&mut curves, report);

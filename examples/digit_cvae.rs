@@ -30,19 +30,19 @@ fn main() {
 fn digit_cvae() -> vaekit::Result<()> {
     let args = common::Args::parse("out/digit_cvae", &[], "The digit-conditioned VAE.")?;
     let digits = args.digits()?;
-    let built = Model::from_preset(Preset::DigitCvae, &args.device, args.seed)?;
+    let built = Model::from_preset(Preset::DigitCvae, &args.device, args.seed())?;
     let model = built.as_digit_cvae().ok_or_else(|| {
         vaekit::Error::config("preset", "digit-cvae builds a digit-conditioned VAE")
     })?;
     let mut config = TrainConfig::for_preset(Preset::DigitCvae);
-    config.seed = args.seed;
+    config.seed = args.seed();
     config.epochs = args.epochs.unwrap_or(config.epochs);
 
     let style = GridStyle::default()
         .with_scale(2)
         .with_padding(2)
         .with_background(255);
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed());
     let mut rows = Vec::new();
     let mut epochs = Vec::new();
     let (mut vae_loss, mut vae_test) = (Vec::new(), Vec::new());
@@ -53,7 +53,8 @@ fn digit_cvae() -> vaekit::Result<()> {
         config.epochs
     );
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             let train = |n: &str| report.train_metric(n).unwrap_or(f64::NAN);

@@ -28,7 +28,9 @@ use vaekit::data::{
     LastBatch, Shuffle,
 };
 use vaekit::latent::{LatentPrior, StandardNormal};
-use vaekit::models::{presets::vanilla_vae, Likelihood, Model};
+use vaekit::models::{
+    check_training_step, default_step_memory_limit, presets::vanilla_vae, Likelihood, Model,
+};
 use vaekit::nets::ImageShape;
 use vaekit::pictures::{self, ExplorerOptions, FrameRecorder, GridStyle, SliderRange};
 use vaekit::train::{TrainConfig, Trainer};
@@ -147,12 +149,18 @@ fn train() -> Result<()> {
         } else {
             vaekit::data::Unreadable::Warn
         });
-    let started = Instant::now();
-    let folder = ImageFolder::scan(&cli.images, &options)?;
     if cli.measure_loader {
+        let folder = ImageFolder::scan(&cli.images, &options)?;
         return measure(&folder, cli.batch_size, &args.device);
     }
-    let (train_files, test_files) = folder.split(cli.test_fraction, args.seed)?;
+    // --out, the model's size and a training step's memory are checked, and
+    // the model built, before a single image is decoded.
+    args.prepare(&[])?;
+    check_training_step(&model_config, cli.batch_size, default_step_memory_limit())?;
+    let model = Model::new(&model_config, &args.device, args.seed())?;
+    let started = Instant::now();
+    let folder = ImageFolder::scan(&cli.images, &options)?;
+    let (train_files, test_files) = folder.split(cli.test_fraction, args.seed())?;
     let train = train_files.load()?;
     let test = test_files.load()?;
     println!(
@@ -176,10 +184,8 @@ fn train() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    args.prepare(&[])?;
-    let model = Model::new(&model_config, &args.device, args.seed)?;
     let mut config = TrainConfig::default()
-        .with_seed(args.seed)
+        .with_seed(args.seed())
         .with_epochs(args.epochs.unwrap_or(10))
         .with_batch_size(cli.batch_size)
         .with_augmentation(
@@ -197,7 +203,7 @@ fn train() -> Result<()> {
         config.epochs
     );
 
-    let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(args.seed());
     let z = StandardNormal::new(cli.latent).sample(64, &mut rng, &args.device)?;
     let style = GridStyle::default()
         .with_scale(if cli.size >= 64 { 1 } else { 2 })
@@ -206,13 +212,14 @@ fn train() -> Result<()> {
     let mut frames = FrameRecorder::new(8, style, Duration::from_millis(300));
     let mut curves = Vec::new();
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             common::record_curves(&mut curves, report);
             frames.push(&model.decode(&z, None)?)
         });
-    if args.resumes(&args.out) {
+    if trainer.resumes() {
         println!("resuming the run in {}", args.out.display());
         trainer.resume(&model, &train, &test)?;
     } else {

@@ -15,7 +15,7 @@ mod common;
 use std::path::PathBuf;
 
 use clap::Parser;
-use vaekit::models::{Model, Preset};
+use vaekit::models::{check_training_step, default_step_memory_limit, Model, Preset};
 use vaekit::train::{RunConfig, TrainConfig, Trainer};
 
 /// The common flags plus this example's own.
@@ -69,23 +69,34 @@ fn train() -> vaekit::Result<()> {
         None => preset.to_string(),
     };
     args.prepare(&[])?;
+    // A flag overrides the file only when it is given.
     let mut config: TrainConfig = run.train;
-    config.seed = args.seed;
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
     if let Some(e) = args.epochs {
         config.epochs = e;
     }
     if let Some(b) = cli.batch_size {
         config.batch_size = b;
     }
+    // A training step too large for the machine is refused before the model
+    // is built or a digit read.
+    check_training_step(
+        run.model.get(),
+        config.batch_size,
+        default_step_memory_limit(),
+    )?;
     let digits = args.digits()?;
-    let model = Model::from_checked(&run.model, &args.device, args.seed)?;
+    let model = Model::from_checked(&run.model, &args.device, config.seed)?;
     println!(
         "{name}: {} parameters, {} epochs",
         model.params().num_trainable(),
         config.epochs
     );
     let mut trainer = Trainer::new(config)?
-        .output_dir(&args.out)
+        .run_folder(args.run_folder(&[], &args.out)?)
+        .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
             Ok(())

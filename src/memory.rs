@@ -90,9 +90,42 @@ fn tune_once() -> AllocatorTuning {
     AllocatorTuning::Unsupported
 }
 
+/// The bytes of memory this process can still take, as far as the system
+/// says: the smaller of Linux's `MemAvailable` (`/proc/meminfo`) and the room
+/// left under a cgroup v2 memory limit (`memory.max` − `memory.current`);
+/// `None` where neither can be read.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib.saturating_mul(1024))
+    });
+    let read = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{name}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let cgroup =
+        read("memory.max").map(|max| max.saturating_sub(read("memory.current").unwrap_or(0)));
+    match (meminfo, cgroup) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn available_memory_is_read_on_linux() {
+        let a = available_memory().expect("/proc/meminfo has MemAvailable");
+        assert!(a > 1 << 20, "{a} bytes available");
+    }
 
     #[test]
     fn tuning_is_done_once_and_reports_the_same() {

@@ -105,3 +105,191 @@ macro_rules! tagged_deserialize {
     };
 }
 pub(crate) use tagged_deserialize;
+
+/// One step of a field path: an object key or an array index.
+#[derive(Debug, PartialEq)]
+enum Step<'p> {
+    Key(&'p str),
+    Index(usize),
+}
+
+/// The steps of a path as serde_path_to_error writes it
+/// (`model.encoder.blocks[1].kernel`; `.` is the root).
+fn steps(path: &str) -> Option<Vec<Step<'_>>> {
+    let mut out = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let (key, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
+        if !key.is_empty() {
+            out.push(Step::Key(key));
+        }
+        while let Some(r) = rest.strip_prefix('[') {
+            let (n, after) = r.split_once(']')?;
+            out.push(Step::Index(n.parse().ok()?));
+            rest = after;
+        }
+    }
+    Some(out)
+}
+
+/// The line and column (1-based, in characters) in `json` of the field at
+/// `path`: the start of its key in an object, of its value in an array; the
+/// deepest part of the path that exists when the rest does not (an unknown
+/// field's path may end in a name the scanner finds, or not).
+pub(crate) fn locate(json: &str, path: &str) -> Option<(usize, usize)> {
+    let steps = steps(path)?;
+    let mut scan = Scanner {
+        b: json.as_bytes(),
+        i: 0,
+    };
+    let at = scan.find(&steps, None)?;
+    let before = &json[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rsplit_once('\n')
+        .map_or(before, |(_, l)| l)
+        .chars()
+        .count()
+        + 1;
+    Some((line, col))
+}
+
+/// A minimal scanner over JSON text that finds a field path; it relies on
+/// the text being well formed only as far as it reads.
+struct Scanner<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) {
+        while self.b.get(self.i).is_some_and(u8::is_ascii_whitespace) {
+            self.i += 1;
+        }
+    }
+
+    /// At a value: the offset of the `target` path inside it, else `found`
+    /// (the deepest step matched so far); the scanner is left after the value.
+    fn find(&mut self, target: &[Step<'_>], found: Option<usize>) -> Option<usize> {
+        self.ws();
+        let (open, close) = match self.b.get(self.i)? {
+            b'{' => (b'{', b'}'),
+            b'[' => (b'[', b']'),
+            _ => {
+                self.skip()?;
+                return found;
+            }
+        };
+        self.i += 1;
+        let mut index = 0;
+        let mut result = None;
+        loop {
+            self.ws();
+            if *self.b.get(self.i)? == close {
+                self.i += 1;
+                return result.or(found);
+            }
+            let start = self.i;
+            let matched = if open == b'{' {
+                let key = self.string()?;
+                self.ws();
+                if *self.b.get(self.i)? != b':' {
+                    return None;
+                }
+                self.i += 1;
+                target.first() == Some(&Step::Key(key))
+            } else {
+                index += 1;
+                target.first() == Some(&Step::Index(index - 1))
+            };
+            if matched && result.is_none() {
+                result = Some(if target.len() == 1 {
+                    self.skip()?;
+                    start
+                } else {
+                    self.find(&target[1..], Some(start))?
+                });
+            } else {
+                self.skip()?;
+            }
+            self.ws();
+            if *self.b.get(self.i)? == b',' {
+                self.i += 1;
+            }
+        }
+    }
+
+    /// The raw text of the string at the scanner (escapes left as they are).
+    fn string(&mut self) -> Option<&'a str> {
+        if *self.b.get(self.i)? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut j = start;
+        while *self.b.get(j)? != b'"' {
+            j += if self.b[j] == b'\\' { 2 } else { 1 };
+        }
+        self.i = j + 1;
+        let b: &'a [u8] = self.b;
+        std::str::from_utf8(&b[start..j]).ok()
+    }
+
+    /// Skips the value at the scanner.
+    fn skip(&mut self) -> Option<()> {
+        self.ws();
+        match *self.b.get(self.i)? {
+            b'"' => self.string().map(drop),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                loop {
+                    match *self.b.get(self.i)? {
+                        b'"' => {
+                            self.string()?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.i += 1;
+                                return Some(());
+                            }
+                        }
+                        _ => {}
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => {
+                while self
+                    .b
+                    .get(self.i)
+                    .is_some_and(|c| !matches!(c, b',' | b'}' | b']') && !c.is_ascii_whitespace())
+                {
+                    self.i += 1;
+                }
+                Some(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_located_at_their_key() {
+        let json = "{\n  \"model\": {\n    \"encoder\": {\"blocks\": [{\"k\": 1}, {\"kernel\": 3}]}\n  }\n}";
+        assert_eq!(locate(json, "model"), Some((2, 3)));
+        assert_eq!(locate(json, "model.encoder"), Some((3, 5)));
+        assert_eq!(locate(json, "model.encoder.blocks[1]"), Some((3, 38)));
+        assert_eq!(
+            locate(json, "model.encoder.blocks[1].kernel"),
+            Some((3, 39))
+        );
+        // A missing last step: the deepest step found.
+        assert_eq!(locate(json, "model.encoder.nope"), Some((3, 5)));
+        assert_eq!(locate("not json", "a"), None);
+        assert_eq!(locate("{\"a\": [1, 2", "a[1]"), None);
+    }
+}

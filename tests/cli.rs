@@ -802,3 +802,273 @@ fn image_folder_warns_about_files_it_skips_and_trains_on_the_rest() {
     );
     assert_eq!(history_lines(&out), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Bad input, round three: a failed --overwrite loses nothing, flags override a
+// run file only when given, requests too large are refused at once, and a
+// closed pipe is no panic.
+
+/// A made-up finished run in `dir` (an example that fails a check never reads
+/// it); returns its files.
+fn finished_run(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in [
+        "history.jsonl",
+        "checkpoint.safetensors",
+        "best.safetensors",
+    ] {
+        std::fs::write(dir.join(f), format!("the finished run's {f}\n")).unwrap();
+    }
+    files(dir)
+}
+
+/// Asserts that `dir` still holds the run `before`, byte for byte, and no
+/// backup folder.
+#[track_caller]
+fn assert_run_kept(what: &str, dir: &Path, before: &[(String, Vec<u8>)]) {
+    assert!(files(dir) == before, "{what}: the finished run changed");
+    let backups: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.starts_with(vaekit::train::BACKUP_PREFIX)
+                .then_some(name)
+        })
+        .collect();
+    assert!(backups.is_empty(), "{what}: {backups:?} left");
+}
+
+/// The four MNIST files, each with a bad magic number.
+fn bad_magic_folder() -> PathBuf {
+    let dir = scratch("bad-magic");
+    for name in [
+        vaekit::data::TRAIN_IMAGES,
+        vaekit::data::TRAIN_LABELS,
+        vaekit::data::TEST_IMAGES,
+        vaekit::data::TEST_LABELS,
+    ] {
+        std::fs::write(dir.join(name), [b'X'; 64]).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn an_overwrite_that_fails_a_check_keeps_the_finished_run() {
+    let bad = bad_magic_folder();
+    let missing = std::env::temp_dir().join("vaekit-cli-no-such-data-folder");
+    let cases = [
+        (bad.to_str().unwrap(), "bad magic number"),
+        (missing.to_str().unwrap(), "vaekit-cli-no-such-data-folder"),
+    ];
+    for example in [
+        "train_preset",
+        "cvae_tf",
+        "dense_vae_2d",
+        "conv_vae_bn",
+        "digit_cvae",
+        "custom_model",
+        "denoising",
+        "conv_autoencoder",
+    ] {
+        for (i, (data, expect)) in cases.iter().enumerate() {
+            let out = scratch(&format!("kept-{example}-{i}"));
+            // The conv autoencoder's runs live in ae10/ and ae2/.
+            let run_dir = if example == "conv_autoencoder" {
+                out.join("ae2")
+            } else {
+                out.clone()
+            };
+            let before = finished_run(&run_dir);
+            let args = [
+                "--epochs=1",
+                "--overwrite",
+                "--data",
+                data,
+                "--out",
+                out.to_str().unwrap(),
+            ];
+            let what = format!("{example} --data {data}");
+            assert_one_line_error(&what, &run(example, &os(&args)), &[expect]);
+            assert_run_kept(&what, &run_dir, &before);
+        }
+    }
+    // A run file with a typo: refused before the folder is touched.
+    let out = scratch("kept-run-file");
+    let before = finished_run(&out);
+    let printed = run(
+        "train_preset",
+        &os(&["--preset", "dense-vae", "--print-config"]),
+    );
+    let mut run_file: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    run_file["model"]["loss"]["free_bit"] = serde_json::json!(0.5);
+    let path = out.join("run.json");
+    std::fs::write(&path, run_file.to_string()).unwrap();
+    let args = [
+        "--config",
+        path.to_str().unwrap(),
+        "--overwrite",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    assert_one_line_error(
+        "a typo in the run file",
+        &run("train_preset", &os(&args)),
+        &["model.loss", "unknown field `free_bit`"],
+    );
+    assert_run_kept("a typo in the run file", &out, &before);
+}
+
+#[cfg(feature = "image-folder")]
+#[test]
+fn image_folder_checks_the_model_before_it_touches_a_run_or_an_image() {
+    let images = drawn_folder("kept-images");
+    let images = images.to_str().unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        // 10^7 latent units: too large before any image is decoded.
+        (&["--latent", "10000000"], "batch_size"),
+        // 205 M parameters, under the parameter cap, but tens of GiB a step.
+        (&["--size", "1024"], "of activations"),
+        // Every image would be enlarged to 16384² first: now refused at once.
+        (&["--size", "16384"], "encoder.input"),
+        (&["--images", "/nonexistent/vaekit-images"], "/nonexistent"),
+    ];
+    for (i, (extra, expect)) in cases.iter().enumerate() {
+        let out = scratch(&format!("kept-image-folder-{i}"));
+        let before = finished_run(&out);
+        let mut args = vec!["--overwrite", "--out", out.to_str().unwrap()];
+        if !extra.contains(&"--images") {
+            args.extend(["--images", images]);
+        }
+        args.extend(extra.iter());
+        let what = format!("image_folder {extra:?}");
+        let started = std::time::Instant::now();
+        assert_one_line_error(&what, &run("image_folder", &os(&args)), &[expect]);
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "{what}: {:?}",
+            started.elapsed()
+        );
+        assert_run_kept(&what, &out, &before);
+    }
+}
+
+#[test]
+fn a_successful_overwrite_leaves_no_backup() {
+    let data = small_digits("overwrite-backup");
+    let out = scratch("overwrite-backup");
+    finished_run(&out);
+    assert_ok("overwrite", &train(&data, &out, "1", &["--overwrite"]));
+    assert_eq!(history_lines(&out), 1);
+    let after = files(&out);
+    assert!(!after[0].1.starts_with(b"the finished run"));
+    assert_run_kept("after the new run", &out, &after);
+}
+
+#[test]
+fn a_run_files_seed_is_kept_unless_seed_is_given() {
+    let data = small_digits("seed");
+    let dir = scratch("seed");
+    let printed = run(
+        "train_preset",
+        &os(&["--preset", "dense-vae", "--print-config"]),
+    );
+    let mut run_file: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    run_file["train"]["seed"] = serde_json::json!(42);
+    run_file["train"]["batch_size"] = serde_json::json!(50);
+    let path = dir.join("run.json");
+    std::fs::write(&path, run_file.to_string()).unwrap();
+    let train_into = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let mut args = vec![
+            "--epochs=1",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        assert_ok(name, &run("train_preset", &os(&args)));
+        tensor_bits(&out.join("checkpoint.safetensors"))
+    };
+    let config = path.to_str().unwrap();
+    let from_file = train_into("file", &["--config", config]);
+    let flag_42 = train_into("flag-42", &["--config", config, "--seed", "42"]);
+    let flag_0 = train_into("flag-0", &["--config", config, "--seed", "0"]);
+    assert!(from_file == flag_42, "the run file's seed 42 was not used");
+    assert!(from_file != flag_0, "--seed 0 did not override the file");
+}
+
+#[test]
+fn evaluate_refuses_pass_sizes_and_sample_counts_it_cannot_serve() {
+    use vaekit::models::{Model, Preset};
+    let dir = scratch("evaluate-bounds");
+    let ckpt = dir.join("dense.safetensors");
+    Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)
+        .unwrap()
+        .save(&ckpt)
+        .unwrap();
+    let ckpt = ckpt.to_str().unwrap();
+    let max = usize::MAX.to_string();
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &[
+                "--importance-samples",
+                "10000000",
+                "--pairs-per-pass",
+                "10000000",
+            ],
+            "samples",
+        ),
+        (
+            &["--importance-samples", &max, "--pairs-per-pass", &max],
+            "samples",
+        ),
+        (
+            &["--importance-samples", "1000000000", "--limit", "1"],
+            "samples",
+        ),
+        (
+            &[
+                "--pairs-per-pass",
+                "1000000",
+                "--importance-samples",
+                "1000000",
+            ],
+            "pairs_per_pass",
+        ),
+    ];
+    for (extra, expect) in cases {
+        let mut args = vec!["--checkpoint", ckpt];
+        args.extend(extra);
+        let started = std::time::Instant::now();
+        assert_one_line_error(
+            &format!("evaluate {extra:?}"),
+            &run("evaluate", &os(&args)),
+            &[expect],
+        );
+        assert!(started.elapsed().as_secs() < 20, "{extra:?}");
+    }
+}
+
+#[test]
+fn help_into_a_closed_pipe_is_no_panic() {
+    for name in ["image_folder", "train_preset", "evaluate", "cvae_tf"] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader); // every write to the pipe fails with EPIPE
+        let out = Command::new(example(name))
+            .arg("--help")
+            .env("RUST_BACKTRACE", "1")
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.is_empty(), "{name}: {stderr}");
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{name}: {:?}",
+            out.status
+        );
+    }
+}

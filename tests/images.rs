@@ -745,3 +745,166 @@ fn augmented_training_is_seeded_and_differs_from_plain_training() {
     assert_eq!(a, run(augment), "the same seed, the same run");
     assert_ne!(a, run(Augmentation::default()));
 }
+
+// ---------------------------------------------------------------------------
+// Large images, small on disk: memory in proportion to what was asked for.
+
+/// Where the child process finds the large images, and how many workers it
+/// uses; passed through the environment.
+const BIG_DIR_VAR: &str = "VAEKIT_BIG_IMAGES";
+const BIG_WORKERS_VAR: &str = "VAEKIT_BIG_WORKERS";
+
+/// CRC-32 (PNG's), bit by bit: the chunks written here are small.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    let mut crc = !0u32;
+    for part in parts {
+        for &b in *part {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+    }
+    !crc
+}
+
+/// Writes a valid `w × h` PNG of one repeated `pixel` (its bytes, for PNG
+/// colour type `colour` at `depth` bits), compressed row by row: a 16000²
+/// image takes a few hundred kilobytes and never its size in memory here.
+fn uniform_png(path: &Path, w: u32, h: u32, colour: u8, depth: u8, pixel: &[u8]) {
+    use std::io::Write;
+    let mut ihdr = Vec::new();
+    ihdr.extend(w.to_be_bytes());
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([depth, colour, 0, 0, 0]);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut row = vec![0u8]; // filter type 0
+    for _ in 0..w {
+        row.extend_from_slice(pixel);
+    }
+    for _ in 0..h {
+        z.write_all(&row).unwrap();
+    }
+    let idat = z.finish().unwrap();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [(b"IHDR", &ihdr), (b"IDAT", &idat), (b"IEND", &Vec::new())] {
+        png.extend((data.len() as u32).to_be_bytes());
+        png.extend(kind);
+        png.extend(data);
+        png.extend(crc32(&[kind, data]).to_be_bytes());
+    }
+    std::fs::write(path, png).unwrap();
+}
+
+/// Child: loads the large images held, then streams one epoch of them.
+#[test]
+#[ignore = "child process of large_images_cost_memory_in_proportion_to_the_target"]
+fn child_loads_large_images() {
+    let dir = PathBuf::from(std::env::var(BIG_DIR_VAR).expect("run by the parent test"));
+    let workers: usize = std::env::var(BIG_WORKERS_VAR).unwrap().parse().unwrap();
+    let opts = options(32, Channels::Rgb)
+        .with_unreadable(Unreadable::Fail)
+        .with_workers(workers);
+    let held = ImageFolder::scan(&dir, &opts).unwrap().load().unwrap();
+    let set = held.dataset().expect("held");
+    // Grey 100, grey 16-bit 0x8080 (128), and (200, 0, 0) at alpha 128 on
+    // white: every pixel of the 32×32 results has the value of its source.
+    let plane = 32 * 32;
+    for (i, want) in [
+        [100.0, 100.0, 100.0],
+        [128.0, 128.0, 128.0],
+        [227.5, 127.5, 127.5],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let px = set.image(i).unwrap();
+        for (c, w) in want.iter().enumerate() {
+            for v in &px[c * plane..(c + 1) * plane] {
+                assert!((v * 255.0 - w).abs() <= 1.0, "image {i} channel {c}: {v}");
+            }
+        }
+    }
+    let streamed = ImageFolder::scan(&dir, &opts.clone().with_memory_budget(0))
+        .unwrap()
+        .load()
+        .unwrap();
+    assert!(streamed.is_streamed());
+    let mut seen = 0;
+    for b in streamed
+        .batches(2, Shuffle::None, LastBatch::Keep, &Device::Cpu)
+        .unwrap()
+    {
+        seen += b.unwrap().len();
+    }
+    assert_eq!(seen, 3);
+}
+
+/// Peak resident memory, in bytes, of the child `test` run with `envs`.
+fn child_peak_rss(test: &str, envs: &[(&str, String)]) -> u64 {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--ignored", "--exact", test, "--test-threads", "1"])
+        .stdout(std::process::Stdio::null());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    // Reaped by wait4 below, which reports the child's own peak memory.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and wait4 reaps only this child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child failed: status {status}"
+    );
+    usage.ru_maxrss as u64 * 1024 // KiB on Linux
+}
+
+/// A 16000² grey PNG of 249 KB cost 2.27 GB of resident memory (4.5 GB with
+/// two workers, 6.8 GB with four): full-size crop, RGBA and RGB copies after
+/// the decoder. Now the decoded image is the only full-size buffer, and the
+/// threads share one decoding budget.
+#[cfg(target_os = "linux")]
+#[test]
+fn large_images_cost_memory_in_proportion_to_the_target() {
+    let dir = temp("large-images");
+    uniform_png(&dir.join("a-grey.png"), 16_000, 16_000, 0, 8, &[100]);
+    uniform_png(
+        &dir.join("b-grey16.png"),
+        11_000,
+        11_000,
+        0,
+        16,
+        &[0x80, 0x80],
+    );
+    uniform_png(
+        &dir.join("c-rgba.png"),
+        8_000,
+        8_000,
+        6,
+        8,
+        &[200, 0, 0, 128],
+    );
+    let on_disk: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk < 4 << 20, "{on_disk} bytes on disk");
+    // Four workers: before, each held its own full-size copies.
+    let peak = child_peak_rss(
+        "child_loads_large_images",
+        &[
+            (BIG_DIR_VAR, dir.display().to_string()),
+            (BIG_WORKERS_VAR, "4".to_string()),
+        ],
+    );
+    // The largest decoded image is 256 MB (16000² grey, 8000² RGBA).
+    assert!(peak < 640 << 20, "peak RSS {} MiB", peak >> 20);
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use clap::{Arg, ArgAction, ColorChoice, CommandFactory, FromArgMatches, Parser};
 use vaekit::data::Mnist;
-use vaekit::train::{BEST_MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE};
+use vaekit::train::{RunFolder, RunPolicy};
 use vaekit::{Error, Result};
 
 /// The parsed command line of a tutorial example.
@@ -33,16 +33,22 @@ pub struct Args {
     /// The device: cpu, cuda or cuda:N.
     #[arg(long, value_name = "NAME", default_value = "cpu", value_parser = device)]
     pub device: Device,
-    /// The seed of every random draw.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub seed: u64,
+    /// The seed of every random draw (0 when absent; a run file's own seed
+    /// when absent and the example reads one).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Continue the run in --out from its checkpoint (bit-identical on the CPU).
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
-    /// Start anew in an --out that holds a run, deleting its history and
-    /// checkpoints.
+    /// Start anew in an --out that holds a run: its history and checkpoints
+    /// move into a dated backup folder there when training starts, deleted
+    /// once the new run's first checkpoint is written.
     #[arg(long)]
     pub overwrite: bool,
+    /// With --resume: continue even if the data differ from the run's (other
+    /// sizes or first images than its checkpoint records).
+    #[arg(long, requires = "resume")]
+    pub allow_data_change: bool,
     /// Extra `--name value` pairs asked for through [`Args::parse`].
     #[arg(skip)]
     pub extra: Vec<(String, String)>,
@@ -76,6 +82,11 @@ impl Args {
         Ok(args)
     }
 
+    /// The seed: `--seed`, or 0.
+    pub fn seed(&self) -> u64 {
+        self.seed.unwrap_or(0)
+    }
+
     /// The value of an extra flag.
     pub fn extra(&self, name: &str) -> Option<&str> {
         self.extra
@@ -92,77 +103,46 @@ impl Args {
         }
     }
 
-    /// Checks the run folders against `--resume` and `--overwrite`, then
-    /// creates `--out`. The run folders are `--out` itself when `runs` is
-    /// empty, else `--out/<run>` for each (an example that trains several
-    /// models).
-    ///
-    /// A folder holds a run if it has a `checkpoint.safetensors`, a
-    /// `best.safetensors` or a non-empty `history.jsonl` (a run killed before
-    /// its first epoch leaves only an empty history, and nothing to lose).
-    /// Without either flag such a folder is refused; `--overwrite` deletes
-    /// those three files; `--resume` needs a checkpoint in at least one run
-    /// folder, and refuses a folder that holds a run without one.
-    pub fn prepare(&self, runs: &[&str]) -> Result<()> {
-        let dirs: Vec<PathBuf> = if runs.is_empty() {
+    /// What `--resume` and `--overwrite` ask for a run folder that holds a run.
+    pub fn policy(&self) -> RunPolicy {
+        if self.overwrite {
+            RunPolicy::Overwrite
+        } else if self.resume {
+            RunPolicy::Resume
+        } else {
+            RunPolicy::Refuse
+        }
+    }
+
+    /// The run folders: `--out` itself when `runs` is empty, else
+    /// `--out/<run>` for each (an example that trains several models).
+    fn run_dirs(&self, runs: &[&str]) -> Vec<PathBuf> {
+        if runs.is_empty() {
             vec![self.out.clone()]
         } else {
             runs.iter().map(|r| self.out.join(r)).collect()
-        };
-        if self.overwrite {
-            for dir in &dirs {
-                for file in [HISTORY_FILE, CHECKPOINT_FILE, BEST_MODEL_FILE] {
-                    let path = dir.join(file);
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(Error::io(path, e)),
-                    }
-                }
-            }
-        } else if self.resume {
-            if !dirs.iter().any(|d| d.join(CHECKPOINT_FILE).is_file()) {
-                return Err(Error::config(
-                    "resume",
-                    format!(
-                        "{} holds no {CHECKPOINT_FILE} to resume from",
-                        self.out.display()
-                    ),
-                ));
-            }
-            for dir in &dirs {
-                let files = run_files(dir);
-                if !files.is_empty() && !files.contains(&CHECKPOINT_FILE) {
-                    return Err(Error::config(
-                        "resume",
-                        format!(
-                            "{} holds a run ({}) but no {CHECKPOINT_FILE} to resume it from; pass --overwrite to start anew",
-                            dir.display(),
-                            files.join(", ")
-                        ),
-                    ));
-                }
-            }
-        } else {
-            for dir in &dirs {
-                let files = run_files(dir);
-                if !files.is_empty() {
-                    return Err(Error::config(
-                        "out",
-                        format!(
-                            "{} already holds a run ({}); pass --resume to continue it or --overwrite to start anew",
-                            dir.display(),
-                            files.join(", ")
-                        ),
-                    ));
-                }
-            }
         }
-        std::fs::create_dir_all(&self.out).map_err(|e| Error::io(&self.out, e))
     }
 
-    /// Trains `model` with `trainer` into `dir` (the trainer's output folder):
-    /// resumes the run there if [`resumes`](Self::resumes) says so, else
+    /// Checks the run folders against `--resume` and `--overwrite`
+    /// ([`RunFolder::open_each`]); nothing is written. An old run is moved
+    /// aside only when the new run is about to write its first file (see
+    /// [`Args::run_folder`]).
+    pub fn prepare(&self, runs: &[&str]) -> Result<()> {
+        RunFolder::open_each(&self.run_dirs(runs), self.policy()).map(drop)
+    }
+
+    /// The run folder `dir` (one of `runs`' folders), checked again with the
+    /// others, for [`Trainer::run_folder`](vaekit::train::Trainer::run_folder).
+    pub fn run_folder(&self, runs: &[&str], dir: &Path) -> Result<RunFolder> {
+        RunFolder::open_each(&self.run_dirs(runs), self.policy())?
+            .into_iter()
+            .find(|f| f.path() == dir)
+            .ok_or_else(|| Error::config("out", format!("{} is not a run folder", dir.display())))
+    }
+
+    /// Trains `model` with `trainer`, which writes into a
+    /// [`RunFolder`]: resumes the run there if it holds one to resume, else
     /// starts it.
     pub fn fit_or_resume<M: vaekit::models::Trainable + ?Sized>(
         &self,
@@ -171,34 +151,13 @@ impl Args {
         model: &M,
         data: &Mnist,
     ) -> Result<vaekit::train::TrainSummary> {
-        if self.resumes(dir) {
+        if trainer.resumes() {
             println!("resuming the run in {}", dir.display());
             trainer.resume(model, &data.train, &data.test)
         } else {
             trainer.fit(model, &data.train, &data.test)
         }
     }
-
-    /// Whether the run in `dir` is to be resumed (`--resume` and a checkpoint
-    /// there) rather than started: call the trainer's `resume` then, else `fit`.
-    pub fn resumes(&self, dir: &Path) -> bool {
-        self.resume && dir.join(CHECKPOINT_FILE).is_file()
-    }
-}
-
-/// The files of a run present in `dir` (a history only if it is not empty).
-fn run_files(dir: &Path) -> Vec<&'static str> {
-    let mut files = Vec::new();
-    let history = std::fs::metadata(dir.join(HISTORY_FILE));
-    if history.is_ok_and(|m| m.len() > 0) {
-        files.push(HISTORY_FILE);
-    }
-    for file in [CHECKPOINT_FILE, BEST_MODEL_FILE] {
-        if dir.join(file).exists() {
-            files.push(file);
-        }
-    }
-    files
 }
 
 /// Parses the command line into `P` (an example's own parser, which may
@@ -329,10 +288,24 @@ pub fn print_epoch(report: &vaekit::train::EpochReport) {
 }
 
 /// Runs an example's body, printing an error as one readable line (not `Debug`,
-/// no backtrace) and exiting with status 2.
+/// no backtrace) and exiting with status 2. Output into a closed pipe
+/// (`example --help | head`) ends the process quietly, as it does other
+/// command-line tools, instead of panicking.
 pub fn run(body: impl FnOnce() -> Result<()>) {
+    quiet_broken_pipe();
     if let Err(e) = body() {
         fail(&e.to_string());
+    }
+}
+
+/// Restores the default action of `SIGPIPE` (Rust ignores it, so a write to a
+/// closed pipe fails, and `println!` panics on the failure).
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to its default is async-signal
+    // safe and done once, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

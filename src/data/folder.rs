@@ -18,13 +18,21 @@
 //! under [`image::Limits`] (at most [`MAX_IMAGE_SIDE`] pixels a side and
 //! [`MAX_DECODE_BYTES`] of decoded pixels), and the size of a held set is
 //! checked against the budget before it is allocated.
+//!
+//! The whole pipeline of an image is bounded, not only its decoder: an image
+//! whose crop would take more than [`REDUCE_ABOVE_BYTES`] as RGBA is first
+//! reduced by averaging blocks of pixels, read straight from the decoded
+//! buffer, to at least twice the target size, so no full-size copy is made;
+//! and the decoded buffers of all threads of the process together stay within
+//! [`MAX_DECODE_BYTES`] (a thread waits until the others' images are freed),
+//! so more workers never multiply the peak.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -40,6 +48,9 @@ use crate::{Error, Result};
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// The most bytes a decoder may allocate for one image's pixels (256 MiB).
 pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+/// An image whose centre crop would take more than this as RGBA (16 MiB,
+/// 2048 × 2048 pixels) is reduced while it is read, without full-size copies.
+pub const REDUCE_ABOVE_BYTES: u64 = 16 << 20;
 /// The largest image file read, by default (64 MiB).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 /// How many unreadable files a warning or an error names.
@@ -708,9 +719,56 @@ pub(crate) fn decode_file(
 ) -> std::result::Result<Vec<f32>, String> {
     let bytes = read_limited(path, opts.max_file_bytes)?;
     // A decoder that panics on a malformed file must not take the run down.
-    let decoded = std::panic::catch_unwind(|| decode_bytes(&bytes))
-        .map_err(|_| "the decoder failed on this file".to_string())??;
-    Ok(convert(&decoded, opts))
+    std::panic::catch_unwind(|| {
+        let (decoded, _permit) = decode_bytes(&bytes)?;
+        Ok(convert(&decoded, opts))
+    })
+    .map_err(|_| "the decoder failed on this file".to_string())?
+    .map_err(|reason: String| one_line(&reason))
+}
+
+/// `text` with its lines joined by spaces (decoders' messages may hold
+/// line breaks, and a warning names each file on one line).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The bytes of decoded pixels all threads of the process hold at once,
+/// bounded by [`MAX_DECODE_BYTES`].
+static DECODING: DecodeBudget = DecodeBudget {
+    used: std::sync::Mutex::new(0),
+    freed: std::sync::Condvar::new(),
+};
+
+/// A count of bytes in use, and a wait for room.
+struct DecodeBudget {
+    used: std::sync::Mutex<u64>,
+    freed: std::sync::Condvar,
+}
+
+/// Room for one image's decoded pixels; given back when dropped.
+struct Permit(u64);
+
+impl DecodeBudget {
+    /// Waits until `bytes` (at most [`MAX_DECODE_BYTES`]) fit beside what
+    /// other threads hold.
+    fn acquire(&'static self, bytes: u64) -> Permit {
+        let bytes = bytes.min(MAX_DECODE_BYTES);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used + bytes > MAX_DECODE_BYTES {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += bytes;
+        Permit(bytes)
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut used = DECODING.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= self.0;
+        DECODING.freed.notify_all();
+    }
 }
 
 /// The bytes of a regular file of at most `max` bytes.
@@ -741,8 +799,9 @@ fn read_limited(path: &Path, max: u64) -> std::result::Result<Vec<u8>, String> {
 }
 
 /// Decodes PNG or JPEG bytes (the format from the bytes, not the name) under
-/// the decoding limits.
-fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+/// the decoding limits, once the decoded size (read from the header) fits in
+/// [`MAX_DECODE_BYTES`] beside what other threads are decoding.
+fn decode_bytes(bytes: &[u8]) -> std::result::Result<(DynamicImage, Permit), String> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
@@ -751,7 +810,17 @@ fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(MAX_DECODE_BYTES);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| e.to_string())?;
+    let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions();
+    let size = decoder.total_bytes();
+    if size > MAX_DECODE_BYTES {
+        return Err(format!(
+            "{w}×{h} pixels of {:?} take {size} bytes decoded, more than the limit of {MAX_DECODE_BYTES}",
+            decoder.color_type()
+        ));
+    }
+    let permit = DECODING.acquire(size);
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
     if image.width() == 0 || image.height() == 0 {
         return Err(format!(
             "an image of {}×{} pixels",
@@ -759,7 +828,7 @@ fn decode_bytes(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
             image.height()
         ));
     }
-    Ok(image)
+    Ok((image, permit))
 }
 
 /// The centre crop of `image` with the aspect ratio of the target, composited
@@ -775,21 +844,79 @@ fn convert(image: &DynamicImage, opts: &ImageFolderOptions) -> Vec<f32> {
         (w, ((w * th + tw / 2) / tw).clamp(1, h))
     };
     let (x0, y0) = ((w - cw) / 2, (h - ch) / 2);
-    let cropped = image.crop_imm(x0 as u32, y0 as u32, cw as u32, ch as u32);
-    let rgba = cropped.to_rgba8();
     let bg = opts.background.map(f32::from);
-    let mut rgb = RgbImage::new(rgba.width(), rgba.height());
-    for (dst, src) in rgb.pixels_mut().zip(rgba.pixels()) {
-        let a = f32::from(src.0[3]) / 255.0;
-        for ((d, &c), &b) in dst.0.iter_mut().zip(&src.0[..3]).zip(&bg) {
-            *d = (a * f32::from(c) + (1.0 - a) * b).round().clamp(0.0, 255.0) as u8;
+    let rgb = if cw * ch * 4 > REDUCE_ABOVE_BYTES {
+        reduce(image, (x0, y0, cw, ch), (tw, th), bg)
+    } else {
+        let cropped = image.crop_imm(x0 as u32, y0 as u32, cw as u32, ch as u32);
+        let rgba = cropped.to_rgba8();
+        let mut rgb = RgbImage::new(rgba.width(), rgba.height());
+        for (dst, src) in rgb.pixels_mut().zip(rgba.pixels()) {
+            *dst = image::Rgb(composite(src.0, bg));
         }
-    }
+        rgb
+    };
     let rgb = if (rgb.width(), rgb.height()) == (tw as u32, th as u32) {
         rgb
     } else {
         image::imageops::resize(&rgb, tw as u32, th as u32, FilterType::Triangle)
     };
+    rgb_values(&rgb, opts)
+}
+
+/// An RGBA pixel composited on the background `bg`.
+fn composite(px: [u8; 4], bg: [f32; 3]) -> [u8; 3] {
+    let a = f32::from(px[3]) / 255.0;
+    let mut out = [0u8; 3];
+    for ((d, &c), &b) in out.iter_mut().zip(&px[..3]).zip(&bg) {
+        *d = (a * f32::from(c) + (1.0 - a) * b).round().clamp(0.0, 255.0) as u8;
+    }
+    out
+}
+
+/// The crop box `(x0, y0, cw, ch)` of `image` reduced by a whole factor to at
+/// least twice the target `(tw, th)` a side: each output pixel the mean of a
+/// block of composited pixels, converted one row of the crop at a time, so
+/// nothing the size of the crop is allocated.
+fn reduce(
+    image: &DynamicImage,
+    (x0, y0, cw, ch): (u64, u64, u64, u64),
+    (tw, th): (u64, u64),
+    bg: [f32; 3],
+) -> RgbImage {
+    let f = (cw / (2 * tw)).min(ch / (2 * th)).max(1);
+    let (ow, oh) = ((cw / f).max(1), (ch / f).max(1));
+    let mut out = RgbImage::new(ow as u32, oh as u32);
+    let mut sums = vec![[0u64; 3]; ow as usize];
+    let n = f * f;
+    for oy in 0..oh {
+        sums.iter_mut().for_each(|s| *s = [0; 3]);
+        for y in oy * f..(oy + 1) * f {
+            let row = image
+                .crop_imm(x0 as u32, (y0 + y) as u32, (ow * f) as u32, 1)
+                .to_rgba8();
+            for (sum, block) in sums
+                .iter_mut()
+                .zip(row.as_raw().chunks_exact(4 * f as usize))
+            {
+                for px in block.chunks_exact(4) {
+                    let c = composite([px[0], px[1], px[2], px[3]], bg);
+                    for (s, v) in sum.iter_mut().zip(c) {
+                        *s += u64::from(v);
+                    }
+                }
+            }
+        }
+        for (ox, sum) in sums.iter().enumerate() {
+            let px = sum.map(|s| ((s + n / 2) / n) as u8);
+            out.put_pixel(ox as u32, oy as u32, image::Rgb(px));
+        }
+    }
+    out
+}
+
+/// `[c, h, w]` values in `[0, 1]` of an RGB image of the target size.
+fn rgb_values(rgb: &RgbImage, opts: &ImageFolderOptions) -> Vec<f32> {
     let plane = opts.width * opts.height;
     match opts.channels {
         Channels::Rgb => {

@@ -12,6 +12,15 @@ use super::LatentModel;
 use crate::data::{Dataset, LastBatch, Shuffle};
 use crate::{Error, Result};
 
+/// The most importance samples per image [`ImportanceSampling::validate`]
+/// accepts (Burda et al. use 5,000; a million takes minutes per image).
+pub const MAX_IMPORTANCE_SAMPLES: usize = 1_000_000;
+/// The most images, and (image, sample) pairs, one pass may take.
+pub const MAX_PER_PASS: usize = 1 << 20;
+/// The most decoded values one pass may hold (pairs × values per image): 2^28,
+/// 1 GiB of `f32`.
+pub const MAX_PASS_VALUES: u64 = 1 << 28;
+
 /// Settings of an importance-sampled likelihood estimate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -54,15 +63,22 @@ impl ImportanceSampling {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming a count that is zero.
+    /// [`Error::Config`] naming a count that is zero, samples above
+    /// [`MAX_IMPORTANCE_SAMPLES`], or a pass size above [`MAX_PER_PASS`].
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [
-            ("samples", self.samples),
-            ("images_per_pass", self.images_per_pass),
-            ("pairs_per_pass", self.pairs_per_pass),
+        for (name, v, max) in [
+            ("samples", self.samples, MAX_IMPORTANCE_SAMPLES),
+            ("images_per_pass", self.images_per_pass, MAX_PER_PASS),
+            ("pairs_per_pass", self.pairs_per_pass, MAX_PER_PASS),
         ] {
             if v == 0 {
                 return Err(Error::config(name, "must be positive"));
+            }
+            if v > max {
+                return Err(Error::config(
+                    name,
+                    format!("{v} is more than the most accepted, {max}"),
+                ));
             }
         }
         Ok(())
@@ -187,6 +203,23 @@ pub fn importance_sampled_log_likelihood<M: LatentModel + ?Sized>(
     indices: &[usize],
     settings: &ImportanceSampling,
 ) -> Result<LikelihoodEstimate> {
+    estimate(
+        model,
+        images,
+        indices,
+        settings,
+        &indicatif::ProgressBar::hidden(),
+    )
+}
+
+/// [`importance_sampled_log_likelihood`], advancing `bar` by the pairs done.
+fn estimate<M: LatentModel + ?Sized>(
+    model: &M,
+    images: &Tensor,
+    indices: &[usize],
+    settings: &ImportanceSampling,
+    bar: &indicatif::ProgressBar,
+) -> Result<LikelihoodEstimate> {
     settings.validate()?;
     let n = images.dim(0)?;
     if indices.len() != n {
@@ -199,6 +232,19 @@ pub fn importance_sampled_log_likelihood<M: LatentModel + ?Sized>(
     let d = model.latent_width();
     let k = settings.samples;
     let per_pass = settings.images_per_pass.min(settings.pairs_per_pass).max(1);
+    // A pass decodes up to this many (image, sample) pairs, each with `dims`
+    // pixel values and `d` noise values: checked before anything is drawn.
+    let pairs = settings.pairs_per_pass.min(n.saturating_mul(k)) as u64;
+    let widest = dims.max(d) as u64;
+    if pairs.saturating_mul(widest) > MAX_PASS_VALUES {
+        return Err(Error::config(
+            "pairs_per_pass",
+            format!(
+                "{pairs} (image, sample) pairs of {widest} values each are more than \
+                 {MAX_PASS_VALUES} values in one pass; use fewer pairs per pass"
+            ),
+        ));
+    }
     let mut log_px = Vec::with_capacity(n);
     let mut elbo = Vec::with_capacity(n);
     for start in (0..n).step_by(per_pass) {
@@ -238,6 +284,7 @@ pub fn importance_sampled_log_likelihood<M: LatentModel + ?Sized>(
                 }
             }
             done += s;
+            bar.inc((s * b) as u64);
         }
         for i in 0..b {
             log_px.push(acc.max[i] + acc.scaled[i].ln() - (k as f64).ln());
@@ -253,7 +300,9 @@ pub fn importance_sampled_log_likelihood<M: LatentModel + ?Sized>(
 }
 
 /// [`importance_sampled_log_likelihood`] over a dataset, in dataset order,
-/// with each image's dataset index as its noise stream.
+/// with each image's dataset index as its noise stream. On a terminal a
+/// progress bar on standard error counts the (image, sample) pairs done and
+/// the time left.
 ///
 /// # Errors
 ///
@@ -272,6 +321,11 @@ pub fn dataset_log_likelihood<M: LatentModel + ?Sized>(
             reason: "holds no image".into(),
         });
     }
+    // Long estimates show a bar with the time left on a terminal's stderr.
+    let bar = crate::train::progress_bar(
+        crate::train::Progress::Auto,
+        data.len().saturating_mul(settings.samples),
+    );
     let mut total: Option<LikelihoodEstimate> = None;
     for batch in data.batches(
         settings.images_per_pass,
@@ -280,8 +334,7 @@ pub fn dataset_log_likelihood<M: LatentModel + ?Sized>(
         device,
     )? {
         let batch = batch?;
-        let est =
-            importance_sampled_log_likelihood(model, &batch.images, &batch.indices, settings)?;
+        let est = estimate(model, &batch.images, &batch.indices, settings, &bar)?;
         match &mut total {
             None => total = Some(est),
             Some(t) => {
@@ -290,6 +343,7 @@ pub fn dataset_log_likelihood<M: LatentModel + ?Sized>(
             }
         }
     }
+    bar.finish_and_clear();
     total.ok_or_else(|| Error::Data {
         path: "evaluation set".into(),
         reason: "holds no image".into(),

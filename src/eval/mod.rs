@@ -16,7 +16,7 @@ pub use diagnostics::{
 };
 pub use likelihood::{
     dataset_log_likelihood, importance_noise, importance_sampled_log_likelihood, log_mean_exp,
-    ImportanceSampling, LikelihoodEstimate,
+    ImportanceSampling, LikelihoodEstimate, MAX_IMPORTANCE_SAMPLES, MAX_PASS_VALUES, MAX_PER_PASS,
 };
 
 use candle_core::{Result, Tensor};

@@ -7,17 +7,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::latent::{PosteriorParam, PriorConfig};
+use crate::losses::Reduction;
 use crate::nets::{ImageShape, MlpConfig};
 use crate::{Error, Result};
 
 pub use crate::nets::{DecoderConfig, EncoderConfig};
 
-use super::autoencoder::AeLossConfig;
+use super::autoencoder::{AeLoss, AeLossConfig};
 use super::digit::Conditioning;
 use super::vae::{check_same_shape, check_vae_parts, VaeLossConfig};
 
 /// A plain autoencoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "AutoencoderJson")]
 #[non_exhaustive]
 pub struct AutoencoderConfig {
     /// Width of the code.
@@ -30,6 +32,33 @@ pub struct AutoencoderConfig {
     /// `reduction`).
     #[serde(flatten)]
     pub loss: AeLossConfig,
+}
+
+/// The JSON of an [`AutoencoderConfig`], its loss's two keys beside the
+/// others: read without `serde(flatten)`, which would let unknown fields
+/// through.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoencoderJson {
+    latent_dim: usize,
+    encoder: EncoderConfig,
+    decoder: DecoderConfig,
+    loss: AeLoss,
+    reduction: Reduction,
+}
+
+impl From<AutoencoderJson> for AutoencoderConfig {
+    fn from(j: AutoencoderJson) -> Self {
+        Self {
+            latent_dim: j.latent_dim,
+            encoder: j.encoder,
+            decoder: j.decoder,
+            loss: AeLossConfig {
+                loss: j.loss,
+                reduction: j.reduction,
+            },
+        }
+    }
 }
 
 impl AutoencoderConfig {
@@ -352,11 +381,12 @@ impl ModelConfig {
 }
 
 /// Parses JSON into `T`; an error names the path of the field at fault
-/// (through the tagged enums too, see `crate::tagged`).
+/// (through the tagged enums too, see `crate::tagged`) and its line and
+/// column. Anything but white space after the value is an error.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T> {
-    use crate::tagged::{join, PATH_MARK};
+    use crate::tagged::{join, locate, PATH_MARK};
     let de = &mut serde_json::Deserializer::from_str(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let outer = e.path().to_string();
         let message = e.into_inner().to_string();
         let (path, reason) = match message.split_once(PATH_MARK) {
@@ -366,11 +396,26 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T
             },
             None => (outer, message),
         };
+        // serde_json places an error found inside a tagged object at the end
+        // of that object: point at the field instead.
+        let reason = match (locate(json, &path), reason.rfind(" at line ")) {
+            (Some((line, column)), Some(at)) => {
+                format!("{} at line {line} column {column}", &reason[..at])
+            }
+            _ => reason,
+        };
         let field = if path == "." {
             "config".to_string()
         } else {
             path
         };
         Error::config(field, reason)
-    })
+    })?;
+    de.end().map_err(|e| {
+        Error::config(
+            "config",
+            format!("{e}: a file holds one JSON object, and nothing after it"),
+        )
+    })?;
+    Ok(value)
 }

@@ -23,8 +23,11 @@ pub use config::{
 pub use digit::{
     ClassConditioning, Conditioning, DigitConditionedVae, DigitCvaeLoss, DigitCvaeOutput,
 };
+pub(crate) use model::step_bytes_within;
 pub use model::{
-    ConfigAutoencoder, ConfigDigitCvae, ConfigVae, Model, ModelLimits, MAX_PARAMETERS,
+    check_training_step, default_step_memory_limit, training_step_bytes, ConfigAutoencoder,
+    ConfigDigitCvae, ConfigVae, Model, ModelLimits, MAX_PARAMETERS, STEP_COPIES,
+    STEP_MEMORY_PERCENT,
 };
 pub use presets::Preset;
 pub(crate) use trainable::{checkpoint_metadata, CONFIG_KEY};

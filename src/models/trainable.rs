@@ -183,6 +183,15 @@ pub trait Trainable {
         None
     }
 
+    /// An estimate of the bytes of activations one training step at
+    /// `batch_size` images keeps, which the trainer checks against its
+    /// [memory limit](crate::train::Trainer::step_memory_limit) before the
+    /// first step; `None` (the default) when the model cannot tell.
+    fn training_step_bytes(&self, batch_size: usize) -> Option<u64> {
+        let _ = batch_size;
+        None
+    }
+
     /// The KL weight β the loss uses now, for a model that has one (every
     /// VAE); `None` otherwise, the default. The trainer records it per epoch.
     fn beta(&self) -> Option<f64> {
@@ -288,6 +297,9 @@ impl<M: Trainable + ?Sized> Trainable for &M {
     }
     fn architecture(&self) -> Option<String> {
         (**self).architecture()
+    }
+    fn training_step_bytes(&self, batch_size: usize) -> Option<u64> {
+        (**self).training_step_bytes(batch_size)
     }
     fn beta(&self) -> Option<f64> {
         (**self).beta()

@@ -17,7 +17,7 @@ use crate::{Error, Result as VResult};
 
 /// The likelihood `p(x | z)` whose negative log is the reconstruction term.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Likelihood {
     /// Bernoulli pixels: binary cross-entropy on the decoder's logits or
@@ -50,7 +50,7 @@ pub enum KlEstimator {
 
 /// What a VAE's training loss optimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[non_exhaustive]
 pub enum Objective {
     /// The ELBO, `E_q[log p(x|z)] − β · KL(q ‖ p)`, with one `z` per image.
@@ -79,6 +79,7 @@ impl Objective {
 /// defaults, so configs (and checkpoints) written before they existed read
 /// and compare the same.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct VaeLossConfig {
     /// The pixel likelihood.

@@ -59,6 +59,22 @@ impl EncoderConfig {
         }
     }
 
+    /// The values one image's forward pass produces, every layer's output
+    /// counted once (its input not included), for memory estimates; saturates
+    /// at `u64::MAX`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) for a layout that cannot work.
+    pub fn activation_values(&self) -> Result<u64> {
+        Ok(match self {
+            EncoderConfig::Dense(c) => widths(&c.hidden).saturating_add(c.output_dim as u64),
+            EncoderConfig::Conv(c) => {
+                maps(&c.shapes("encoder")?).saturating_add(c.output_dim as u64)
+            }
+        })
+    }
+
     /// Checks the layout; errors name fields under `field`.
     ///
     /// # Errors
@@ -120,6 +136,21 @@ impl DecoderConfig {
         }
     }
 
+    /// The values one latent vector's forward pass produces, every layer's
+    /// output counted once; see [`EncoderConfig::activation_values`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) for a layout that cannot work.
+    pub fn activation_values(&self) -> Result<u64> {
+        Ok(match self {
+            DecoderConfig::Dense(c) => widths(&c.hidden).saturating_add(c.output.numel() as u64),
+            DecoderConfig::Conv(c) => (c.start.numel() as u64)
+                .saturating_add(maps(&c.shapes("decoder")?))
+                .saturating_add(c.output.numel() as u64),
+        })
+    }
+
     /// Checks the layout; errors name fields under `field`.
     ///
     /// # Errors
@@ -131,4 +162,21 @@ impl DecoderConfig {
             DecoderConfig::Conv(c) => c.validate(field),
         }
     }
+}
+
+/// The sum of `widths`, saturating.
+pub(crate) fn widths(widths: &[usize]) -> u64 {
+    widths
+        .iter()
+        .fold(0u64, |acc, &w| acc.saturating_add(w as u64))
+}
+
+/// The values of the feature maps `shapes`, saturating.
+fn maps(shapes: &[ImageShape]) -> u64 {
+    shapes.iter().fold(0u64, |acc, s| {
+        let n = (s.channels as u64)
+            .saturating_mul(s.height as u64)
+            .saturating_mul(s.width as u64);
+        acc.saturating_add(n)
+    })
 }

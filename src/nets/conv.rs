@@ -38,6 +38,7 @@ pub enum Norm {
 
 /// One encoder block: `conv(kernel, stride, padding)`, optional norm, activation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ConvBlockConfig {
     /// Output channels.
@@ -80,6 +81,7 @@ crate::setters::with_setters!(ConvBlockConfig {
 
 /// Layout of a [`ConvEncoder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ConvEncoderConfig {
     /// Shape of one input image.
@@ -319,6 +321,7 @@ pub enum Upsampling {
 
 /// One decoder block: up-sampling and convolution, optional norm, activation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct UpBlockConfig {
     /// How the block grows its input.
@@ -372,6 +375,7 @@ crate::setters::with_setters!(UpBlockConfig {
 
 /// Layout of a [`ConvDecoder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ConvDecoderConfig {
     /// Width of the latent input.

@@ -14,6 +14,7 @@ use crate::{Error, Result as VResult};
 
 /// Layout of a [`DenseEncoder`]: flatten, hidden layers, linear output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DenseEncoderConfig {
     /// Shape of one input image.
@@ -116,6 +117,7 @@ impl Encoder for DenseEncoder {
 
 /// Layout of a [`DenseDecoder`]: hidden layers, linear output, reshape to images.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DenseDecoderConfig {
     /// Width of the latent input.

@@ -13,6 +13,7 @@ use crate::{Error, Result as VResult};
 
 /// Layout of an [`Mlp`]: `in_dim → hidden[0] → … → out_dim`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct MlpConfig {
     /// Input width.

@@ -15,6 +15,7 @@ mod mlp;
 /// The kernels the networks call (`crate::kernels`, by the name they had here).
 pub use crate::kernels as ops;
 
+pub(crate) use config::widths;
 pub use config::{DecoderConfig, EncoderConfig};
 pub use conv::{
     ConvBlockConfig, ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Norm,
@@ -142,6 +143,7 @@ pub const MAX_KERNEL: usize = 1 << 10;
 
 /// The shape of one image: channels, height, width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImageShape {
     /// Number of channels (1 for grey digits).
     pub channels: usize,

@@ -27,6 +27,7 @@ pub enum Binarization {
 
 /// Stop when the test loss has not improved for `patience` epochs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct EarlyStopping {
     /// Epochs without improvement before stopping.

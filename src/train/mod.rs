@@ -7,19 +7,24 @@
 
 mod config;
 mod corruption;
+mod fingerprint;
 pub mod optim;
 mod run;
+mod run_folder;
 mod schedule;
 mod trainer;
 
 pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
 pub use corruption::Corruption;
+pub use fingerprint::{DataFingerprint, SetFingerprint, HASHED_IMAGES};
 pub use optim::{
     Adam, AdamParams, AdamW, AdamWParams, OptimizerConfig, OptimizerState, Rmsprop, RmspropParams,
     Sgd, SgdParams, TrainOptimizer,
 };
 pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
+pub use run_folder::{RunFolder, RunPolicy, BACKUP_PREFIX};
 pub use schedule::BetaSchedule;
+pub(crate) use trainer::progress_bar;
 pub use trainer::{
     evaluate, read_history, EpochReport, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE,
     HISTORY_FILE,

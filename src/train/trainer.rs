@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{Binarization, Progress, TrainConfig};
 use super::corruption::Corruption;
+use super::fingerprint::DataFingerprint;
 use super::optim::TrainOptimizer;
+use super::run_folder::RunFolder;
 use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
 use crate::models::{checkpoint_metadata, LossTerms, Mode, Per, Trainable, CONFIG_KEY};
 use crate::params::{read_checkpoint, write_checkpoint};
@@ -28,6 +30,8 @@ pub const HISTORY_FILE: &str = "history.jsonl";
 
 /// Metadata key of the training state in a checkpoint.
 const STATE_KEY: &str = "vaekit.train_state";
+/// Metadata key of the [`DataFingerprint`] in a checkpoint.
+const DATA_KEY: &str = "vaekit.data";
 /// Separates the evaluation generator's seed from the training generator's.
 const EVAL_SEED_SALT: u64 = 0x5eed_e7a1_0000_0001;
 
@@ -177,6 +181,11 @@ type EpochHook<'a> = Box<dyn FnMut(&EpochReport) -> Result<()> + 'a>;
 pub struct Trainer<'a> {
     config: TrainConfig,
     out_dir: Option<PathBuf>,
+    folder: Option<RunFolder>,
+    allow_data_change: bool,
+    step_memory_limit: Option<u64>,
+    /// The data's fingerprint as JSON, for the checkpoints of the run.
+    data: String,
     hooks: Vec<EpochHook<'a>>,
 }
 
@@ -185,6 +194,9 @@ impl std::fmt::Debug for Trainer<'_> {
         f.debug_struct("Trainer")
             .field("config", &self.config)
             .field("out_dir", &self.out_dir)
+            .field("folder", &self.folder)
+            .field("allow_data_change", &self.allow_data_change)
+            .field("step_memory_limit", &self.step_memory_limit)
             .field("hooks", &self.hooks.len())
             .finish()
     }
@@ -201,6 +213,10 @@ impl<'a> Trainer<'a> {
         Ok(Self {
             config,
             out_dir: None,
+            folder: None,
+            allow_data_change: false,
+            step_memory_limit: None,
+            data: String::new(),
             hooks: Vec::new(),
         })
     }
@@ -209,7 +225,44 @@ impl<'a> Trainer<'a> {
     /// `best.safetensors` (when the test loss improves) into `dir`.
     pub fn output_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.out_dir = Some(dir.into());
+        self.folder = None;
         self
+    }
+
+    /// Writes into a checked [`RunFolder`], as [`output_dir`](Self::output_dir)
+    /// does, and protects the run already there: [`fit`](Self::fit) calls
+    /// [`RunFolder::prepare`] after its checks on the data and right before
+    /// its first write (the old run moves into a backup folder), and
+    /// [`RunFolder::commit`] once the first checkpoint is written (the backup
+    /// is deleted); a run that fails in between puts the old run back.
+    pub fn run_folder(mut self, folder: RunFolder) -> Self {
+        self.out_dir = Some(folder.path().to_path_buf());
+        self.folder = Some(folder);
+        self
+    }
+
+    /// The most bytes of activations one training step may keep, as the
+    /// model estimates them ([`Trainable::training_step_bytes`]); checked
+    /// before anything is written or allocated. By default
+    /// [`default_step_memory_limit`](crate::models::default_step_memory_limit):
+    /// half the memory available when training starts.
+    pub fn step_memory_limit(mut self, bytes: u64) -> Self {
+        self.step_memory_limit = Some(bytes);
+        self
+    }
+
+    /// Lets [`resume`](Self::resume) continue on other data than the run's
+    /// checkpoint records (a [`DataFingerprint`]: the sizes, shapes and first
+    /// images of the training and test sets); refused by default.
+    pub fn allow_data_change(mut self, allow: bool) -> Self {
+        self.allow_data_change = allow;
+        self
+    }
+
+    /// Whether the run folder holds a run to resume ([`RunFolder::resumes`]):
+    /// call [`resume`](Self::resume) then, else [`fit`](Self::fit).
+    pub fn resumes(&self) -> bool {
+        self.folder.as_ref().is_some_and(RunFolder::resumes)
     }
 
     /// Calls `hook` with the epoch's report after every epoch (after the history
@@ -248,6 +301,7 @@ impl<'a> Trainer<'a> {
         V: ImageSource + ?Sized,
     {
         self.check_data(model, train, test)?;
+        self.data = fingerprint_json(&DataFingerprint::of(train, test)?);
         let mut opt = self
             .config
             .optimizer
@@ -262,6 +316,18 @@ impl<'a> Trainer<'a> {
             bad_epochs: 0,
         };
         let rng = ChaCha8Rng::seed_from_u64(self.config.seed);
+        if let Some(folder) = &mut self.folder {
+            if folder.resumes() {
+                return Err(Error::config(
+                    "output_dir",
+                    format!(
+                        "{} holds a run to resume: call resume, not fit",
+                        folder.path().display()
+                    ),
+                ));
+            }
+            folder.prepare()?;
+        }
         if let Some(dir) = &self.out_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             let h = dir.join(HISTORY_FILE);
@@ -288,6 +354,19 @@ impl<'a> Trainer<'a> {
         V: ImageSource + ?Sized,
     {
         self.check_data(model, train, test)?;
+        if let Some(folder) = &mut self.folder {
+            if !folder.resumes() {
+                return Err(Error::config(
+                    "output_dir",
+                    format!(
+                        "{} was not opened to resume a run (RunPolicy::Resume)",
+                        folder.path().display()
+                    ),
+                ));
+            }
+            // Resuming moves nothing: this only marks the folder as in use.
+            folder.prepare()?;
+        }
         let dir = self.out_dir.clone().ok_or_else(|| {
             Error::config("output_dir", "resuming needs the output folder of the run")
         })?;
@@ -334,6 +413,20 @@ impl<'a> Trainer<'a> {
         }
         let rng = restore_rng(&state.rng_seed, state.rng_stream, &state.rng_word_pos)
             .ok_or_else(|| bad("generator state does not parse".into()))?;
+        let data = DataFingerprint::of(train, test)?;
+        if let Some(json) = ckpt.metadata.get(DATA_KEY) {
+            let was: DataFingerprint = serde_json::from_str(json)
+                .map_err(|e| bad(format!("data fingerprint does not parse: {e}")))?;
+            let changes = was.differences(&data);
+            if !changes.is_empty() && !self.allow_data_change {
+                return Err(bad(format!(
+                    "the run was trained on other data ({}); resume on other data only if \
+                     that is meant (--allow-data-change, Trainer::allow_data_change)",
+                    changes.join("; ")
+                )));
+            }
+        }
+        self.data = fingerprint_json(&data);
         model.params().assign(&ckpt.tensors)?;
         let mut opt = self
             .config
@@ -386,6 +479,12 @@ impl<'a> Trainer<'a> {
                 "binarizes images held in memory, and these are streamed from disk: use \
                  `binarization: none`, or a memory budget that holds the images",
             ));
+        }
+        if let Some(bytes) = model.training_step_bytes(self.config.batch_size) {
+            let limit = self
+                .step_memory_limit
+                .unwrap_or_else(crate::models::default_step_memory_limit);
+            crate::models::step_bytes_within(bytes, self.config.batch_size, limit)?;
         }
         if self.config.last_batch == LastBatch::Drop && train.len() < self.config.batch_size {
             return Err(Error::config(
@@ -475,7 +574,9 @@ impl<'a> Trainer<'a> {
                     None => batch,
                 };
                 let step = i + 1;
-                let terms = model.batch_loss(&batch, &mut rng, Mode::Train)?;
+                let terms = model
+                    .batch_loss(&batch, &mut rng, Mode::Train)
+                    .map_err(|e| one_image_batch(e, batch.len(), train.len(), cfg.batch_size))?;
                 let values = acc.add(&terms, batch.len())?;
                 if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
                     bar.abandon();
@@ -550,7 +651,17 @@ impl<'a> Trainer<'a> {
                         &checkpoint_metadata(model),
                     )?;
                 }
-                save_training_checkpoint(&dir.join(CHECKPOINT_FILE), model, opt, &state, &rng)?;
+                save_training_checkpoint(
+                    &dir.join(CHECKPOINT_FILE),
+                    model,
+                    opt,
+                    &state,
+                    &rng,
+                    &self.data,
+                )?;
+                if let Some(folder) = &mut self.folder {
+                    folder.commit()?;
+                }
             }
             // The bar steps aside while hooks run, so what they print lands on
             // lines of its own, never on the end of the bar's line.
@@ -575,6 +686,29 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// `e`, or, when a batch of one image failed for wanting more than one value
+/// per channel (batch norm in training), an error naming the training set
+/// and what to do.
+fn one_image_batch(e: candle_core::Error, len: usize, images: usize, batch_size: usize) -> Error {
+    if len == 1 && e.to_string().contains("more than one value per channel") {
+        return Error::Data {
+            path: PathBuf::from("training set"),
+            reason: format!(
+                "{images} image{} in batches of {batch_size} leave a batch of one image, and \
+                 batch norm needs at least two per batch: use more training images, another \
+                 batch size, or last_batch = drop",
+                if images == 1 { "" } else { "s" }
+            ),
+        };
+    }
+    e.into()
+}
+
+/// A data fingerprint as JSON (plain data: serialising it cannot fail).
+fn fingerprint_json(data: &DataFingerprint) -> String {
+    serde_json::to_string(data).unwrap_or_default()
+}
+
 /// The images of a set to binarize, which `check_data` made sure are held in memory.
 fn held(set: Option<&Dataset>) -> Result<&Dataset> {
     set.ok_or_else(|| Error::config("binarization", "needs images held in memory"))
@@ -588,6 +722,7 @@ fn save_training_checkpoint<M: Trainable + ?Sized>(
     opt: &dyn TrainOptimizer,
     state: &TrainState,
     rng: &ChaCha8Rng,
+    data: &str,
 ) -> Result<()> {
     let mut tensors = model.params().snapshot();
     for (name, t) in opt.state()? {
@@ -606,6 +741,7 @@ fn save_training_checkpoint<M: Trainable + ?Sized>(
         reason: format!("cannot serialise the training state: {e}"),
     })?;
     metadata.insert(STATE_KEY.to_string(), json);
+    metadata.insert(DATA_KEY.to_string(), data.to_string());
     write_checkpoint(path, &tensors, &metadata)
 }
 
@@ -749,7 +885,7 @@ fn truncate_history(path: &Path, epochs: usize) -> Result<()> {
     std::fs::write(path, kept).map_err(|e| Error::io(path, e))
 }
 
-fn progress_bar(progress: Progress, steps: usize) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(progress: Progress, steps: usize) -> indicatif::ProgressBar {
     match progress {
         Progress::Hidden => indicatif::ProgressBar::hidden(),
         Progress::Auto => {
