@@ -197,6 +197,14 @@ impl<'a> Run<'a> {
             self.fixture.name, self.mode, self.dtype
         );
         assert!(!self.rows.is_empty(), "{what}: nothing compared");
+        // The closest call, for `--nocapture` (docs/results.md quotes these).
+        if let Some((k, err, torch, tol)) = self
+            .rows
+            .iter()
+            .max_by(|a, b| (a.1 / a.3).total_cmp(&(b.1 / b.3)))
+        {
+            println!("{what}: closest {k}: error {err:.2e}, tolerance {tol:.2e}, PyTorch float32 {torch:.2e}");
+        }
         let bad: Vec<String> = self
             .rows
             .iter()
