@@ -1,5 +1,6 @@
-//! Training-mode batch normalisation on the CPU: one op forward, three
-//! passes backward.
+//! Batch normalisation on the CPU: one op forward, with the batch's
+//! statistics (training) or the running ones (evaluation); three passes
+//! backward.
 
 use super::*;
 
@@ -54,9 +55,43 @@ pub(crate) fn batch_norm_train_cpu(
     let op = BatchNormTrain {
         mean: stats.mean.clone(),
         invstd,
+        batch_statistics: true,
     };
     let y = x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?; // [b, c, h, w]
     Ok((y, stats))
+}
+
+/// Evaluation-mode batch normalisation on the CPU, with given (running)
+/// statistics: `y = (x − mean_c) / √(var_c + eps) · weight_c + bias_c`, each
+/// value computed in `f64` and rounded once, with gradients for `x`, `weight`
+/// and `bias` (per-channel sums in `f64`); the statistics get none.
+///
+/// `x` must be an `f32`/`f64` CPU tensor `[b, c, h, w]`, `weight` and `bias`
+/// `[c]` of its dtype, `mean` and `var` `c` values.
+pub(crate) fn batch_norm_eval_cpu(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (mean, var): (Vec<f64>, Vec<f64>),
+    eps: f64,
+) -> Result<Tensor> {
+    let (_, c, _, _) = images(x, "batch_norm")?;
+    if weight.dims() != [c] || bias.dims() != [c] || mean.len() != c || var.len() != c {
+        bail!(
+            "batch_norm: input {:?} with weight {:?}, bias {:?} and {} running statistics",
+            x.dims(),
+            weight.dims(),
+            bias.dims(),
+            mean.len()
+        );
+    }
+    let op = BatchNormTrain {
+        mean,
+        invstd: var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect(),
+        batch_statistics: false,
+    };
+    x.contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op) // [b, c, h, w]
 }
 
 /// Per-channel means and biased variances of a contiguous `[b, c, h, w]`, as
@@ -130,6 +165,9 @@ pub(super) fn channel_stats<T: WithDType>(
 pub(super) struct BatchNormTrain {
     mean: Vec<f64>,
     invstd: Vec<f64>,
+    /// Whether `mean` and `invstd` are the batch's own (training), so that
+    /// the input gradient has their terms too, or fixed (evaluation).
+    batch_statistics: bool,
 }
 
 impl BatchNormTrain {
@@ -215,13 +253,21 @@ impl CustomOp3 for BatchNormTrain {
         let dx = if x.track_op() {
             let (b, c, h, w) = x.dims4()?;
             let count = (b * h * w) as f64;
+            // With fixed statistics the input gradient is scale·g alone.
+            let mean_of = |sums: &[f64]| -> Vec<f64> {
+                if self.batch_statistics {
+                    sums.iter().map(|s| s / count).collect()
+                } else {
+                    vec![0.0; sums.len()]
+                }
+            };
             let weight = weight.to_dtype(DType::F64)?.to_vec1::<f64>()?;
             let op = BatchNormInputGrad {
                 mean: self.mean.clone(),
                 invstd: self.invstd.clone(),
                 scale: (0..c).map(|i| weight[i] * self.invstd[i]).collect(),
-                mean_dy: sum_dy.iter().map(|s| s / count).collect(),
-                mean_dy_xhat: sum_dy_xhat.iter().map(|s| s / count).collect(),
+                mean_dy: mean_of(sum_dy),
+                mean_dy_xhat: mean_of(sum_dy_xhat),
             };
             Some(grad.apply_op2_no_bwd(x, &op)?)
         } else {

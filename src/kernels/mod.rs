@@ -51,7 +51,7 @@ mod linear;
 mod math;
 mod matrix;
 
-pub(crate) use batch_norm::batch_norm_train_cpu;
+pub(crate) use batch_norm::{batch_norm_eval_cpu, batch_norm_train_cpu};
 pub use conv::{conv2d, conv_transpose2d};
 pub use elementwise::{leaky_relu, sigmoid, upsample_nearest2d};
 pub use linear::linear;

@@ -394,12 +394,19 @@ impl BatchNorm2d {
         Ok(ys)
     }
 
-    fn forward_eval(&self, xs: &Tensor) -> Result<Tensor> {
-        // As PyTorch: y = x·α + β, α = weight / √(running_var + ε), β = bias − running_mean·α.
+    fn forward_eval(&self, xs: &Tensor, fused: bool) -> Result<Tensor> {
         // The running statistics are buffers: no gradient flows into them.
-        let c = self.weight.dim(0)?;
         let running_var = self.running_var.as_detached_tensor();
         let running_mean = self.running_mean.as_detached_tensor();
+        if fused {
+            let stats = (
+                running_mean.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+                running_var.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+            );
+            return ops::batch_norm_eval_cpu(xs, &self.weight, &self.bias, stats, self.eps);
+        }
+        // As PyTorch: y = x·α + β, α = weight / √(running_var + ε), β = bias − running_mean·α.
+        let c = self.weight.dim(0)?;
         let alpha = (&self.weight / (running_var + self.eps)?.sqrt()?)?;
         let beta = (&self.bias - (running_mean * &alpha)?)?;
         xs.broadcast_mul(&alpha.reshape((1, c, 1, 1))?)? // [b, c, h, w]
@@ -422,7 +429,7 @@ impl ModuleT for BatchNorm2d {
         match (train, fused) {
             (true, true) => self.forward_train(xs),
             (true, false) => self.candle.forward_t(xs, true),
-            (false, _) => self.forward_eval(xs),
+            (false, fused) => self.forward_eval(xs, fused),
         }
     }
 }
