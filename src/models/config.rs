@@ -251,6 +251,13 @@ impl ModelConfig {
                 c.prior.validate("prior")?;
                 c.posterior.validate("posterior")?;
                 c.loss.validate("loss", c.decoder.output_kind())?;
+                c.loss.check_groups("loss", c.latent_dim)?;
+                if c.loss.free_bits.is_some() && c.prior != PriorConfig::StandardNormal {
+                    return Err(Error::config(
+                        "loss.free_bits",
+                        "free bits need a KL per latent dimension, which only the standard-normal prior has",
+                    ));
+                }
             }
             ModelConfig::DigitCvae(c) => {
                 positive(c.classes, "classes")?;
@@ -296,6 +303,7 @@ impl ModelConfig {
                 }
                 c.posterior.validate("posterior")?;
                 c.loss.validate("loss", c.decoder.output_kind())?;
+                c.loss.check_groups("loss", c.latent_dim)?;
             }
         }
         Ok(CheckedModelConfig(self.clone()))
