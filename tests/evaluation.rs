@@ -405,7 +405,7 @@ fn beta_schedule_is_recorded_per_epoch_and_a_resumed_run_lands_on_the_same_beta_
             .with_epochs(epochs)
             .with_batch_size(50)
             .with_progress(Progress::Hidden)
-            .with_beta_schedule(Some(BetaSchedule::Cyclical {
+            .with_beta_schedule(Some(BetaSchedule::CyclicalPerEpoch {
                 period: 2,
                 ratio: 0.5,
                 max: 0.8,

@@ -19,7 +19,7 @@ pub use optim::{
     Sgd, SgdParams, TrainOptimizer,
 };
 pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
-pub use schedule::BetaSchedule;
+pub use schedule::{BetaSchedule, ScheduleUnit};
 pub use trainer::{
     evaluate, read_history, EpochReport, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE,
     HISTORY_FILE,

@@ -48,7 +48,9 @@ pub struct EpochReport {
     pub images_per_s: f64,
     /// Whether the test loss improved on the best so far.
     pub improved: bool,
-    /// The KL weight β of the epoch's training steps, for a model with one.
+    /// The KL weight β of the epoch's training steps, for a model with one:
+    /// their mean, which is the epoch's β under a per-epoch
+    /// [`BetaSchedule`](super::BetaSchedule).
     pub beta: Option<f64>,
 }
 
@@ -444,10 +446,9 @@ impl<'a> Trainer<'a> {
         while state.epoch < cfg.epochs {
             let epoch = state.epoch + 1;
             let started = Instant::now();
-            if let Some(schedule) = &cfg.beta_schedule {
-                model.set_beta(schedule.beta_at(epoch))?;
-            }
-            let beta = model.beta();
+            // The global step of this epoch's first step, less one.
+            let steps_before = state.epoch * steps_per_epoch;
+            let mut betas = BetaRecord::default();
             let dynamic;
             let train_set: &dyn ImageSource = match (&train_static, cfg.binarization) {
                 (Some(s), _) => s,
@@ -475,6 +476,12 @@ impl<'a> Trainer<'a> {
                     None => batch,
                 };
                 let step = i + 1;
+                if let Some(schedule) = &cfg.beta_schedule {
+                    model.set_beta(schedule.beta_at(epoch, steps_before + step))?;
+                }
+                if let Some(beta) = model.beta() {
+                    betas.add(beta);
+                }
                 let terms = model.batch_loss(&batch, &mut rng, Mode::Train)?;
                 let values = acc.add(&terms, batch.len())?;
                 if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
@@ -498,6 +505,7 @@ impl<'a> Trainer<'a> {
                 }
             }
             let train_seconds = started.elapsed().as_secs_f64();
+            let beta = betas.value();
             let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
             eval_rng.set_stream(epoch as u64);
             if let Some(schedule) = &cfg.beta_schedule {
@@ -607,6 +615,35 @@ fn save_training_checkpoint<M: Trainable + ?Sized>(
     })?;
     metadata.insert(STATE_KEY.to_string(), json);
     write_checkpoint(path, &tensors, &metadata)
+}
+
+/// The β of an epoch's training steps, for [`EpochReport::beta`].
+#[derive(Default)]
+struct BetaRecord {
+    first: Option<f64>,
+    varied: bool,
+    sum: f64,
+    steps: usize,
+}
+
+impl BetaRecord {
+    fn add(&mut self, beta: f64) {
+        let first = *self.first.get_or_insert(beta);
+        self.varied |= beta != first;
+        self.sum += beta;
+        self.steps += 1;
+    }
+
+    /// The steps' β where it held all epoch (exactly), their mean otherwise;
+    /// `None` for a model without β.
+    fn value(&self) -> Option<f64> {
+        let first = self.first?;
+        Some(if self.varied {
+            self.sum / self.steps as f64
+        } else {
+            first
+        })
+    }
 }
 
 /// Per-image means of the loss terms over an epoch.
