@@ -184,10 +184,10 @@ fn estimate_sits_below_negative_elbo_falls_with_k_and_k1_is_the_elbo_with_the_sa
     let (e1, e10, e100, e1000) = (nll(1), nll(10), nll(100), nll(1000));
     // k = 1 estimates −ELBO without bias: within 4 standard errors of it.
     assert!(
-        (e1.nll() - neg_elbo).abs() < 4.0 * e1.nll_standard_error(),
+        (e1.nll() - neg_elbo).abs() < 4.0 * e1.nll_standard_error_over_images(),
         "k = 1: {} vs −ELBO {neg_elbo} (se {})",
         e1.nll(),
-        e1.nll_standard_error()
+        e1.nll_standard_error_over_images()
     );
     // The bound tightens: each estimate is below the last, and below −ELBO.
     assert!(
