@@ -392,6 +392,15 @@ impl<E: Encoder, D: Decoder, C: Module> Trainable for DigitConditionedVae<E, D, 
         &self.params
     }
 
+    /// `{"loss": …, "class_weight": …}`, as in the model config.
+    fn loss_settings(&self) -> Option<String> {
+        serde_json::to_string(&serde_json::json!({
+            "loss": self.loss,
+            "class_weight": self.class_weight,
+        }))
+        .ok()
+    }
+
     /// Always: the loss needs the labels, to condition the decoder or to
     /// train the classifier.
     fn needs_labels(&self) -> bool {

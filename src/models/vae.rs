@@ -808,6 +808,11 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Trainable for Vae<E, D, P> {
         })
     }
 
+    /// `{"loss": …}`, as in the model config.
+    fn loss_settings(&self) -> Option<String> {
+        serde_json::to_string(&serde_json::json!({ "loss": self.loss })).ok()
+    }
+
     fn beta(&self) -> Option<f64> {
         Some(self.beta.get())
     }

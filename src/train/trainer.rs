@@ -15,7 +15,11 @@ use super::config::{Binarization, Progress, TrainConfig};
 use super::corruption::Corruption;
 use super::optim::TrainOptimizer;
 use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
-use crate::models::{checkpoint_metadata, LossTerms, Mode, Per, Trainable, CONFIG_KEY};
+use crate::difference::first_difference;
+use crate::models::{
+    architecture_difference, checkpoint_metadata, LossSettings, LossTerms, Mode, Per, Trainable,
+    CONFIG_KEY,
+};
 use crate::params::{read_checkpoint, write_checkpoint};
 use crate::{Error, Result};
 
@@ -299,8 +303,24 @@ impl<'a> Trainer<'a> {
             path: path.clone(),
             reason,
         };
-        if ckpt.metadata.get(CONFIG_KEY).cloned() != model.architecture() {
-            return Err(bad("it was made for a different model config".into()));
+        // Resuming continues the same run: the model config must agree in
+        // everything, its loss settings included.
+        let difference = match (ckpt.metadata.get(CONFIG_KEY), model.architecture()) {
+            (Some(saved), Some(ours)) => {
+                architecture_difference(saved, &ours, LossSettings::Compared)
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                Some("the checkpoint has a model config, this model has none".into())
+            }
+            (None, Some(_)) => {
+                Some("the checkpoint has no model config, this model has one".into())
+            }
+        };
+        if let Some(difference) = difference {
+            return Err(bad(format!(
+                "it was made for a different model config: {difference}"
+            )));
         }
         let state: TrainState = ckpt
             .metadata
@@ -310,15 +330,18 @@ impl<'a> Trainer<'a> {
                 serde_json::from_str(s)
                     .map_err(|e| bad(format!("training state does not parse: {e}")))
             })?;
-        let same_run = TrainConfig {
+        let saved = TrainConfig {
             epochs: self.config.epochs,
             progress: self.config.progress,
             ..state.config.clone()
-        } == self.config;
-        if !same_run {
-            return Err(bad(
-                "it was made with other training settings (only `epochs` and `progress` may change on resume)".into(),
-            ));
+        };
+        if saved != self.config {
+            let as_value = |c: &TrainConfig| serde_json::to_value(c).unwrap_or_default();
+            let difference = first_difference(&as_value(&saved), &as_value(&self.config))
+                .unwrap_or_else(|| "the settings differ".into());
+            return Err(bad(format!(
+                "it was made with other training settings (only `epochs` and `progress` may change on resume): {difference}"
+            )));
         }
         if state.epoch == 0 || state.epoch > state.config.epochs {
             return Err(bad(format!(
