@@ -339,7 +339,7 @@ impl VaeLossConfig {
         let per_dim = self.kl_per_dim(prior, q, z)?; // [b, d]
         let (b, d) = per_dim.dims2()?;
         let groups = self.free_bits_groups.unwrap_or(d);
-        if groups == 0 || d % groups != 0 {
+        if groups == 0 || !d.is_multiple_of(groups) {
             candle_core::bail!("free bits: {groups} groups do not split {d} latent dimensions");
         }
         let per_group = per_dim.reshape((b, groups, d / groups))?.sum(2)?; // [b, groups]
@@ -359,7 +359,7 @@ impl VaeLossConfig {
     /// split the latent dimensions into groups of equal size.
     pub(crate) fn check_groups(&self, field: &str, latent: usize) -> VResult<()> {
         match self.free_bits_groups {
-            Some(k) if k == 0 || latent % k != 0 => Err(Error::config(
+            Some(k) if k == 0 || !latent.is_multiple_of(k) => Err(Error::config(
                 format!("{field}.free_bits_groups"),
                 format!("{k} groups do not split latent_dim = {latent} into groups of equal size"),
             )),
