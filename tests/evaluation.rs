@@ -14,50 +14,17 @@ use vaekit::eval::{
     dataset_log_likelihood, importance_sampled_log_likelihood, latent_statistics, latent_traversal,
     log_mean_exp, ImportanceSampling, LatentModel, ACTIVE_UNIT_THRESHOLD,
 };
-use vaekit::latent::{standard_normal, PosteriorParam, StandardNormal};
+use vaekit::latent::standard_normal;
 use vaekit::losses::monte_carlo_elbo;
 use vaekit::models::{
-    DenseVae, KlEstimator, Likelihood, Mode, Objective, Trainable, Vae, VaeLossConfig,
+    DenseVae, KlEstimator, Likelihood, Mode, Objective, Trainable, VaeLossConfig,
 };
-use vaekit::nets::{
-    DenseDecoder, DenseDecoderConfig, DenseEncoder, DenseEncoderConfig, ImageShape, OutputKind,
-};
-use vaekit::params::ParamStore;
+use vaekit::nets::{ImageShape, OutputKind};
 use vaekit::train::{
     read_history, BetaSchedule, Corruption, Progress, TrainConfig, Trainer, HISTORY_FILE,
 };
 
-use common::{assert_close, head, load_fixture, scalar, temp_dir, values};
-
-/// A dense VAE over `shape` images: hidden widths `hidden`, latent `latent`.
-fn dense_vae(
-    shape: ImageShape,
-    hidden: &[usize],
-    latent: usize,
-    kind: OutputKind,
-    loss: VaeLossConfig,
-    seed: u64,
-) -> DenseVae {
-    let params = ParamStore::new(&Device::Cpu);
-    let vb = params.var_builder(seed);
-    let encoder = DenseEncoder::new(
-        &DenseEncoderConfig::new(shape, hidden, 2 * latent),
-        vb.pp("encoder"),
-    )
-    .unwrap();
-    let mut dc = DenseDecoderConfig::new(latent, hidden, shape);
-    dc.output_kind = kind;
-    let decoder = DenseDecoder::new(&dc, vb.pp("decoder")).unwrap();
-    Vae::new(
-        &params,
-        encoder,
-        decoder,
-        StandardNormal::new(latent),
-        PosteriorParam::LogVariance,
-        loss,
-    )
-    .unwrap()
-}
+use common::{assert_close, dense_vae, head, load_fixture, scalar, temp_dir, values};
 
 fn bernoulli() -> VaeLossConfig {
     VaeLossConfig::default()

@@ -16,17 +16,12 @@ use vaekit::eval::{
     dataset_log_likelihood, importance_noise, importance_sampled_log_likelihood,
     ImportanceSampling, LatentModel,
 };
-use vaekit::latent::{
-    DiagonalGaussian, MixtureConfig, PosteriorParam, PriorConfig, StandardNormal,
-};
+use vaekit::latent::{DiagonalGaussian, MixtureConfig, PriorConfig};
 use vaekit::models::{
-    DenseVae, KlEstimator, LossTerms, Mode, Model, ModelConfig, Objective, Preset, Trainable, Vae,
+    DenseVae, KlEstimator, LossTerms, Mode, Model, ModelConfig, Objective, Preset, Trainable,
     VaeLossConfig,
 };
-use vaekit::nets::{
-    Activation, DenseDecoder, DenseDecoderConfig, DenseEncoder, DenseEncoderConfig, EncoderConfig,
-    ImageShape, OutputKind,
-};
+use vaekit::nets::{Activation, EncoderConfig, ImageShape, OutputKind};
 use vaekit::params::{CheckpointFile, ParamStore};
 use vaekit::train::{
     read_history, BetaSchedule, Progress, TrainConfig, Trainer, CHECKPOINT_FILE, HISTORY_FILE,
@@ -37,31 +32,21 @@ use common::{head, load_fixture, scalar, temp_dir, values};
 
 const SHAPE: ImageShape = ImageShape::new(1, 4, 4);
 
-/// A dense VAE over 4×4 images with a latent of `latent`, its encoder under
-/// `encoder_name`.
+/// A dense VAE over 4×4 images (8 hidden units).
 fn small_vae(
     latent: usize,
     loss: VaeLossConfig,
     seed: u64,
     encoder_name: &str,
 ) -> Result<DenseVae> {
-    let params = ParamStore::new(&Device::Cpu);
-    let vb = params.var_builder(seed);
-    let encoder = DenseEncoder::new(
-        &DenseEncoderConfig::new(SHAPE, &[8], 2 * latent),
-        vb.pp(encoder_name),
-    )?;
-    let decoder = DenseDecoder::new(
-        &DenseDecoderConfig::new(latent, &[8], SHAPE),
-        vb.pp("decoder"),
-    )?;
-    Vae::new(
-        &params,
-        encoder,
-        decoder,
-        StandardNormal::new(latent),
-        PosteriorParam::LogVariance,
+    common::dense_vae_under(
+        encoder_name,
+        SHAPE,
+        &[8],
+        latent,
+        OutputKind::Logits,
         loss,
+        seed,
     )
 }
 
@@ -382,28 +367,16 @@ impl Trainable for BetaRecorder<'_> {
     }
 }
 
+/// A dense VAE over MNIST digits (32 hidden units, latent 4).
 fn mnist_vae(seed: u64) -> DenseVae {
-    let params = ParamStore::new(&Device::Cpu);
-    let vb = params.var_builder(seed);
-    let encoder = DenseEncoder::new(
-        &DenseEncoderConfig::new(ImageShape::MNIST, &[32], 8),
-        vb.pp("encoder"),
-    )
-    .unwrap();
-    let decoder = DenseDecoder::new(
-        &DenseDecoderConfig::new(4, &[32], ImageShape::MNIST),
-        vb.pp("decoder"),
-    )
-    .unwrap();
-    Vae::new(
-        &params,
-        encoder,
-        decoder,
-        StandardNormal::new(4),
-        PosteriorParam::LogVariance,
+    common::dense_vae(
+        ImageShape::MNIST,
+        &[32],
+        4,
+        OutputKind::Logits,
         VaeLossConfig::default(),
+        seed,
     )
-    .unwrap()
 }
 
 #[test]
@@ -697,18 +670,22 @@ fn resuming_stays_strict_and_says_what_differs() {
         .unwrap();
 }
 
-/// A latent model whose log weights are known: image `i` carries `a_i / 4`
-/// as its one pixel, and `log w_j = a_i · ε_j − a_i² / 2` (in `f64`), for the
-/// first coordinate of its noise `ε_j`. The weights are log-normal with mean
-/// 1, so `p(x) = 1`, and `E[w²] = e^{a²}`.
-struct LogNormalWeights;
+/// Log weights `[k, b]` from images and noise `[k, b, latent]`.
+type LogWeightsFn = dyn Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>;
 
-impl LatentModel for LogNormalWeights {
+/// A latent model whose log weights are given by a function of the images
+/// and the noise `[k, b, latent]`; its posterior is `N(0, I)`.
+struct KnownWeights {
+    width: usize,
+    log_weights: Box<LogWeightsFn>,
+}
+
+impl LatentModel for KnownWeights {
     fn latent_width(&self) -> usize {
-        2
+        self.width
     }
     fn posterior_of(&self, images: &Tensor) -> candle_core::Result<DiagonalGaussian> {
-        let zeros = Tensor::zeros((images.dim(0)?, 2), DType::F32, images.device())?;
+        let zeros = Tensor::zeros((images.dim(0)?, self.width), DType::F32, images.device())?;
         DiagonalGaussian::new(zeros.clone(), zeros)
     }
     fn log_weights(
@@ -717,9 +694,7 @@ impl LatentModel for LogNormalWeights {
         images: &Tensor,
         eps: &Tensor,
     ) -> candle_core::Result<Tensor> {
-        let a = (images.flatten_all()?.to_dtype(DType::F64)? * 4.0)?; // [b]
-        let e = eps.narrow(2, 0, 1)?.squeeze(2)?.to_dtype(DType::F64)?; // [k, b]
-        e.broadcast_mul(&a)?.broadcast_sub(&(a.sqr()? * 0.5)?)
+        (self.log_weights)(images, eps)
     }
     fn kl_per_dim(&self, _q: &DiagonalGaussian) -> candle_core::Result<Option<Tensor>> {
         Ok(None)
@@ -729,13 +704,42 @@ impl LatentModel for LogNormalWeights {
     }
 }
 
-/// Images of one pixel `a / 4` each, for [`LogNormalWeights`].
+/// Image `i` carries `a_i / 4` as its one pixel, and
+/// `log w_j = a_i · ε_j − a_i² / 2` (in `f64`) for the first coordinate of
+/// its noise `ε_j`: log-normal weights with mean 1, so `p(x) = 1`, and
+/// `E[w²] = e^{a²}`.
+fn log_normal_weights() -> KnownWeights {
+    KnownWeights {
+        width: 2,
+        log_weights: Box::new(|images, eps| {
+            let a = (images.flatten_all()?.to_dtype(DType::F64)? * 4.0)?; // [b]
+            let e = eps.narrow(2, 0, 1)?.squeeze(2)?.to_dtype(DType::F64)?; // [k, b]
+            e.broadcast_mul(&a)?.broadcast_sub(&(a.sqr()? * 0.5)?)
+        }),
+    }
+}
+
+/// Importance weights read from a table `[k, b]`, whatever the noise.
+fn table_weights(table: Tensor) -> KnownWeights {
+    KnownWeights {
+        width: 3,
+        log_weights: Box::new(move |_images, eps| {
+            let (k, b, _) = eps.dims3()?;
+            if table.dims() != [k, b] {
+                candle_core::bail!("the table is {:?}, asked for [{k}, {b}]", table.dims());
+            }
+            Ok(table.clone())
+        }),
+    }
+}
+
+/// Images of one pixel `a / 4` each, for [`log_normal_weights`].
 fn one_pixel_images(a: &[f64]) -> vaekit::data::Dataset {
     let pixels = a.iter().map(|v| (v / 4.0) as f32).collect();
     vaekit::data::Dataset::from_pixels(pixels, a.len(), ImageShape::new(1, 1, 1), None).unwrap()
 }
 
-/// The `a` that [`LogNormalWeights`] reads from an image made of `a`.
+/// The `a` that [`log_normal_weights`] reads from an image made of `a`.
 fn a_seen(a: f64) -> f64 {
     (a / 4.0) as f32 as f64 * 4.0
 }
@@ -754,7 +758,8 @@ fn effective_sample_size_and_monte_carlo_error_match_a_direct_computation() {
     let data = one_pixel_images(&a);
     let k = 400;
     let settings = ImportanceSampling::default().with_samples(k).with_seed(11);
-    let est = dataset_log_likelihood(&LogNormalWeights, &data, &settings, &Device::Cpu).unwrap();
+    let est =
+        dataset_log_likelihood(&log_normal_weights(), &data, &settings, &Device::Cpu).unwrap();
     let mut total_var = 0.0;
     for (i, &ai) in a.iter().enumerate() {
         let noise = importance_noise(11, i, k, 2);
@@ -803,7 +808,8 @@ fn the_monte_carlo_error_predicts_the_spread_of_the_estimate_and_k_eff_its_limit
     let (n, k, a) = (400, 1000, 0.5f64);
     let data = one_pixel_images(&vec![a; n]);
     let settings = ImportanceSampling::default().with_samples(k).with_seed(3);
-    let est = dataset_log_likelihood(&LogNormalWeights, &data, &settings, &Device::Cpu).unwrap();
+    let est =
+        dataset_log_likelihood(&log_normal_weights(), &data, &settings, &Device::Cpu).unwrap();
     let predicted = ((a * a).exp() - 1.0) / k as f64;
     let mean_var = est.log_px_monte_carlo_variance().iter().sum::<f64>() / n as f64;
     assert!(
@@ -833,37 +839,6 @@ fn the_monte_carlo_error_predicts_the_spread_of_the_estimate_and_k_eff_its_limit
     );
 }
 
-/// Importance weights read from a table `[k, b]` whatever the noise.
-struct TableWeights(Tensor);
-
-impl LatentModel for TableWeights {
-    fn latent_width(&self) -> usize {
-        3
-    }
-    fn posterior_of(&self, images: &Tensor) -> candle_core::Result<DiagonalGaussian> {
-        let zeros = Tensor::zeros((images.dim(0)?, 3), DType::F32, images.device())?;
-        DiagonalGaussian::new(zeros.clone(), zeros)
-    }
-    fn log_weights(
-        &self,
-        _q: &DiagonalGaussian,
-        _images: &Tensor,
-        eps: &Tensor,
-    ) -> candle_core::Result<Tensor> {
-        let (k, b, _) = eps.dims3()?;
-        if self.0.dims() != [k, b] {
-            candle_core::bail!("the table is {:?}, asked for [{k}, {b}]", self.0.dims());
-        }
-        Ok(self.0.clone())
-    }
-    fn kl_per_dim(&self, _q: &DiagonalGaussian) -> candle_core::Result<Option<Tensor>> {
-        Ok(None)
-    }
-    fn decode_pixels(&self, _z: &Tensor) -> candle_core::Result<Tensor> {
-        candle_core::bail!("nothing to decode")
-    }
-}
-
 #[test]
 fn effective_sample_size_of_the_pytorch_iwae_fixture_log_weights() {
     // The log weights PyTorch computed for three images and 64 samples
@@ -875,7 +850,7 @@ fn effective_sample_size_of_the_pytorch_iwae_fixture_log_weights() {
         let images = &fx["x"];
         let settings = ImportanceSampling::default().with_samples(64);
         let est = importance_sampled_log_likelihood(
-            &TableWeights(table.clone()),
+            &table_weights(table.clone()),
             images,
             &[0, 1, 2],
             &settings,
@@ -908,7 +883,7 @@ fn effective_sample_size_does_not_depend_on_batching() {
             .with_seed(5)
             .with_images_per_pass(images)
             .with_pairs_per_pass(pairs);
-        dataset_log_likelihood(&LogNormalWeights, &data, &s, &Device::Cpu).unwrap()
+        dataset_log_likelihood(&log_normal_weights(), &data, &s, &Device::Cpu).unwrap()
     };
     let (one, many) = (run(30, 8192), run(7, 33));
     assert_eq!(one.effective_sample_size, many.effective_sample_size);
