@@ -1,8 +1,11 @@
 //! Evaluates a checkpoint vaekit wrote (`Model::save`, or a run's
 //! `best.safetensors` / `checkpoint.safetensors`): the importance-sampled
-//! negative log-likelihood (Burda et al. 2016), −ELBO from the same samples,
-//! bits per dimension, KL per dimension and active units on the test set,
-//! printed as ONE JSON object on stdout.
+//! negative log-likelihood (Burda et al. 2016) with its standard error over
+//! the images and its Monte Carlo standard error (from the importance
+//! weights' effective sample size), −ELBO from the same samples, bits per
+//! dimension, KL per dimension and active units on the test set, printed as
+//! ONE JSON object on stdout. `nll_standard_error` is the standard error over
+//! images under its old name (deprecated).
 //!
 //! ```text
 //! cargo run --release --example train_preset -- --preset conv-vae-bn --epochs 5 --out out/cvb
@@ -117,7 +120,12 @@ fn evaluate() -> vaekit::Result<()> {
         "importance_samples": estimate.samples,
         "seed": cli.seed,
         "nll": estimate.nll(),
-        "nll_standard_error": estimate.nll_standard_error(),
+        "nll_standard_error_over_images": estimate.nll_standard_error_over_images(),
+        "nll_monte_carlo_standard_error": estimate.nll_monte_carlo_standard_error(),
+        // The standard error over images under its old name, for scripts that read it.
+        "nll_standard_error": estimate.nll_standard_error_over_images(),
+        "effective_sample_size_mean": mean(&estimate.effective_sample_size),
+        "effective_sample_size_min": estimate.effective_sample_size.iter().copied().fold(f64::INFINITY, f64::min),
         "negative_elbo": estimate.negative_elbo(),
         "bits_per_dim": estimate.bits_per_dim(),
         "latent_dim": vae.latent_dim(),
@@ -129,6 +137,10 @@ fn evaluate() -> vaekit::Result<()> {
     });
     println!("{out}");
     Ok(())
+}
+
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len().max(1) as f64
 }
 
 /// The first `n` images of `data`.

@@ -62,6 +62,7 @@
 
 pub mod data;
 pub mod device;
+mod difference;
 pub mod error;
 pub mod eval;
 pub mod kernels;

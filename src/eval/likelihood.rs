@@ -86,6 +86,14 @@ impl ImportanceSampling {
 }
 
 /// Per-image results of an importance-sampled estimate.
+///
+/// Two uncertainties describe the mean NLL, and they answer different
+/// questions: [`nll_standard_error_over_images`](Self::nll_standard_error_over_images)
+/// is the spread of the images' `log p(x)` (how the figure would move on
+/// another test set of the same size), and
+/// [`nll_monte_carlo_standard_error`](Self::nll_monte_carlo_standard_error)
+/// is the spread of the importance-sampling estimate itself on these images
+/// (how it would move with other noise), from the weights' variance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LikelihoodEstimate {
     /// `log p(x)` estimates per image: `log (1/k) Σ_j w_j`, in nats.
@@ -93,6 +101,11 @@ pub struct LikelihoodEstimate {
     /// The Monte Carlo ELBO per image: `(1/k) Σ_j log w_j`, from the same
     /// samples (never above [`log_px`](Self::log_px), by Jensen).
     pub elbo: Vec<f64>,
+    /// The effective sample size of each image's importance weights,
+    /// `k_eff = (Σ_j w_j)² / Σ_j w_j² = 1 / Σ_j w̃_j²` with the normalised
+    /// weights `w̃_j = w_j / Σ_i w_i`: between 1 (one weight dominates) and
+    /// `k` (all weights equal).
+    pub effective_sample_size: Vec<f64>,
     /// Samples per image.
     pub samples: usize,
     /// Values per image (`c · h · w`), for bits per dimension.
@@ -115,8 +128,12 @@ impl LikelihoodEstimate {
         self.nll() / (self.dims.max(1) as f64 * std::f64::consts::LN_2)
     }
 
-    /// Standard error of [`nll`](Self::nll) over the images.
-    pub fn nll_standard_error(&self) -> f64 {
+    /// Standard error of [`nll`](Self::nll) over the images: the sample
+    /// standard deviation of the images' `log p(x)` over `√n`. It measures
+    /// how the mean varies from image to image, not the Monte Carlo error of
+    /// the estimate ([`nll_monte_carlo_standard_error`](Self::nll_monte_carlo_standard_error)).
+    /// NaN for fewer than 2 images.
+    pub fn nll_standard_error_over_images(&self) -> f64 {
         let n = self.log_px.len();
         if n < 2 {
             return f64::NAN;
@@ -124,6 +141,41 @@ impl LikelihoodEstimate {
         let m = mean(&self.log_px);
         let var = self.log_px.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (n - 1) as f64;
         (var / n as f64).sqrt()
+    }
+
+    /// The standard error over images; renamed
+    /// [`nll_standard_error_over_images`](Self::nll_standard_error_over_images),
+    /// which says what it is.
+    #[deprecated(
+        since = "0.1.0",
+        note = "use nll_standard_error_over_images, or nll_monte_carlo_standard_error for the estimate's own error"
+    )]
+    pub fn nll_standard_error(&self) -> f64 {
+        self.nll_standard_error_over_images()
+    }
+
+    /// The Monte Carlo variance of each image's `log p̂(x)`, by the delta
+    /// method: `Var[p̂] / p̂² ≈ (1/k) · (k · Σ_j w̃_j² − 1) = 1/k_eff − 1/k`,
+    /// with the weights' sample variance (normalised by `k`) for `Var[w]`.
+    /// 0 when all weights are equal; up to `1 − 1/k` when one dominates.
+    pub fn log_px_monte_carlo_variance(&self) -> Vec<f64> {
+        let k = self.samples.max(1) as f64;
+        self.effective_sample_size
+            .iter()
+            .map(|ess| (1.0 / ess - 1.0 / k).max(0.0))
+            .collect()
+    }
+
+    /// The Monte Carlo standard error of [`nll`](Self::nll):
+    /// `√(Σ_i Var[log p̂(x_i)]) / n`, each image's noise being drawn
+    /// independently ([`log_px_monte_carlo_variance`](Self::log_px_monte_carlo_variance)).
+    /// It says how far the estimate on these images would move with other
+    /// noise, at first order; the delta method leaves out the estimate's
+    /// bias (`log p̂` is low by about half its variance).
+    pub fn nll_monte_carlo_standard_error(&self) -> f64 {
+        let n = self.effective_sample_size.len();
+        let total: f64 = self.log_px_monte_carlo_variance().iter().sum();
+        total.sqrt() / n.max(1) as f64
     }
 }
 
@@ -158,30 +210,62 @@ fn image_rng(seed: u64, index: usize) -> ChaCha8Rng {
     rng
 }
 
-/// A running `log Σ exp` and `Σ` per image, in `f64`.
+/// A running `log Σ exp(v)`, in `f64`: a running maximum `m` and
+/// `Σ exp(v − m)`, rescaled when the maximum grows.
+#[derive(Debug, Clone, Copy)]
+struct LogSumExp {
+    max: f64,
+    scaled: f64,
+}
+
+impl LogSumExp {
+    const EMPTY: Self = Self {
+        max: f64::NEG_INFINITY,
+        scaled: 0.0,
+    };
+
+    fn add(&mut self, v: f64) {
+        if v > self.max {
+            self.scaled = self.scaled * (self.max - v).exp() + 1.0;
+            self.max = v;
+        } else {
+            self.scaled += (v - self.max).exp();
+        }
+    }
+
+    /// `log Σ exp(v)` over the values added.
+    fn value(&self) -> f64 {
+        self.max + self.scaled.ln()
+    }
+}
+
+/// Per image, the running sums of its log weights `log w_j`: `log Σ w_j`,
+/// `log Σ w_j²` and `Σ log w_j`, in `f64`, sample after sample, so they do
+/// not depend on how the work is batched.
 struct Accumulator {
-    max: Vec<f64>,
-    scaled: Vec<f64>,
+    weights: Vec<LogSumExp>,
+    squares: Vec<LogSumExp>,
     sum: Vec<f64>,
 }
 
 impl Accumulator {
     fn new(n: usize) -> Self {
         Self {
-            max: vec![f64::NEG_INFINITY; n],
-            scaled: vec![0.0; n],
+            weights: vec![LogSumExp::EMPTY; n],
+            squares: vec![LogSumExp::EMPTY; n],
             sum: vec![0.0; n],
         }
     }
 
     fn add(&mut self, i: usize, v: f64) {
         self.sum[i] += v;
-        if v > self.max[i] {
-            self.scaled[i] = self.scaled[i] * (self.max[i] - v).exp() + 1.0;
-            self.max[i] = v;
-        } else {
-            self.scaled[i] += (v - self.max[i]).exp();
-        }
+        self.weights[i].add(v);
+        self.squares[i].add(2.0 * v);
+    }
+
+    /// `k_eff = (Σ w)² / Σ w² = exp(2 log Σ w − log Σ w²)` of image `i`.
+    fn effective_sample_size(&self, i: usize) -> f64 {
+        (2.0 * self.weights[i].value() - self.squares[i].value()).exp()
     }
 }
 
@@ -247,6 +331,7 @@ fn estimate<M: LatentModel + ?Sized>(
     }
     let mut log_px = Vec::with_capacity(n);
     let mut elbo = Vec::with_capacity(n);
+    let mut effective_sample_size = Vec::with_capacity(n);
     for start in (0..n).step_by(per_pass) {
         let b = per_pass.min(n - start);
         let xs = images.narrow(0, start, b)?; // [b, c, h, w]
@@ -287,13 +372,15 @@ fn estimate<M: LatentModel + ?Sized>(
             bar.inc((s * b) as u64);
         }
         for i in 0..b {
-            log_px.push(acc.max[i] + acc.scaled[i].ln() - (k as f64).ln());
+            log_px.push(acc.weights[i].value() - (k as f64).ln());
             elbo.push(acc.sum[i] / k as f64);
+            effective_sample_size.push(acc.effective_sample_size(i));
         }
     }
     Ok(LikelihoodEstimate {
         log_px,
         elbo,
+        effective_sample_size,
         samples: k,
         dims,
     })
@@ -340,6 +427,7 @@ pub fn dataset_log_likelihood<M: LatentModel + ?Sized>(
             Some(t) => {
                 t.log_px.extend(est.log_px);
                 t.elbo.extend(est.elbo);
+                t.effective_sample_size.extend(est.effective_sample_size);
             }
         }
     }

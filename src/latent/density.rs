@@ -28,14 +28,25 @@ fn same_shape(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
 ///
 /// `x`, `mean`, `logvar`: `[batch, …]`, all the same; returns `[batch]`.
 pub fn log_normal_pdf(x: &Tensor, mean: &Tensor, logvar: &Tensor) -> Result<Tensor> {
-    same_shape("log_normal_pdf", x, mean)?;
-    same_shape("log_normal_pdf", x, logvar)?;
-    let quad = x.sub(mean)?.sqr()?.mul(&logvar.neg()?.exp()?)?;
-    let inner = (quad + logvar)?.affine(-0.5, -0.5 * LN_2PI)?;
+    let inner = log_normal_pdf_elementwise(x, mean, logvar)?;
     if inner.rank() <= 1 {
         return Ok(inner);
     }
     inner.flatten_from(1)?.sum(1)
+}
+
+/// Log-density of each element of `x` under `N(mean, exp(logvar))`:
+/// `−½ ((x − μ)² e^{−logvar} + logvar + ln 2π)`, same shape as the inputs
+/// (the terms [`log_normal_pdf`] sums).
+pub(crate) fn log_normal_pdf_elementwise(
+    x: &Tensor,
+    mean: &Tensor,
+    logvar: &Tensor,
+) -> Result<Tensor> {
+    same_shape("log_normal_pdf", x, mean)?;
+    same_shape("log_normal_pdf", x, logvar)?;
+    let quad = x.sub(mean)?.sqr()?.mul(&logvar.neg()?.exp()?)?;
+    (quad + logvar)?.affine(-0.5, -0.5 * LN_2PI)
 }
 
 /// Closed-form `KL(N(μ, e^{logvar}) ‖ N(0, 1))` per element:
@@ -57,4 +68,19 @@ pub fn single_sample_kl<P: LatentPrior + ?Sized>(
     z: &Tensor,
 ) -> Result<Tensor> {
     q.log_prob(z)?.sub(&prior.log_prob(z)?)
+}
+
+/// The single-sample KL estimate per row and latent dimension,
+/// `log q(z_d) − log p(z_d)`, `[batch, latent]`, for a prior that factorises
+/// over the dimensions ([`LatentPrior::log_prob_per_dim`]); `None` for one
+/// that does not. Its rows sum to [`single_sample_kl`].
+pub fn single_sample_kl_per_dim<P: LatentPrior + ?Sized>(
+    q: &DiagonalGaussian,
+    prior: &P,
+    z: &Tensor,
+) -> Result<Option<Tensor>> {
+    match prior.log_prob_per_dim(z)? {
+        Some(lp) => Ok(Some(q.log_prob_per_dim(z)?.sub(&lp)?)),
+        None => Ok(None),
+    }
 }

@@ -3,7 +3,7 @@
 use candle_core::{Result, Tensor, D};
 use rand::RngCore;
 
-use super::density::{kl_standard_normal_elementwise, log_normal_pdf};
+use super::density::{kl_standard_normal_elementwise, log_normal_pdf, log_normal_pdf_elementwise};
 use super::noise::standard_normal;
 
 /// A batch of diagonal Gaussians, one per row: `mean` and `logvar` are both
@@ -95,6 +95,12 @@ impl DiagonalGaussian {
     /// `Σ_d −½ ((z − mean)² · e^{−logvar} + logvar + ln 2π)`.
     pub fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
         log_normal_pdf(z, &self.mean, &self.logvar)
+    }
+
+    /// `log q(z_d)` per row and latent dimension, `[batch, latent]`: the
+    /// terms [`log_prob`](Self::log_prob) sums.
+    pub fn log_prob_per_dim(&self, z: &Tensor) -> Result<Tensor> {
+        log_normal_pdf_elementwise(z, &self.mean, &self.logvar)
     }
 
     /// `KL(q ‖ N(0, I))` per row, `[batch]`:

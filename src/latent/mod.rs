@@ -17,7 +17,9 @@ mod vamp;
 
 pub use config::PriorConfig;
 pub(crate) use density::LN_2PI;
-pub use density::{kl_standard_normal_elementwise, log_normal_pdf, single_sample_kl};
+pub use density::{
+    kl_standard_normal_elementwise, log_normal_pdf, single_sample_kl, single_sample_kl_per_dim,
+};
 pub use gaussian::DiagonalGaussian;
 pub use mixture::{gaussian_mixture_prior, mixture_log_prob, GaussianMixturePrior, MixtureConfig};
 pub use noise::standard_normal;
@@ -65,6 +67,15 @@ pub trait LatentPrior: Send + Sync + std::fmt::Debug {
         let _ = q;
         Ok(None)
     }
+
+    /// `log p(z_d)` per row and latent dimension, `[batch, latent]`, for a
+    /// prior that factorises over the dimensions (the standard normal); `None`
+    /// for one that does not, the default. Free bits with the single-sample
+    /// KL need it.
+    fn log_prob_per_dim(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        let _ = z;
+        Ok(None)
+    }
 }
 
 impl<P: LatentPrior + ?Sized> LatentPrior for Box<P> {
@@ -85,6 +96,9 @@ impl<P: LatentPrior + ?Sized> LatentPrior for Box<P> {
     }
     fn kl_per_dim(&self, q: &DiagonalGaussian) -> Result<Option<Tensor>> {
         (**self).kl_per_dim(q)
+    }
+    fn log_prob_per_dim(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        (**self).log_prob_per_dim(z)
     }
 }
 

@@ -20,13 +20,9 @@ impl StandardNormal {
     }
 }
 
-impl LatentPrior for StandardNormal {
-    fn latent_dim(&self) -> usize {
-        self.latent_dim
-    }
-
-    /// `Σ_d −½ (z² + ln 2π)`.
-    fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
+impl StandardNormal {
+    /// The width of `z` `[batch, latent_dim]`, or an error naming its shape.
+    fn check_width(&self, z: &Tensor) -> Result<usize> {
         let d = z.dim(D::Minus1)?;
         if d != self.latent_dim {
             candle_core::bail!(
@@ -35,9 +31,27 @@ impl LatentPrior for StandardNormal {
                 self.latent_dim
             );
         }
+        Ok(d)
+    }
+}
+
+impl LatentPrior for StandardNormal {
+    fn latent_dim(&self) -> usize {
+        self.latent_dim
+    }
+
+    /// `Σ_d −½ (z² + ln 2π)`.
+    fn log_prob(&self, z: &Tensor) -> Result<Tensor> {
+        let d = self.check_width(z)?;
         z.sqr()?
             .sum(D::Minus1)?
             .affine(-0.5, -0.5 * LN_2PI * d as f64) // [batch]
+    }
+
+    /// `−½ (z_d² + ln 2π)`, `[batch, latent]`.
+    fn log_prob_per_dim(&self, z: &Tensor) -> Result<Option<Tensor>> {
+        self.check_width(z)?;
+        z.sqr()?.affine(-0.5, -0.5 * LN_2PI).map(Some) // [batch, latent]
     }
 
     fn sample(&self, n: usize, rng: &mut dyn RngCore, device: &Device) -> Result<Tensor> {

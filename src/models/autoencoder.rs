@@ -193,6 +193,11 @@ impl<E: Encoder, D: Decoder> Trainable for Autoencoder<E, D> {
         &self.params
     }
 
+    /// `{"loss": …, "reduction": …}`, as in the model config.
+    fn loss_settings(&self) -> Option<String> {
+        serde_json::to_string(&self.loss).ok()
+    }
+
     /// One term, `reconstruction`, which is also the total.
     fn batch_loss(&self, batch: &Batch, _rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
         let out = self.forward_t(&batch.images, mode.is_train())?;

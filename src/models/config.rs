@@ -280,6 +280,13 @@ impl ModelConfig {
                 c.prior.validate("prior")?;
                 c.posterior.validate("posterior")?;
                 c.loss.validate("loss", c.decoder.output_kind())?;
+                c.loss.check_groups("loss", c.latent_dim)?;
+                if c.loss.free_bits.is_some() && c.prior != PriorConfig::StandardNormal {
+                    return Err(Error::config(
+                        "loss.free_bits",
+                        "free bits need a KL per latent dimension, which only the standard-normal prior has",
+                    ));
+                }
             }
             ModelConfig::DigitCvae(c) => {
                 positive(c.classes, "classes")?;
@@ -325,6 +332,7 @@ impl ModelConfig {
                 }
                 c.posterior.validate("posterior")?;
                 c.loss.validate("loss", c.decoder.output_kind())?;
+                c.loss.check_groups("loss", c.latent_dim)?;
             }
         }
         Ok(CheckedModelConfig(self.clone()))
@@ -377,6 +385,74 @@ impl ModelConfig {
     pub fn from_json(json: &str) -> Result<CheckedModelConfig> {
         let config: ModelConfig = parse_json(json)?;
         config.check()
+    }
+}
+
+impl ModelConfig {
+    /// This config with the loss settings of `other` (the loss, and the
+    /// digit-conditioned VAE's class weight) when both are of the same family,
+    /// so that comparing the two compares their networks only.
+    fn with_loss_settings_of(&self, other: &ModelConfig) -> ModelConfig {
+        let mut config = self.clone();
+        match (&mut config, other) {
+            (ModelConfig::Autoencoder(a), ModelConfig::Autoencoder(b)) => a.loss = b.loss,
+            (ModelConfig::Vae(a), ModelConfig::Vae(b)) => a.loss = b.loss,
+            (ModelConfig::DigitCvae(a), ModelConfig::DigitCvae(b)) => {
+                a.loss = b.loss;
+                a.class_weight = b.class_weight;
+            }
+            _ => {}
+        }
+        config
+    }
+}
+
+/// Whether comparing two configs takes their loss settings into account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LossSettings {
+    /// Compared too: the same run, as a resumed one must be.
+    Compared,
+    /// Left aside: the same network, whatever it is trained or scored with.
+    Ignored,
+}
+
+/// Where the architecture saved in a checkpoint (`saved`, the JSON of
+/// [`Trainable::architecture`](super::Trainable::architecture)) differs from
+/// a model's (`ours`): the path of the first differing field and both values;
+/// `None` when they agree. Configs of [`ModelConfig`] are compared as parsed
+/// (so a file written before a setting with a default existed agrees), with
+/// or without their `loss`; any other architecture as its text.
+pub(crate) fn architecture_difference(
+    saved: &str,
+    ours: &str,
+    loss: LossSettings,
+) -> Option<String> {
+    let as_value = |c: &ModelConfig| serde_json::to_value(c).unwrap_or_default();
+    match (
+        parse_json::<ModelConfig>(saved),
+        parse_json::<ModelConfig>(ours),
+    ) {
+        (Ok(saved), Ok(ours)) => {
+            let saved = match loss {
+                LossSettings::Compared => saved,
+                LossSettings::Ignored => saved.with_loss_settings_of(&ours),
+            };
+            (saved != ours).then(|| {
+                crate::difference::first_difference(&as_value(&saved), &as_value(&ours))
+                    .unwrap_or_else(|| "the configs differ".into())
+            })
+        }
+        _ if saved == ours => None,
+        _ => Some(
+            match (
+                serde_json::from_str::<serde_json::Value>(saved),
+                serde_json::from_str::<serde_json::Value>(ours),
+            ) {
+                (Ok(a), Ok(b)) => crate::difference::first_difference(&a, &b),
+                _ => None,
+            }
+            .unwrap_or_else(|| "the architecture in the file is not the model's".into()),
+        ),
     }
 }
 

@@ -142,12 +142,13 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
         }
         posterior.validate("posterior")?;
         loss.validate("loss", decoder.output_kind())?;
-        if loss.objective != Objective::Elbo || loss.free_bits.is_some() {
+        if loss.objective != Objective::Elbo {
             return Err(Error::config(
                 "loss.objective",
-                "the digit-conditioned VAE trains on the ELBO, without free bits",
+                "the digit-conditioned VAE trains on the ELBO",
             ));
         }
+        loss.check_groups("loss", latent)?;
         Ok(Self {
             params: params.clone(),
             encoder,
@@ -326,7 +327,10 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
                 .loss
                 .kl_per_example(&self.prior, &out.posterior, &out.z, rng)?,
         )?;
-        let mut total = recon.add(&kl.affine(self.beta.get(), 0.0)?)?;
+        let kl_part =
+            self.loss
+                .kl_in_total(&self.prior, &out.posterior, &out.z, &kl, self.beta.get())?;
+        let mut total = recon.add(&kl_part)?;
         let classification = match &out.class_logits {
             Some(logits) => {
                 self.check_labels(labels)?;
@@ -386,6 +390,15 @@ impl<E: Encoder, D: Decoder, C: Module> DigitConditionedVae<E, D, C> {
 impl<E: Encoder, D: Decoder, C: Module> Trainable for DigitConditionedVae<E, D, C> {
     fn params(&self) -> &ParamStore {
         &self.params
+    }
+
+    /// `{"loss": …, "class_weight": …}`, as in the model config.
+    fn loss_settings(&self) -> Option<String> {
+        serde_json::to_string(&serde_json::json!({
+            "loss": self.loss,
+            "class_weight": self.class_weight,
+        }))
+        .ok()
     }
 
     /// Always: the loss needs the labels, to condition the decoder or to

@@ -15,7 +15,7 @@ mod trainable;
 mod vae;
 
 pub use autoencoder::{AeLoss, AeLossConfig, Autoencoder, AutoencoderOutput};
-pub(crate) use config::parse_json;
+pub(crate) use config::{architecture_difference, parse_json, LossSettings};
 pub use config::{
     AutoencoderConfig, CheckedModelConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig,
     ModelConfig, VaeConfig,

@@ -475,15 +475,19 @@ impl Model {
     }
 
     /// Overwrites the weights with those in a safetensors file of PyTorch-named
-    /// tensors (e.g. a PyTorch `state_dict` saved with `safetensors.torch.save_file`);
-    /// [`Trainable::load_weights`]. Tensors the model does not use
-    /// (`num_batches_tracked`) are ignored.
+    /// tensors (e.g. a PyTorch `state_dict` saved with `safetensors.torch.save_file`),
+    /// or in a vaekit checkpoint of the same network; [`Trainable::load_weights`].
+    /// Tensors the model does not use (`num_batches_tracked`) are ignored. The
+    /// loss settings may differ from the file's: a model saved with the ELBO
+    /// loads into this network built with the IWAE objective, another β or
+    /// free bits.
     ///
     /// # Errors
     ///
-    /// [`Error::Checkpoint`] for an unreadable file; [`Error::Tensor`] naming a
-    /// tensor that is missing or of the wrong shape or dtype (nothing is changed
-    /// then).
+    /// [`Error::Tensor`] naming a tensor that is missing or of the wrong shape
+    /// or dtype; [`Error::Checkpoint`] for an unreadable file, or a vaekit file
+    /// whose config describes another network (naming the field). Nothing is
+    /// changed then.
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         Trainable::load_weights(self, path)
     }
@@ -520,6 +524,10 @@ impl Trainable for Model {
 
     fn training_step_bytes(&self, batch_size: usize) -> Option<u64> {
         training_step_bytes(self.config.get(), batch_size).ok()
+    }
+
+    fn loss_settings(&self) -> Option<String> {
+        self.network.trainable().loss_settings()
     }
 
     fn beta(&self) -> Option<f64> {

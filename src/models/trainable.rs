@@ -9,15 +9,19 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use rand::RngCore;
 
+use super::config::{architecture_difference, LossSettings};
 use crate::data::Batch;
 use crate::losses::Reduction;
-use crate::params::{read_checkpoint, write_checkpoint, ParamStore};
+use crate::params::{write_checkpoint, CheckpointFile, ParamStore};
 use crate::{Error, Result};
 
 /// Metadata key holding the model config (JSON) in a checkpoint.
 pub(crate) const CONFIG_KEY: &str = "vaekit.config";
 /// Metadata key holding the vaekit version that wrote a checkpoint.
 pub(crate) const VERSION_KEY: &str = "vaekit.version";
+/// Metadata key holding the loss settings (JSON) a checkpoint's model was
+/// trained with: for information, never compared.
+pub(crate) const LOSS_KEY: &str = "vaekit.loss";
 
 /// Whether a forward pass trains or evaluates: batch norm uses batch statistics
 /// (and updates its running statistics) in training, running statistics in
@@ -178,7 +182,10 @@ pub trait Trainable {
     }
 
     /// The model's architecture as JSON, for models built from a config; written
-    /// into checkpoints and compared when one is loaded or resumed.
+    /// into checkpoints and compared when one is loaded or resumed
+    /// ([`load_weights`](Self::load_weights) leaves the loss settings out of
+    /// the comparison, [`Trainer::resume`](crate::train::Trainer::resume)
+    /// does not).
     fn architecture(&self) -> Option<String> {
         None
     }
@@ -189,6 +196,13 @@ pub trait Trainable {
     /// first step; `None` (the default) when the model cannot tell.
     fn training_step_bytes(&self, batch_size: usize) -> Option<u64> {
         let _ = batch_size;
+        None
+    }
+
+    /// The loss settings as JSON (objective, β, free bits, …), for a model
+    /// that has them: written into checkpoints under `vaekit.loss` for
+    /// information, never compared when one is loaded. `None` by default.
+    fn loss_settings(&self) -> Option<String> {
         None
     }
 
@@ -241,31 +255,48 @@ pub trait Trainable {
     /// [`save`](Self::save), the trainer's checkpoints, or a PyTorch `state_dict`
     /// with the same names). Tensors the model does not have are ignored.
     ///
+    /// What must agree is the network: every tensor's name and shape, and,
+    /// when the file and the model both carry an
+    /// [`architecture`](Self::architecture), the architecture without its
+    /// loss settings. The objective, β and free bits may differ, so a model
+    /// trained on the ELBO loads into the same network built with the IWAE
+    /// objective, to be fine-tuned or scored.
+    ///
     /// # Errors
     ///
-    /// [`Error::Checkpoint`] for an unreadable file or one saved from another
-    /// architecture; [`Error::Tensor`] naming a tensor that is missing, of the
-    /// wrong shape or dtype, or not finite (nothing is changed then).
+    /// [`Error::Tensor`] naming a tensor that is missing, of the wrong shape
+    /// or dtype, or not finite; [`Error::Checkpoint`] for an unreadable file,
+    /// or one whose tensors fit but whose architecture differs (naming the
+    /// first field that does). Nothing is changed then.
     fn load_weights(&self, path: impl AsRef<Path>) -> Result<()>
     where
         Self: Sized,
     {
         let path = path.as_ref();
-        let ckpt = read_checkpoint(path, self.device())?;
-        if let (Some(saved), Some(ours)) = (ckpt.metadata.get(CONFIG_KEY), self.architecture()) {
-            if *saved != ours {
+        let file = CheckpointFile::open(path)?;
+        let shapes: BTreeMap<String, Vec<usize>> = self
+            .params()
+            .snapshot()
+            .into_iter()
+            .map(|(name, t)| (name, t.dims().to_vec()))
+            .collect();
+        file.check_shapes(&shapes)?;
+        if let (Some(saved), Some(ours)) = (file.metadata().get(CONFIG_KEY), self.architecture()) {
+            if let Some(difference) = architecture_difference(saved, &ours, LossSettings::Ignored) {
                 return Err(Error::Checkpoint {
                     path: path.to_path_buf(),
-                    reason: "it was saved from a model of another architecture".into(),
+                    reason: format!(
+                        "it was saved from a model of another architecture: {difference}"
+                    ),
                 });
             }
         }
-        self.params().assign(&ckpt.tensors)
+        self.params().assign(&file.load(self.device())?.tensors)
     }
 }
 
-/// The metadata written with a model's weights: its architecture, if any, and
-/// vaekit's version.
+/// The metadata written with a model's weights: its architecture and loss
+/// settings, where it has them, and vaekit's version.
 pub(crate) fn checkpoint_metadata<M: Trainable + ?Sized>(model: &M) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::from([(
         VERSION_KEY.to_string(),
@@ -273,6 +304,9 @@ pub(crate) fn checkpoint_metadata<M: Trainable + ?Sized>(model: &M) -> BTreeMap<
     )]);
     if let Some(arch) = model.architecture() {
         meta.insert(CONFIG_KEY.to_string(), arch);
+    }
+    if let Some(loss) = model.loss_settings() {
+        meta.insert(LOSS_KEY.to_string(), loss);
     }
     meta
 }
@@ -300,6 +334,9 @@ impl<M: Trainable + ?Sized> Trainable for &M {
     }
     fn training_step_bytes(&self, batch_size: usize) -> Option<u64> {
         (**self).training_step_bytes(batch_size)
+    }
+    fn loss_settings(&self) -> Option<String> {
+        (**self).loss_settings()
     }
     fn beta(&self) -> Option<f64> {
         (**self).beta()

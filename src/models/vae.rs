@@ -8,7 +8,8 @@ use super::beta::{check_beta, BetaCell};
 use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
 use crate::data::Batch;
 use crate::latent::{
-    single_sample_kl, standard_normal, DiagonalGaussian, LatentPrior, PosteriorParam,
+    single_sample_kl, single_sample_kl_per_dim, standard_normal, DiagonalGaussian, LatentPrior,
+    PosteriorParam,
 };
 use crate::losses::{bce, bce_with_logits, gaussian_nll, squared_error, Elbo, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
@@ -94,14 +95,26 @@ pub struct VaeLossConfig {
     /// The ELBO (default) or the IWAE bound.
     #[serde(default, skip_serializing_if = "Objective::is_elbo")]
     pub objective: Objective,
-    /// Free bits (Kingma et al. 2016), in nats per latent dimension: the KL in
-    /// the total becomes `Σ_d max(λ, mean over the batch of KL_d)` (times the
-    /// batch size under [`Reduction::Sum`]), so dimensions under `λ` nats get
-    /// no push towards the prior. Needs a prior with a per-dimension KL
-    /// ([`LatentPrior::kl_per_dim`]: the standard normal) and the ELBO
-    /// objective. The reported `kl` term stays the true KL.
+    /// Free bits (Kingma et al. 2016), `λ` in nats per group of latent
+    /// dimensions (per dimension unless [`free_bits_groups`](Self::free_bits_groups)
+    /// says otherwise): the KL in the total becomes
+    /// `Σ_j max(λ, mean over the batch of KL_j)` over the groups `j` (times
+    /// the batch size under [`Reduction::Sum`]), so a group under `λ` nats
+    /// gets no push towards the prior. `KL_j` is the sum over the group's
+    /// dimensions of the per-dimension KL of the configured estimator: the
+    /// closed form ([`KlEstimator::Analytic`]) or the single-sample
+    /// `log q(z_d|x) − log p(z_d)` ([`KlEstimator::SingleSample`]). Needs a
+    /// prior that factorises over the dimensions (the standard normal) and
+    /// the ELBO objective. The reported `kl` term stays the KL without free
+    /// bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub free_bits: Option<f64>,
+    /// Groups `K` of [`free_bits`](Self::free_bits): the latent dimensions in
+    /// `K` consecutive groups of equal size (`K` divides the latent width),
+    /// `λ` per group, as in Kingma et al. (2016). Absent: one group per
+    /// dimension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub free_bits_groups: Option<usize>,
 }
 
 impl Default for VaeLossConfig {
@@ -113,6 +126,7 @@ impl Default for VaeLossConfig {
             reduction: Reduction::BatchMean,
             objective: Objective::Elbo,
             free_bits: None,
+            free_bits_groups: None,
         }
     }
 }
@@ -124,6 +138,7 @@ crate::setters::with_setters!(VaeLossConfig {
     with_reduction(reduction: Reduction),
     with_objective(objective: Objective),
     with_free_bits(free_bits: Option<f64>),
+    with_free_bits_groups(free_bits_groups: Option<usize>),
 });
 
 impl VaeLossConfig {
@@ -156,6 +171,21 @@ impl VaeLossConfig {
                     format!("{lambda} must be finite and ≥ 0"),
                 ));
             }
+        }
+        match (self.free_bits_groups, self.free_bits) {
+            (Some(0), _) => {
+                return Err(Error::config(
+                    format!("{field}.free_bits_groups"),
+                    "must be at least 1",
+                ))
+            }
+            (Some(_), None) => {
+                return Err(Error::config(
+                    format!("{field}.free_bits_groups"),
+                    "groups the dimensions for free bits: set free_bits too",
+                ))
+            }
+            _ => {}
         }
         match self.likelihood {
             Likelihood::Bernoulli if kind == OutputKind::Linear => Err(Error::config(
@@ -263,31 +293,79 @@ impl VaeLossConfig {
         }
     }
 
-    /// The KL part of the total, reduced: `β · reduce(KL)`, or with free bits
-    /// `β · Σ_d max(λ, mean_b KL_{b,d})` (times the batch size under
-    /// [`Reduction::Sum`]).
-    fn kl_in_total<P: LatentPrior + ?Sized>(
+    /// The KL term per example and latent dimension, `[batch, latent]`, by the
+    /// configured estimator: the prior's closed form
+    /// ([`LatentPrior::kl_per_dim`]) or the single-sample
+    /// `log q(z_d|x) − log p(z_d)` at the `z` the decoder saw. Its rows sum to
+    /// [`kl_per_example`](Self::kl_per_example).
+    ///
+    /// # Errors
+    ///
+    /// For a prior that does not factorise over the dimensions (a mixture, the
+    /// VampPrior).
+    pub fn kl_per_dim<P: LatentPrior + ?Sized>(
         &self,
         prior: &P,
         q: &DiagonalGaussian,
+        z: &Tensor,
+    ) -> Result<Tensor> {
+        let per_dim = match self.kl {
+            KlEstimator::Analytic => prior.kl_per_dim(q)?,
+            KlEstimator::SingleSample => single_sample_kl_per_dim(q, prior, z)?,
+        };
+        match per_dim {
+            Some(t) => Ok(t),
+            None => candle_core::bail!(
+                "a KL per latent dimension (for free bits) needs a prior that factorises over the dimensions (the standard normal)"
+            ),
+        }
+    }
+
+    /// The KL part of the total, reduced, from the reduced KL `kl`:
+    /// `β · kl`, or with free bits `β · Σ_j max(λ, mean_b KL_{b,j})` over the
+    /// groups `j` of [`free_bits_groups`](Self::free_bits_groups) (times the
+    /// batch size under [`Reduction::Sum`]), `KL_{b,j}` from
+    /// [`kl_per_dim`](Self::kl_per_dim).
+    pub(crate) fn kl_in_total<P: LatentPrior + ?Sized>(
+        &self,
+        prior: &P,
+        q: &DiagonalGaussian,
+        z: &Tensor,
         kl: &Tensor,
         beta: f64,
     ) -> Result<Tensor> {
         let Some(lambda) = self.free_bits else {
             return kl.affine(beta, 0.0);
         };
-        let Some(per_dim) = prior.kl_per_dim(q)? else {
-            candle_core::bail!(
-                "free bits need a prior whose KL splits over the latent dimensions (the standard normal)"
-            )
-        };
-        let b = per_dim.dim(0)?;
-        let kept = per_dim.mean(0)?.maximum(lambda)?.sum_all()?; // per image
+        let per_dim = self.kl_per_dim(prior, q, z)?; // [b, d]
+        let (b, d) = per_dim.dims2()?;
+        let groups = self.free_bits_groups.unwrap_or(d);
+        if groups == 0 || !d.is_multiple_of(groups) {
+            candle_core::bail!("free bits: {groups} groups do not split {d} latent dimensions");
+        }
+        let per_group = per_dim.reshape((b, groups, d / groups))?.sum(2)?; // [b, groups]
+        let kept = per_group.mean(0)?.maximum(lambda)?.sum_all()?; // per image
         let scale = match self.reduction {
             Reduction::Sum => b as f64,
             _ => 1.0,
         };
         kept.affine(beta * scale, 0.0)
+    }
+
+    /// Checks the free-bits groups against the latent width `latent`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming `{field}.free_bits_groups` if they do not
+    /// split the latent dimensions into groups of equal size.
+    pub(crate) fn check_groups(&self, field: &str, latent: usize) -> VResult<()> {
+        match self.free_bits_groups {
+            Some(k) if k == 0 || !latent.is_multiple_of(k) => Err(Error::config(
+                format!("{field}.free_bits_groups"),
+                format!("{k} groups do not split latent_dim = {latent} into groups of equal size"),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -377,6 +455,7 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
         )?;
         posterior.validate("posterior")?;
         loss.validate("loss", decoder.output_kind())?;
+        loss.check_groups("loss", prior.latent_dim())?;
         Ok(Self {
             params: params.clone(),
             encoder,
@@ -466,7 +545,7 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Vae<E, D, P> {
         }
         let kl_part = self
             .loss
-            .kl_in_total(&self.prior, &out.posterior, &kl, beta)?;
+            .kl_in_total(&self.prior, &out.posterior, &out.z, &kl, beta)?;
         Ok(Elbo {
             total: reconstruction.add(&kl_part)?,
             reconstruction,
@@ -728,6 +807,11 @@ impl<E: Encoder, D: Decoder, P: LatentPrior> Trainable for Vae<E, D, P> {
                 Term::new("kl", elbo.kl, per),
             ],
         })
+    }
+
+    /// `{"loss": …}`, as in the model config.
+    fn loss_settings(&self) -> Option<String> {
+        serde_json::to_string(&serde_json::json!({ "loss": self.loss })).ok()
     }
 
     fn beta(&self) -> Option<f64> {

@@ -23,7 +23,7 @@ pub use optim::{
 };
 pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
 pub use run_folder::{RunFolder, RunPolicy, BACKUP_PREFIX};
-pub use schedule::BetaSchedule;
+pub use schedule::{BetaSchedule, ScheduleUnit};
 pub(crate) use trainer::progress_bar;
 pub use trainer::{
     evaluate, read_history, EpochReport, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE,

@@ -17,7 +17,11 @@ use super::fingerprint::DataFingerprint;
 use super::optim::TrainOptimizer;
 use super::run_folder::RunFolder;
 use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
-use crate::models::{checkpoint_metadata, LossTerms, Mode, Per, Trainable, CONFIG_KEY};
+use crate::difference::first_difference;
+use crate::models::{
+    architecture_difference, checkpoint_metadata, LossSettings, LossTerms, Mode, Per, Trainable,
+    CONFIG_KEY,
+};
 use crate::params::{read_checkpoint, write_checkpoint};
 use crate::{Error, Result};
 
@@ -52,7 +56,9 @@ pub struct EpochReport {
     pub images_per_s: f64,
     /// Whether the test loss improved on the best so far.
     pub improved: bool,
-    /// The KL weight β of the epoch's training steps, for a model with one.
+    /// The KL weight β of the epoch's training steps, for a model with one:
+    /// their mean, which is the epoch's β under a per-epoch
+    /// [`BetaSchedule`](super::BetaSchedule).
     pub beta: Option<f64>,
 }
 
@@ -376,8 +382,24 @@ impl<'a> Trainer<'a> {
             path: path.clone(),
             reason,
         };
-        if ckpt.metadata.get(CONFIG_KEY).cloned() != model.architecture() {
-            return Err(bad("it was made for a different model config".into()));
+        // Resuming continues the same run: the model config must agree in
+        // everything, its loss settings included.
+        let difference = match (ckpt.metadata.get(CONFIG_KEY), model.architecture()) {
+            (Some(saved), Some(ours)) => {
+                architecture_difference(saved, &ours, LossSettings::Compared)
+            }
+            (None, None) => None,
+            (Some(_), None) => {
+                Some("the checkpoint has a model config, this model has none".into())
+            }
+            (None, Some(_)) => {
+                Some("the checkpoint has no model config, this model has one".into())
+            }
+        };
+        if let Some(difference) = difference {
+            return Err(bad(format!(
+                "it was made for a different model config: {difference}"
+            )));
         }
         let state: TrainState = ckpt
             .metadata
@@ -387,15 +409,18 @@ impl<'a> Trainer<'a> {
                 serde_json::from_str(s)
                     .map_err(|e| bad(format!("training state does not parse: {e}")))
             })?;
-        let same_run = TrainConfig {
+        let saved = TrainConfig {
             epochs: self.config.epochs,
             progress: self.config.progress,
             ..state.config.clone()
-        } == self.config;
-        if !same_run {
-            return Err(bad(
-                "it was made with other training settings (only `epochs` and `progress` may change on resume)".into(),
-            ));
+        };
+        if saved != self.config {
+            let as_value = |c: &TrainConfig| serde_json::to_value(c).unwrap_or_default();
+            let difference = first_difference(&as_value(&saved), &as_value(&self.config))
+                .unwrap_or_else(|| "the settings differ".into());
+            return Err(bad(format!(
+                "it was made with other training settings (only `epochs` and `progress` may change on resume): {difference}"
+            )));
         }
         if state.epoch == 0 || state.epoch > state.config.epochs {
             return Err(bad(format!(
@@ -543,10 +568,9 @@ impl<'a> Trainer<'a> {
         while state.epoch < cfg.epochs {
             let epoch = state.epoch + 1;
             let started = Instant::now();
-            if let Some(schedule) = &cfg.beta_schedule {
-                model.set_beta(schedule.beta_at(epoch))?;
-            }
-            let beta = model.beta();
+            // The global step of this epoch's first step, less one.
+            let steps_before = state.epoch * steps_per_epoch;
+            let mut betas = BetaRecord::default();
             let dynamic;
             let train_set: &dyn ImageSource = match (&train_static, cfg.binarization) {
                 (Some(s), _) => s,
@@ -574,6 +598,12 @@ impl<'a> Trainer<'a> {
                     None => batch,
                 };
                 let step = i + 1;
+                if let Some(schedule) = &cfg.beta_schedule {
+                    model.set_beta(schedule.beta_at(epoch, steps_before + step))?;
+                }
+                if let Some(beta) = model.beta() {
+                    betas.add(beta);
+                }
                 let terms = model
                     .batch_loss(&batch, &mut rng, Mode::Train)
                     .map_err(|e| one_image_batch(e, batch.len(), train.len(), cfg.batch_size))?;
@@ -599,6 +629,7 @@ impl<'a> Trainer<'a> {
                 }
             }
             let train_seconds = started.elapsed().as_secs_f64();
+            let beta = betas.value();
             let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
             eval_rng.set_stream(epoch as u64);
             if let Some(schedule) = &cfg.beta_schedule {
@@ -743,6 +774,35 @@ fn save_training_checkpoint<M: Trainable + ?Sized>(
     metadata.insert(STATE_KEY.to_string(), json);
     metadata.insert(DATA_KEY.to_string(), data.to_string());
     write_checkpoint(path, &tensors, &metadata)
+}
+
+/// The β of an epoch's training steps, for [`EpochReport::beta`].
+#[derive(Default)]
+struct BetaRecord {
+    first: Option<f64>,
+    varied: bool,
+    sum: f64,
+    steps: usize,
+}
+
+impl BetaRecord {
+    fn add(&mut self, beta: f64) {
+        let first = *self.first.get_or_insert(beta);
+        self.varied |= beta != first;
+        self.sum += beta;
+        self.steps += 1;
+    }
+
+    /// The steps' β where it held all epoch (exactly), their mean otherwise;
+    /// `None` for a model without β.
+    fn value(&self) -> Option<f64> {
+        let first = self.first?;
+        Some(if self.varied {
+            self.sum / self.steps as f64
+        } else {
+            first
+        })
+    }
 }
 
 /// Per-image means of the loss terms over an epoch.

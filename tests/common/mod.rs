@@ -93,3 +93,46 @@ pub fn head(d: &vaekit::data::Dataset, n: usize) -> vaekit::data::Dataset {
     )
     .expect("a slice of a dataset is a dataset")
 }
+
+/// A dense VAE over `shape` images (hidden widths `hidden`, latent `latent`,
+/// decoder output `kind`), its encoder's tensors under `encoder_name`.
+pub fn dense_vae_under(
+    encoder_name: &str,
+    shape: vaekit::nets::ImageShape,
+    hidden: &[usize],
+    latent: usize,
+    kind: vaekit::nets::OutputKind,
+    loss: vaekit::models::VaeLossConfig,
+    seed: u64,
+) -> vaekit::Result<vaekit::models::DenseVae> {
+    use vaekit::nets::{DenseDecoder, DenseDecoderConfig, DenseEncoder, DenseEncoderConfig};
+    let params = vaekit::params::ParamStore::new(&Device::Cpu);
+    let vb = params.var_builder(seed);
+    let encoder = DenseEncoder::new(
+        &DenseEncoderConfig::new(shape, hidden, 2 * latent),
+        vb.pp(encoder_name),
+    )?;
+    let mut dc = DenseDecoderConfig::new(latent, hidden, shape);
+    dc.output_kind = kind;
+    let decoder = DenseDecoder::new(&dc, vb.pp("decoder"))?;
+    vaekit::models::Vae::new(
+        &params,
+        encoder,
+        decoder,
+        vaekit::latent::StandardNormal::new(latent),
+        vaekit::latent::PosteriorParam::LogVariance,
+        loss,
+    )
+}
+
+/// [`dense_vae_under`] with the encoder under `encoder`.
+pub fn dense_vae(
+    shape: vaekit::nets::ImageShape,
+    hidden: &[usize],
+    latent: usize,
+    kind: vaekit::nets::OutputKind,
+    loss: vaekit::models::VaeLossConfig,
+    seed: u64,
+) -> vaekit::models::DenseVae {
+    dense_vae_under("encoder", shape, hidden, latent, kind, loss, seed).expect("a dense VAE")
+}
