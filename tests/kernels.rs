@@ -12,12 +12,8 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, ModuleT, Tensor, Var};
-use common::{fixture_path, values};
+use common::{error_against, fixture_path, fixture_tolerance, values};
 use vaekit::nets::{ops, BatchNorm2d};
-
-const MAX_REL: f64 = 1e-4;
-const MIN_REL: f64 = f32::EPSILON as f64;
-const F64_REL: f64 = 1e-9;
 
 fn fixture() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture_path("kernels.safetensors"), &Device::Cpu)
@@ -71,26 +67,10 @@ fn check(
     let mut bad = Vec::new();
     for (name, a) in actual {
         let truth = get(&name);
-        assert_eq!(a.dims(), truth.dims(), "{case}.{name}: shape");
-        let (a, t) = (values(&a), values(truth));
-        let scale = t.iter().fold(0f64, |m, v| m.max(v.abs()));
-        let err = a
-            .iter()
-            .zip(&t)
-            .map(|(a, t)| {
-                if a.is_finite() {
-                    (a - t).abs()
-                } else {
-                    f64::INFINITY
-                }
-            })
-            .fold(0.0, f64::max)
-            / scale.max(f64::MIN_POSITIVE);
+        let scale = values(truth).iter().fold(0f64, |m, v| m.max(v.abs()));
+        let err = error_against(&a, truth, scale.max(f64::MIN_POSITIVE));
         let torch = values(get(&format!("f32_error.{name}")))[0];
-        let tol = match dtype {
-            DType::F64 => F64_REL,
-            _ => (10.0 * torch).clamp(MIN_REL, MAX_REL),
-        };
+        let tol = fixture_tolerance(dtype, torch);
         if err.is_nan() || err > tol {
             bad.push(format!(
                 "{case}.{name} in {dtype:?}: error {err:.3e}, tolerance {tol:.3e} (PyTorch float32 {torch:.3e})"

@@ -18,23 +18,11 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture_path, values};
+use common::{error_against, fixture_path, fixture_tolerance, values};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::Batch;
 use vaekit::models::{Conditioning, Mode, Model, ModelConfig, Preset, Trainable};
-
-/// The loosest float32 tolerance, whatever PyTorch's own error.
-const MAX_REL: f64 = 1e-4;
-/// vaekit's float32 error may be at most this many times PyTorch's.
-const TIMES_PYTORCH: f64 = 10.0;
-/// The tightest float32 tolerance: float32's machine epsilon. PyTorch's own
-/// error on a tensor can fall below it by luck of rounding (a sum that
-/// happens to round well), and one rounding of a result to float32 alone
-/// may cost half of it.
-const MIN_REL: f64 = f32::EPSILON as f64;
-/// vaekit's float64 tolerance.
-const F64_REL: f64 = 1e-9;
 
 /// One fixture file.
 struct Fixture {
@@ -132,24 +120,8 @@ impl<'a> Run<'a> {
         let truth = self.fixture.get(&format!("{p}.{key}"));
         let scale = values(self.fixture.get(&format!("{p}.scale.{key}")))[0];
         let torch = values(self.fixture.get(&format!("{p}.f32_error.{key}")))[0];
-        assert_eq!(actual.dims(), truth.dims(), "{key}: shape");
-        let (a, t) = (values(actual), values(truth));
-        let err = a
-            .iter()
-            .zip(&t)
-            .map(|(a, t)| {
-                if a.is_finite() {
-                    (a - t).abs()
-                } else {
-                    f64::INFINITY
-                }
-            })
-            .fold(0.0, f64::max)
-            / scale;
-        let tol = match self.dtype {
-            DType::F64 => F64_REL,
-            _ => (TIMES_PYTORCH * torch).clamp(MIN_REL, MAX_REL),
-        };
+        let err = error_against(actual, truth, scale);
+        let tol = fixture_tolerance(self.dtype, torch);
         self.rows.push((key.to_string(), err, torch, tol));
     }
 

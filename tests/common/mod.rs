@@ -136,3 +136,31 @@ pub fn dense_vae(
 ) -> vaekit::models::DenseVae {
     dense_vae_under("encoder", shape, hidden, latent, kind, loss, seed).expect("a dense VAE")
 }
+
+/// `max |actual − truth| / scale`, infinite when a value of `actual` is not
+/// finite: the error measure of the PyTorch float64 fixtures.
+pub fn error_against(actual: &Tensor, truth: &Tensor, scale: f64) -> f64 {
+    assert_eq!(actual.dims(), truth.dims(), "shape");
+    values(actual)
+        .iter()
+        .zip(values(truth))
+        .map(|(a, t)| {
+            if a.is_finite() {
+                (a - t).abs()
+            } else {
+                f64::INFINITY
+            }
+        })
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// The tolerance of a PyTorch float64 fixture: 1e-9 for vaekit in `f64`; in
+/// `f32`, 10× PyTorch's own float32 error on the tensor (`torch_f32_error`),
+/// but no tighter than float32's machine epsilon and no looser than 1e-4.
+pub fn fixture_tolerance(dtype: DType, torch_f32_error: f64) -> f64 {
+    match dtype {
+        DType::F64 => 1e-9,
+        _ => (10.0 * torch_f32_error).clamp(f32::EPSILON as f64, 1e-4),
+    }
+}
