@@ -36,6 +36,8 @@
 mod augment;
 mod dataset;
 #[cfg(feature = "image-folder")]
+mod decode;
+#[cfg(feature = "image-folder")]
 mod folder;
 pub mod idx;
 mod mnist;
@@ -46,10 +48,12 @@ mod stream;
 pub use augment::Augmentation;
 pub use dataset::{Batch, Batches, Dataset, LastBatch, Shuffle};
 #[cfg(feature = "image-folder")]
-pub use folder::{
-    Channels, FolderImages, ImageFolder, ImageFolderOptions, Labels, SkippedFile, Unreadable,
-    MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_SIDE,
+pub use decode::{
+    Channels, ImageFolderOptions, Labels, Unreadable, MAX_DECODE_BYTES, MAX_FILE_BYTES,
+    MAX_IMAGE_SIDE, REDUCE_ABOVE_BYTES,
 };
+#[cfg(feature = "image-folder")]
+pub use folder::{FolderImages, ImageFolder, SkippedFile};
 pub use idx::{DataLimits, IdxImages, MAX_DATASET_BYTES};
 pub use mnist::{Mnist, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 pub use source::{BatchIter, ImageSource};

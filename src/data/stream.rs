@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use candle_core::{Device, Tensor};
 
 use super::dataset::{visiting_order, Batch, LastBatch, Shuffle};
-use super::folder::{decode_file, ImageFolderOptions};
+use super::decode::{decode_file, ImageFolderOptions};
 use super::source::{BatchIter, ImageSource};
 use crate::nets::ImageShape;
 use crate::{Error, Result};
