@@ -11,7 +11,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::{LastBatch, Mnist, Shuffle};
-use vaekit::models::{Mode, Model, Preset, Trainable};
+use vaekit::models::{Condition, Mode, Model, Preset, StepContext, Trainable};
 use vaekit::train::TrainConfig;
 
 const WORKLOADS: [(&str, Preset); 5] = [
@@ -55,7 +55,7 @@ fn workloads(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("train_step", config.batch_size), |b| {
                 b.iter(|| {
                     let loss = model
-                        .batch_loss(&batch, &mut rng, Mode::Train)
+                        .batch_loss(&batch, &mut rng, &StepContext::of(Mode::Train))
                         .expect("loss");
                     opt.backward_step(&loss.total).expect("step");
                     device.synchronize().expect("sync");
@@ -72,7 +72,7 @@ fn workloads(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("inference", 1000), |b| {
                 b.iter(|| {
                     model
-                        .reconstruct(&test.images, test.labels.as_ref())
+                        .reconstruct(&test.images, Condition::of(&test))
                         .expect("reconstruct");
                     device.synchronize().expect("sync");
                 })

@@ -27,7 +27,7 @@ use clap::Parser;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::{LastBatch, Mnist, Shuffle};
-use vaekit::models::{Mode, Model, Preset, Trainable};
+use vaekit::models::{Condition, Mode, Model, Preset, StepContext, Trainable};
 use vaekit::train::TrainConfig;
 use vaekit::{Error, Result};
 
@@ -195,7 +195,7 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
                     .ok_or_else(|| Error::config("batch_size", "larger than the data"))??
             }
         };
-        let loss = model.batch_loss(&b, &mut step_rng, Mode::Train)?;
+        let loss = model.batch_loss(&b, &mut step_rng, &StepContext::of(Mode::Train))?;
         if !flags.phases {
             opt.backward_step(&loss.total)?;
         } else {
@@ -250,7 +250,13 @@ fn run(name: &str, preset: Preset, flags: &Flags, started: Instant) -> Result<se
         .collect::<Result<_>>()?;
     let infer = |labels: bool| -> Result<()> {
         for b in &test {
-            model.reconstruct(&b.images, b.labels.as_ref().filter(|_| labels))?;
+            model.reconstruct(
+                &b.images,
+                match (&b.labels, labels) {
+                    (Some(l), true) => Condition::Labels(l),
+                    _ => Condition::None,
+                },
+            )?;
         }
         Ok(())
     };

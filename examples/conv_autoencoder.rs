@@ -20,7 +20,7 @@
 mod common;
 
 use vaekit::data::Mnist;
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Condition, Model, Preset};
 use vaekit::pictures::{self, ExplorerOptions, GridStyle, SliderRange};
 use vaekit::train::{TrainConfig, Trainer, BEST_MODEL_FILE};
 
@@ -77,7 +77,7 @@ fn conv_autoencoder() -> vaekit::Result<()> {
 
     let (ae, dir) = train(&args, &digits, Preset::ConvAe, "ae10")?;
     let originals = common::first_images(&digits.test, 10, &args.device)?.images;
-    let recon = ae.reconstruct(&originals, None)?;
+    let recon = ae.reconstruct(&originals, Condition::None)?;
     pictures::save_png(
         &pictures::comparison_grid(&originals, &recon, 10, style)?,
         dir.join("reconstructions.png"),

@@ -21,7 +21,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::latent::{LatentPrior, StandardNormal};
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Condition, Model, Preset};
 use vaekit::pictures::{self, FrameRecorder, GridStyle};
 use vaekit::train::{TrainConfig, Trainer};
 
@@ -59,7 +59,7 @@ fn conv_vae_bn() -> vaekit::Result<()> {
         .allow_data_change(args.allow_data_change)
         .on_epoch(|report| {
             common::print_epoch(report);
-            let grid = pictures::image_grid(&model.decode(&z, None)?, 8, style)?;
+            let grid = pictures::image_grid(&model.decode(&z, Condition::None)?, 8, style)?;
             let grid = pictures::caption(&grid, &format!("epoch {}", report.epoch))?;
             pictures::save_png(
                 &grid,
@@ -71,7 +71,7 @@ fn conv_vae_bn() -> vaekit::Result<()> {
     drop(trainer); // ends the hook's borrows
     frames.finish(args.out.join("samples.gif"))?;
     let originals = common::first_images(&digits.test, 16, &args.device)?.images;
-    let recon = model.reconstruct(&originals, None)?;
+    let recon = model.reconstruct(&originals, Condition::None)?;
     pictures::save_png(
         &pictures::comparison_grid(&originals, &recon, 16, style)?,
         args.out.join("reconstructions.png"),

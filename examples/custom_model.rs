@@ -162,11 +162,11 @@ fn custom_model() -> Result<()> {
     reloaded.load_weights(&saved)?;
     let originals = test.images.narrow(0, 0, test.indices.len().min(64))?;
     let a = model
-        .reconstruct(&originals)?
+        .reconstruct(&originals, Condition::None)?
         .flatten_all()?
         .to_vec1::<f32>()?;
     let b = reloaded
-        .reconstruct(&originals)?
+        .reconstruct(&originals, Condition::None)?
         .flatten_all()?
         .to_vec1::<f32>()?;
     if a.iter().zip(&b).any(|(x, y)| x.to_bits() != y.to_bits()) {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Condition, Model, Preset};
 use vaekit::pictures::{self, FrameRecorder, GridStyle};
 use vaekit::train::{TrainConfig, Trainer};
 
@@ -54,7 +54,7 @@ fn cvae_tf() -> vaekit::Result<()> {
     );
     // The test sample encoded, sampled and decoded, captioned with the epoch.
     let mut frame = |epoch: usize| -> vaekit::Result<()> {
-        let out_epoch = vae.forward_t(&test_sample, &mut noise, false)?; // z ~ q(z|x)
+        let out_epoch = vae.forward_t(&test_sample, Condition::None, &mut noise, false)?; // z ~ q(z|x)
         let pixels = vae.to_pixels(&out_epoch.decoded)?;
         let grid = pictures::image_grid(&pixels, 4, style)?;
         let grid = pictures::caption(&grid, &format!("epoch {epoch}"))?;

@@ -81,7 +81,7 @@ fn train() -> vaekit::Result<()> {
     let clean = common::first_images(&digits.test, 16, device)?;
     let mut rng = Generator::seed_from_u64(args.seed());
     let noisy = corruption.apply(&clean.images, &mut rng)?;
-    let denoised = vae.reconstruct(&noisy)?;
+    let denoised = vae.reconstruct(&noisy, Condition::None)?;
     let grid = vaekit::pictures::denoising_triplets(
         &noisy,
         &clean.images,

@@ -17,7 +17,7 @@ mod common;
 
 use std::time::Duration;
 
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Condition, Model, Preset};
 use vaekit::pictures::{self, ExplorerOptions, FrameRecorder, GridStyle, SliderRange};
 use vaekit::train::{TrainConfig, Trainer};
 
@@ -73,7 +73,7 @@ fn dense_vae_2d() -> vaekit::Result<()> {
     let out = &args.out;
     let test = common::first_images(&digits.test, digits.test.len(), &args.device)?;
     let originals = test.images.narrow(0, 0, test.indices.len().min(10))?;
-    let recon = model.reconstruct(&originals, None)?;
+    let recon = model.reconstruct(&originals, Condition::None)?;
     let big = GridStyle::default()
         .with_scale(2)
         .with_padding(2)

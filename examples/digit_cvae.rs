@@ -31,7 +31,7 @@ fn digit_cvae() -> vaekit::Result<()> {
     let args = common::Args::parse("out/digit_cvae", &[], "The digit-conditioned VAE.")?;
     let digits = args.digits()?;
     let built = Model::from_preset(Preset::DigitCvae, &args.device, args.seed())?;
-    let model = built.as_digit_cvae().ok_or_else(|| {
+    let model = built.as_vae().ok_or_else(|| {
         vaekit::Error::config("preset", "digit-cvae builds a digit-conditioned VAE")
     })?;
     let mut config = TrainConfig::for_preset(Preset::DigitCvae);

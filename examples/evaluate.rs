@@ -27,7 +27,7 @@ use vaekit::eval::{
     dataset_log_likelihood, latent_statistics, latent_traversal, ImportanceSampling, LatentModel,
     ACTIVE_UNIT_THRESHOLD,
 };
-use vaekit::models::Model;
+use vaekit::models::{Condition, Model};
 use vaekit::Error;
 
 /// This example's flags.
@@ -179,7 +179,7 @@ fn write_pictures<M: LatentModel>(
         .squeeze(0)?
         .to_vec1::<f32>()?;
     let values: Vec<f32> = (0..9).map(|i| -3.0 + 0.75 * i as f32).collect();
-    let pixels = latent_traversal(model, &code, &values, device)?;
+    let pixels = latent_traversal(model, &code, &values, Condition::None, device)?;
     save_png(
         &image_grid(&pixels, values.len(), GridStyle::default())?,
         dir.join("traversal.png"),

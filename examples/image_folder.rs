@@ -29,7 +29,8 @@ use vaekit::data::{
 };
 use vaekit::latent::{LatentPrior, StandardNormal};
 use vaekit::models::{
-    check_training_step, default_step_memory_limit, presets::vanilla_vae, Likelihood, Model,
+    check_training_step, default_step_memory_limit, presets::vanilla_vae, Condition, Likelihood,
+    Model,
 };
 use vaekit::nets::ImageShape;
 use vaekit::pictures::{self, ExplorerOptions, FrameRecorder, GridStyle, SliderRange};
@@ -217,7 +218,7 @@ fn train() -> Result<()> {
         .on_epoch(|report| {
             common::print_epoch(report);
             common::record_curves(&mut curves, report);
-            frames.push(&model.decode(&z, None)?)
+            frames.push(&model.decode(&z, Condition::None)?)
         });
     if trainer.resumes() {
         println!("resuming the run in {}", args.out.display());
@@ -228,12 +229,12 @@ fn train() -> Result<()> {
     drop(trainer); // ends the hook's borrows
     frames.finish(args.out.join("samples.gif"))?;
     pictures::save_png(
-        &pictures::image_grid(&model.decode(&z, None)?, 8, style)?,
+        &pictures::image_grid(&model.decode(&z, Condition::None)?, 8, style)?,
         args.out.join("samples.png"),
     )?;
     let shown: Vec<usize> = (0..test.len().min(16)).collect();
     let originals = test.batch(&shown, &args.device)?;
-    let recon = model.reconstruct(&originals.images, None)?;
+    let recon = model.reconstruct(&originals.images, Condition::None)?;
     pictures::save_png(
         &pictures::comparison_grid(&originals.images, &recon, 8, style)?,
         args.out.join("reconstructions.png"),

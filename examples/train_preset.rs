@@ -88,7 +88,7 @@ fn train() -> vaekit::Result<()> {
         default_step_memory_limit(),
     )?;
     let digits = args.digits()?;
-    let model = Model::from_checked(&run.model, &args.device, config.seed)?;
+    let model = Model::new(&run.model, &args.device, config.seed)?;
     println!(
         "{name}: {} parameters, {} epochs",
         model.params().num_trainable(),

@@ -42,7 +42,7 @@
 //!     .next()
 //!     .expect("8,000 digits make at least one batch")?;
 //!
-//! let loss = model.batch_loss(&batch, &mut rng, Mode::Train)?;
+//! let loss = model.batch_loss(&batch, &mut rng, &StepContext::train())?;
 //! let mut optimizer = OptimizerConfig::default().build(model.params().trainable_vars())?;
 //! optimizer.backward_step(&loss.total)?;
 //! assert_eq!(loss.terms[0].name, "reconstruction");
@@ -110,8 +110,9 @@ pub mod prelude {
         StandardNormal, VampPrior,
     };
     pub use crate::models::{
-        Autoencoder, DigitConditionedVae, KlEstimator, Likelihood, LossTerms, Mode, Model,
-        ModelConfig, Per, Preset, Term, Trainable, Vae, VaeLossConfig,
+        AnyModel, Autoencoder, ClassConditioning, Condition, KlEstimator, Likelihood, LossTerms,
+        Mode, Model, ModelConfig, Per, Preset, StepContext, Term, Trainable, TrainableExt, Vae,
+        VaeLossConfig,
     };
     pub use crate::nets::{
         ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Decoder, DenseDecoder,

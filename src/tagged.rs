@@ -95,7 +95,7 @@ macro_rules! tagged_deserialize {
         }
     };
     (@variant $ty:ident, $variant:ident, $rest:ident, $inner:ty) => {
-        $crate::tagged::inner::<$inner>($rest).map($ty::$variant)
+        $crate::tagged::inner::<$inner>($rest).map(|v| $ty::$variant(v.into()))
     };
     (@variant $ty:ident, $variant:ident, $rest:ident) => {
         match &$rest {

@@ -4,26 +4,29 @@
 //! each constructor gives the defaults its documentation states, and models
 //! built from the constructors pass their checks.
 
-use candle_core::Device;
+use candle_core::{DType, Device, Tensor};
 use vaekit::data::{Augmentation, DataLimits, LastBatch, MAX_DATASET_BYTES};
 use vaekit::eval::ImportanceSampling;
 use vaekit::latent::{MixtureConfig, PosteriorParam, PriorConfig, VampConfig};
 use vaekit::losses::Reduction;
 use vaekit::models::{
-    AeLoss, AeLossConfig, AutoencoderConfig, ClassConditioning, Conditioning, DecoderConfig,
-    DigitCvaeConfig, EncoderConfig, KlEstimator, Likelihood, Model, ModelConfig, ModelLimits,
-    Objective, Preset, VaeConfig, VaeLossConfig, MAX_PARAMETERS,
+    AeLoss, AeLossConfig, AutoencoderConfig, ClassConditioning, Conditioner, Conditioning,
+    ConditioningConfig, DecoderConfig, EncoderConfig, KlEstimator, Likelihood, Model, ModelConfig,
+    ModelLimits, Objective, Preset, VaeConfig, VaeLossConfig, MAX_PARAMETERS,
 };
+use vaekit::nets::Mlp;
 use vaekit::nets::{
     Activation, Conv2dConfig, ConvBlockConfig, ConvDecoderConfig, ConvEncoderConfig,
     ConvTranspose2dConfig, DenseDecoderConfig, DenseEncoderConfig, ImageShape, MlpConfig, Norm,
     OutputKind, UpBlockConfig, Upsampling,
 };
 use vaekit::params::InitScheme;
+use vaekit::params::ParamStore;
 use vaekit::train::{
     AdamParams, AdamWParams, BetaSchedule, Binarization, Corruption, EarlyStopping,
     OptimizerConfig, Progress, RmspropParams, RunConfig, SgdParams, TrainConfig,
 };
+use vaekit::Error;
 
 #[test]
 fn training_settings_are_built_through_setters() {
@@ -431,59 +434,56 @@ fn an_autoencoder_config_from_its_constructor_builds_a_model() {
 }
 
 #[test]
-fn a_digit_cvae_config_from_its_constructor_builds_a_model() {
-    let fields = |c: &DigitCvaeConfig| {
-        let parts = (
-            c.latent_dim,
-            c.classes,
-            c.encoder.clone(),
-            c.decoder.clone(),
-        );
-        let classes = (c.conditioning, c.classifier.clone(), c.class_weight);
-        (parts, classes, c.posterior, c.loss)
-    };
+fn a_conditioned_vae_config_from_its_constructors_builds_a_model() {
     let classifier = MlpConfig::new(ImageShape::MNIST.numel(), &[8], 10);
     let (encoder, decoder) = dense_parts(2, 2 + 10);
-    let cvae = DigitCvaeConfig::new(2, 10, encoder.clone(), decoder.clone(), classifier.clone());
+    let predicted =
+        ConditioningConfig::classes(Conditioning::Predicted, 10, classifier.clone(), 1.0);
     assert_eq!(
-        fields(&cvae),
-        (
-            (2, 10, encoder, decoder),
-            (Conditioning::Predicted, classifier, 1.0),
-            PosteriorParam::LogVariance,
-            VaeLossConfig::default()
-        )
+        (predicted.class_count(), predicted.source()),
+        (10, Conditioning::Predicted)
     );
-    Model::new(&ModelConfig::DigitCvae(cvae.clone()), &Device::Cpu, 0).expect("a digit CVAE");
+    match &predicted {
+        ConditioningConfig::Classifier(c) => {
+            assert_eq!(
+                (c.classes, &c.classifier, c.class_weight),
+                (10, &classifier, 1.0)
+            )
+        }
+        other => panic!("expected a classifier, got {other:?}"),
+    }
+    let vae = VaeConfig::new(2, encoder, decoder).with_conditioning(Some(predicted));
+    let model = Model::new(&ModelConfig::Vae(vae), &Device::Cpu, 0).expect("a digit CVAE");
+    assert_eq!(model.classes(), Some(10));
+    assert_eq!(model.conditioning(), Some(Conditioning::Predicted));
 
-    let classifier = MlpConfig::new(ImageShape::MNIST.numel(), &[4], 5);
     let (encoder, decoder) = dense_parts(3, 3 + 5);
-    let floor = PosteriorParam::ExpWithFloor { floor: 1e-5 };
-    let gaussian = VaeLossConfig::default().with_likelihood(Likelihood::Gaussian { sigma: 0.5 });
-    let cvae = cvae
-        .with_latent_dim(3)
-        .with_classes(5)
-        .with_encoder(encoder.clone())
-        .with_decoder(decoder.clone())
-        .with_conditioning(Conditioning::Given)
-        .with_classifier(classifier.clone())
-        .with_class_weight(10.0)
-        .with_posterior(floor)
-        .with_loss(gaussian);
-    assert_eq!(
-        fields(&cvae),
-        (
-            (3, 5, encoder, decoder),
-            (Conditioning::Given, classifier, 10.0),
-            floor,
-            gaussian
-        )
-    );
+    let given = ConditioningConfig::classes(Conditioning::Given, 5, classifier, 10.0);
+    match &given {
+        ConditioningConfig::Labels(c) => assert_eq!(c.classes, 5),
+        other => panic!("expected labels, got {other:?}"),
+    }
+    let vae = VaeConfig::new(3, encoder, decoder).with_conditioning(Some(given));
+    let model = Model::new(&ModelConfig::Vae(vae), &Device::Cpu, 0).expect("a given-label CVAE");
+    assert_eq!(model.conditioning(), Some(Conditioning::Given));
+    assert!(model
+        .classify(&Tensor::zeros((1, 1, 28, 28), DType::F32, &Device::Cpu).unwrap())
+        .unwrap()
+        .is_none());
 
-    let classes = ClassConditioning::new(10);
-    assert_eq!((classes.classes, classes.class_weight), (10, 1.0));
-    let classes = classes.with_classes(3).with_class_weight(0.5);
-    assert_eq!((classes.classes, classes.class_weight), (3, 0.5));
+    let given = ClassConditioning::<Mlp>::given(10).expect("10 classes");
+    assert_eq!((given.width(), given.classes()), (10, Some(10)));
+    for bad in [-1.0, f64::NAN] {
+        let mlp = Mlp::new(
+            &MlpConfig::new(4, &[], 3),
+            ParamStore::new(&Device::Cpu).var_builder(0),
+        )
+        .expect("an MLP");
+        match ClassConditioning::predicted(3, mlp, bad) {
+            Err(Error::Config { field, .. }) => assert_eq!(field, "conditioning.class_weight"),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@ use common::{head, temp_dir};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::{Batch, LastBatch, Mnist, Shuffle};
+use vaekit::models::{Condition, StepContext};
 use vaekit::models::{Mode, Model, Preset, Trainable};
 use vaekit::train::{read_history, Binarization, Progress, TrainConfig, Trainer, HISTORY_FILE};
 
@@ -40,7 +41,7 @@ fn batch(preset: Preset, n: usize, device: &Device) -> Batch {
 
 fn loss_value(model: &Model, b: &Batch, seed: u64) -> f64 {
     model
-        .evaluate(b, &mut rng(seed))
+        .evaluate(b, &mut rng(seed), &StepContext::eval())
         .unwrap()
         .total
         .to_dtype(DType::F64)
@@ -62,7 +63,7 @@ fn every_preset_trains(device: &Device) {
             .unwrap();
         let before = loss_value(&model, &b, 7);
         for step in 0..10 {
-            let loss = model.batch_loss(&b, &mut rng(step), Mode::Train);
+            let loss = model.batch_loss(&b, &mut rng(step), &StepContext::of(Mode::Train));
             opt.backward_step(&loss.unwrap().total).unwrap();
         }
         let after = loss_value(&model, &b, 7);
@@ -80,7 +81,7 @@ fn inference_runs(device: &Device) {
         let z = model.encode(&b.images).unwrap();
         assert_eq!(z.dims(), [8, model.latent_dim()], "{preset}");
         assert!(z.device().same_device(device), "{preset}");
-        let pixels = model.reconstruct(&b.images, b.labels.as_ref()).unwrap();
+        let pixels = model.reconstruct(&b.images, Condition::of(&b)).unwrap();
         assert_eq!(pixels.dims(), b.images.dims(), "{preset}");
         let sampled = model.sample(5, &mut rng(1)).unwrap();
         assert_eq!(sampled.dims()[0], 5, "{preset}");
@@ -105,14 +106,14 @@ fn save_and_load_round_trip(device: &Device) {
         let model = Model::from_preset(preset, device, 3).unwrap();
         let b = batch(preset, 8, device);
         // A training step moves the batch-norm statistics away from their start.
-        let loss = model.batch_loss(&b, &mut rng(0), Mode::Train);
+        let loss = model.batch_loss(&b, &mut rng(0), &StepContext::of(Mode::Train));
         drop(loss.unwrap());
         let path = dir.join(format!("{preset}.safetensors"));
         model.save(&path).unwrap();
         let loaded = Model::load(&path, device).unwrap();
         let (a, c) = (
-            model.reconstruct(&b.images, b.labels.as_ref()).unwrap(),
-            loaded.reconstruct(&b.images, b.labels.as_ref()).unwrap(),
+            model.reconstruct(&b.images, Condition::of(&b)).unwrap(),
+            loaded.reconstruct(&b.images, Condition::of(&b)).unwrap(),
         );
         let diff = (a - c).unwrap().abs().unwrap().max_all().unwrap();
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{preset}");
@@ -205,10 +206,10 @@ fn cpu_and_gpu_agree_on_every_preset() {
         let (cb, gb) = (batch(preset, 16, &Device::Cpu), batch(preset, 16, &gpu));
 
         let cl = cpu_model
-            .loss(&cb.images, cb.labels.as_ref(), &mut rng(5), true)
+            .batch_loss(&cb, &mut rng(5), &StepContext::train())
             .unwrap();
         let gl = gpu_model
-            .loss(&gb.images, gb.labels.as_ref(), &mut rng(5), true)
+            .batch_loss(&gb, &mut rng(5), &StepContext::train())
             .unwrap();
         for ((name, c), (_, g)) in cl.terms.iter().zip(&gl.terms) {
             let g = g.to_device(&Device::Cpu).unwrap();
@@ -231,10 +232,10 @@ fn cpu_and_gpu_agree_on_every_preset() {
             assert_close(&format!("{preset} {name}"), &g, c, 1e-4, 1e-6);
         }
         let c = cpu_model
-            .reconstruct(&cb.images, cb.labels.as_ref())
+            .reconstruct(&cb.images, Condition::of(&cb))
             .unwrap();
         let g = gpu_model
-            .reconstruct(&gb.images, gb.labels.as_ref())
+            .reconstruct(&gb.images, Condition::of(&gb))
             .unwrap();
         let g = g.to_device(&Device::Cpu).unwrap();
         assert_close(&format!("{preset} reconstruction"), &g, &c, 1e-4, 1e-6);

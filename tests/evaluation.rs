@@ -25,6 +25,7 @@ use vaekit::train::{
 };
 
 use common::{assert_close, dense_vae, head, load_fixture, scalar, temp_dir, values};
+use vaekit::models::{Condition, StepContext, TrainableExt};
 
 fn bernoulli() -> VaeLossConfig {
     VaeLossConfig::default()
@@ -54,7 +55,9 @@ fn log_weights_and_log_likelihood_match_pytorch() {
         let vae = dense_vae(shape, &[8], 3, out, loss, 99);
         vae.load_weights(common::fixture_path("iwae.safetensors"))
             .unwrap();
-        let lw = vae.log_weights_with_eps(x, eps, false).unwrap(); // [k, b]
+        let lw = vae
+            .log_weights_with_eps(x, Condition::None, eps, false)
+            .unwrap(); // [k, b]
         assert_close(
             &format!("log_w.{kind}"),
             &lw,
@@ -114,12 +117,17 @@ fn estimate_sits_below_negative_elbo_falls_with_k_and_k1_is_the_elbo_with_the_sa
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let eps = standard_normal((1, test.len(), 8), &mut rng, &Device::Cpu).unwrap();
     let lw = vae
-        .log_weights_with_eps(&batch.images, &eps, false)
+        .log_weights_with_eps(&batch.images, Condition::None, &eps, false)
         .unwrap()
         .squeeze(0)
         .unwrap();
     let out = vae
-        .forward_with_eps(&batch.images, &eps.squeeze(0).unwrap(), false)
+        .forward_with_eps(
+            &batch.images,
+            Condition::None,
+            &eps.squeeze(0).unwrap(),
+            false,
+        )
         .unwrap();
     let log_px_z = vae
         .loss_config()
@@ -138,7 +146,7 @@ fn estimate_sits_below_negative_elbo_falls_with_k_and_k1_is_the_elbo_with_the_sa
     let mut neg_elbo = 0.0;
     for _ in 0..50 {
         neg_elbo += scalar(
-            &vae.negative_elbo(&batch.images, &mut rng)
+            &vae.negative_elbo(&batch.images, Condition::None, &mut rng)
                 .unwrap()
                 .mean_all()
                 .unwrap(),
@@ -229,7 +237,9 @@ fn estimate_is_reproducible_from_its_seed_and_independent_of_batching() {
         .batch(&(0..30).collect::<Vec<_>>(), &Device::Cpu)
         .unwrap();
     let s = ImportanceSampling::default().with_samples(50).with_seed(7);
-    let d = importance_sampled_log_likelihood(&vae, &batch.images, &batch.indices, &s).unwrap();
+    let d =
+        importance_sampled_log_likelihood(&vae, &batch.images, Condition::None, &batch.indices, &s)
+            .unwrap();
     assert_eq!(a, d.log_px);
     assert!(s.with_samples(0).validate().is_err());
 }
@@ -246,10 +256,18 @@ fn iwae_with_one_sample_is_the_single_sample_elbo_and_trains() {
     let a = dense_vae(ImageShape::MNIST, &[32], 4, OutputKind::Logits, single, 4);
     let b = dense_vae(ImageShape::MNIST, &[32], 4, OutputKind::Logits, iwae1, 4);
     let la = a
-        .batch_loss(&batch, &mut ChaCha8Rng::seed_from_u64(2), Mode::Eval)
+        .batch_loss(
+            &batch,
+            &mut ChaCha8Rng::seed_from_u64(2),
+            &StepContext::of(Mode::Eval),
+        )
         .unwrap();
     let lb = b
-        .batch_loss(&batch, &mut ChaCha8Rng::seed_from_u64(2), Mode::Eval)
+        .batch_loss(
+            &batch,
+            &mut ChaCha8Rng::seed_from_u64(2),
+            &StepContext::of(Mode::Eval),
+        )
         .unwrap();
     assert_close("IWAE k = 1 vs ELBO", &lb.total, &la.total, 1e-5, 1.0);
     assert_close(
@@ -264,9 +282,19 @@ fn iwae_with_one_sample_is_the_single_sample_elbo_and_trains() {
     let iwae20 = bernoulli().with_objective(Objective::Iwae { samples: 20 });
     let c = dense_vae(ImageShape::MNIST, &[32], 4, OutputKind::Logits, iwae20, 4);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let lc = scalar(&c.batch_loss(&batch, &mut rng, Mode::Eval).unwrap().total);
+    let lc = scalar(
+        &c.batch_loss(&batch, &mut rng, &StepContext::of(Mode::Eval))
+            .unwrap()
+            .total,
+    );
     let mean_elbo: f64 = (0..20)
-        .map(|_| scalar(&a.batch_loss(&batch, &mut rng, Mode::Eval).unwrap().total))
+        .map(|_| {
+            scalar(
+                &a.batch_loss(&batch, &mut rng, &StepContext::of(Mode::Eval))
+                    .unwrap()
+                    .total,
+            )
+        })
         .sum::<f64>()
         / 20.0;
     assert!(
@@ -323,11 +351,19 @@ fn free_bits_replace_each_small_kl_dimension_by_lambda() {
             bernoulli().with_free_bits(lambda).with_beta(beta),
             6,
         );
-        vae.batch_loss(&batch, &mut ChaCha8Rng::seed_from_u64(1), Mode::Eval)
-            .unwrap()
+        vae.batch_loss(
+            &batch,
+            &mut ChaCha8Rng::seed_from_u64(1),
+            &StepContext::of(Mode::Eval),
+        )
+        .unwrap()
     };
     let base = plain
-        .batch_loss(&batch, &mut ChaCha8Rng::seed_from_u64(1), Mode::Eval)
+        .batch_loss(
+            &batch,
+            &mut ChaCha8Rng::seed_from_u64(1),
+            &StepContext::of(Mode::Eval),
+        )
         .unwrap();
     // λ = 0 changes nothing (a KL is never negative).
     assert_close(
@@ -510,17 +546,36 @@ fn corruption_is_seeded_keeps_clean_targets_and_the_loss_scores_them() {
         .corrupt(batch.clone(), &mut ChaCha8Rng::seed_from_u64(1))
         .unwrap();
     let got = vae
-        .batch_loss(&noisy, &mut ChaCha8Rng::seed_from_u64(9), Mode::Eval)
+        .batch_loss(
+            &noisy,
+            &mut ChaCha8Rng::seed_from_u64(9),
+            &StepContext::of(Mode::Eval),
+        )
         .unwrap();
     let out = vae
-        .forward_t(&noisy.images, &mut ChaCha8Rng::seed_from_u64(9), false)
+        .forward_t(
+            &noisy.images,
+            Condition::None,
+            &mut ChaCha8Rng::seed_from_u64(9),
+            false,
+        )
         .unwrap();
     let want = vae
-        .loss(&out, &batch.images, &mut ChaCha8Rng::seed_from_u64(0))
+        .loss(
+            &out,
+            &batch.images,
+            &mut ChaCha8Rng::seed_from_u64(0),
+            vae.loss_config().beta,
+        )
         .unwrap();
     assert_close("denoising loss", &got.total, &want.total, 1e-6, 1.0);
     let wrong = vae
-        .loss(&out, &noisy.images, &mut ChaCha8Rng::seed_from_u64(0))
+        .loss(
+            &out,
+            &noisy.images,
+            &mut ChaCha8Rng::seed_from_u64(0),
+            vae.loss_config().beta,
+        )
         .unwrap();
     assert!((scalar(&got.total) - scalar(&wrong.total)).abs() > 1.0);
 }
@@ -601,11 +656,11 @@ fn traversal_varies_one_dimension_per_row_around_the_code() {
     );
     let code = [0.5f32, -1.0, 0.25];
     let values_ = [-2.0f32, 0.0, 2.0];
-    let grid = latent_traversal(&vae, &code, &values_, &Device::Cpu).unwrap();
+    let grid = latent_traversal(&vae, &code, &values_, Condition::None, &Device::Cpu).unwrap();
     assert_eq!(grid.dims(), [9, 1, 28, 28]);
     // Row 1 (dimension 1), column 2: the code with z_1 = 2.
     let z = Tensor::new(&[[0.5f32, 2.0, 0.25]], &Device::Cpu).unwrap();
-    let want = vae.decode_pixels(&z).unwrap();
+    let want = vae.decode_pixels(&z, Condition::None).unwrap();
     assert_close(
         "traversal cell",
         &grid.narrow(0, 5, 1).unwrap(),
@@ -613,7 +668,7 @@ fn traversal_varies_one_dimension_per_row_around_the_code() {
         1e-6,
         1.0,
     );
-    assert!(latent_traversal(&vae, &code[..2], &values_, &Device::Cpu).is_err());
+    assert!(latent_traversal(&vae, &code[..2], &values_, Condition::None, &Device::Cpu).is_err());
 }
 
 #[test]

@@ -18,6 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use vaekit::data::{Batch, LastBatch, Mnist, Shuffle};
 use vaekit::models::presets::{cvae_tf, digit_cvae, vanilla_vae};
+use vaekit::models::{Condition, StepContext};
 use vaekit::models::{Conditioning, DecoderConfig, Likelihood, Model, ModelConfig, Preset};
 use vaekit::models::{Mode, Trainable};
 use vaekit::nets::{Activation, ImageShape, Norm};
@@ -145,8 +146,8 @@ fn numbers(v: &Value, what: &str) -> Vec<f64> {
 fn decode(model: &Model, z: &[f64], digit: Option<u32>) -> Vec<f64> {
     let device = model.device();
     let z = Tensor::new(&[[z[0] as f32, z[1] as f32]], device).expect("z");
-    let digits = digit.map(|d| Tensor::new(&[d], device).expect("digit"));
-    let pixels = model.decode(&z, digits.as_ref()).expect("decode");
+    let condition = digit.map_or(Condition::None, Condition::Class);
+    let pixels = model.decode(&z, condition).expect("decode");
     pixels
         .flatten_all()
         .and_then(|t| t.to_vec1::<f32>())
@@ -234,7 +235,7 @@ fn check_explorer(
     let options = ExplorerOptions::default()
         .with_scatter(data.as_ref().map(|(p, l)| (p.as_slice(), l.as_slice())))
         .with_range(range)
-        .with_classes(model.as_digit_cvae().map_or(0, |m| m.classes()));
+        .with_classes(model.classes().unwrap_or(0));
     write_latent_explorer(model.decoder(), &options, &page).expect("write the explorer");
     let html = std::fs::read_to_string(&page).expect("read the page");
     assert!(!html.contains("://"), "the page must not load anything");
@@ -351,7 +352,7 @@ fn batch_norm_conv_decoder_explorer_decodes_like_vaekit() {
     for batch in batches.take(3) {
         let batch = batch.expect("batch");
         model
-            .batch_loss(&batch, &mut rng, Mode::Train)
+            .batch_loss(&batch, &mut rng, &StepContext::of(Mode::Train))
             .expect("training-mode pass");
     }
     let mean = model
@@ -385,7 +386,11 @@ fn colour_vanilla_vae_explorer_decodes_rgb_like_vaekit() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     for _ in 0..2 {
         model
-            .batch_loss(&Batch::new(images.clone(), None), &mut rng, Mode::Train)
+            .batch_loss(
+                &Batch::new(images.clone(), None),
+                &mut rng,
+                &StepContext::of(Mode::Train),
+            )
             .expect("training-mode pass");
     }
     scale_weight(&model, "decoder.blocks.5.conv.weight", 30.0);

@@ -8,7 +8,7 @@ use std::io::Write;
 use candle_core::Device;
 use proptest::prelude::*;
 use vaekit::data::idx::{parse_images, parse_labels};
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Condition, Model, Preset};
 
 /// Cases per property (six properties: 6 × CASES inputs in all).
 const CASES: u32 = 256;
@@ -140,7 +140,7 @@ proptest! {
             Ok(model) => {
                 // A load that succeeds gives a usable model.
                 let z = candle_core::Tensor::zeros((1, 2), candle_core::DType::F32, &Device::Cpu).unwrap();
-                prop_assert!(model.decode(&z, None).is_ok());
+                prop_assert!(model.decode(&z, Condition::None).is_ok());
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }

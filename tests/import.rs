@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, ModuleT, Tensor};
 use common::{assert_close, fixture_path, load_fixture, temp_dir, values};
-use vaekit::models::{Model, Preset};
+use vaekit::models::{Condition, Model, Preset};
 use vaekit::params::{import_state_dict, ImportReport, RenameMap, SourceTensor, TensorMismatch};
 use vaekit::Error;
 
@@ -46,7 +46,9 @@ fn check_vae(model: &Model, r: &HashMap<String, Tensor>) {
     assert_close("logvar", q.logvar(), &r["logvar"], REL, 0.0);
     let decoded = vae.decoder().forward_t(q.mean(), false).expect("decode");
     assert_close("decoded", &decoded, &r["decoded"], REL, 0.0);
-    let pixels = model.reconstruct(&r["x"], None).expect("reconstruct");
+    let pixels = model
+        .reconstruct(&r["x"], Condition::None)
+        .expect("reconstruct");
     // vaekit's pixels clamp a linear output to [0, 1]; the reference's
     // reconstruction does not (the others are sigmoids already).
     let expected = r["reconstruction"].clamp(0f32, 1f32).expect("clamp");
@@ -108,7 +110,7 @@ fn digit_cvae_imports_a_torch_save_file() {
     );
     let r = reference("digit_cvae");
     let x = &r["x"];
-    let cvae = model.as_digit_cvae().expect("digit-cvae");
+    let cvae = model.as_vae().expect("digit-cvae");
     let q = cvae.posterior(x, false).expect("posterior");
     assert_close("mean", q.mean(), &r["mean"], REL, 0.0);
     // The reference reads its second head as log σ²; the preset reads it as
@@ -117,7 +119,7 @@ fn digit_cvae_imports_a_torch_save_file() {
     assert_close("logvar", q.logvar(), &floored, REL, 0.0);
     let logits = model.classify(x).expect("classify").expect("a classifier");
     assert_close("class logits", &logits, &r["class_logits"], REL, 0.0);
-    let pixels = model.reconstruct(x, None).expect("reconstruct");
+    let pixels = model.reconstruct(x, Condition::None).expect("reconstruct");
     assert_close("reconstruction", &pixels, &r["reconstruction"], REL, 0.0);
 }
 
@@ -131,7 +133,9 @@ fn conv_ae_imports_safetensors() {
     let r = reference("conv_ae");
     let code = model.encode(&r["x"]).expect("encode");
     assert_close("code", &code, &r["code"], REL, 0.0);
-    let pixels = model.reconstruct(&r["x"], None).expect("reconstruct");
+    let pixels = model
+        .reconstruct(&r["x"], Condition::None)
+        .expect("reconstruct");
     assert_close("reconstruction", &pixels, &r["reconstruction"], REL, 0.0);
 }
 

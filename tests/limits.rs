@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::Batch;
+use vaekit::models::StepContext;
 use vaekit::models::{Mode, Model, ModelConfig, ModelLimits, Preset, Trainable};
 use vaekit::params::write_checkpoint;
 use vaekit::Error;
@@ -222,14 +223,16 @@ fn the_memory_cap_is_real() {
 fn the_parameter_limit_is_configurable() {
     let config = Preset::DenseVae.config();
     let small = ModelLimits::default().with_max_parameters(1000);
-    match Model::new_with_limits(&config, &Device::Cpu, 0, &small) {
+    match small.build(&config, &Device::Cpu, 0) {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "config");
             assert!(reason.contains("404244 parameters"), "{reason}");
         }
         other => panic!("expected a config error, got {other:?}"),
     }
-    assert!(Model::new_with_limits(&config, &Device::Cpu, 0, &ModelLimits::default()).is_ok());
+    assert!(ModelLimits::default()
+        .build(&config, &Device::Cpu, 0)
+        .is_ok());
 }
 
 #[test]
@@ -277,12 +280,17 @@ fn empty_batches_and_out_of_range_targets_are_errors() {
         );
         for mode in [Mode::Train, Mode::Eval] {
             let err = model
-                .batch_loss(&empty, &mut rng, mode)
+                .batch_loss(&empty, &mut rng, &StepContext::of(mode))
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("empty batch"), "{preset}: {err}");
         }
-        assert!(model.evaluate(&empty, &mut rng).is_err(), "{preset}");
+        assert!(
+            model
+                .evaluate(&empty, &mut rng, &StepContext::eval())
+                .is_err(),
+            "{preset}"
+        );
         assert!(model.encode(&empty.images).is_err(), "{preset}");
     }
     // Pixels outside [0, 1] into a Bernoulli likelihood gave a loss of −7.4e32.
@@ -290,11 +298,13 @@ fn empty_batches_and_out_of_range_targets_are_errors() {
     let images = Tensor::full(3f32, (2, 1, 28, 28), &device).unwrap();
     let batch = Batch::new(images, Tensor::zeros(2, DType::U32, &device).unwrap());
     let err = model
-        .batch_loss(&batch, &mut rng, Mode::Train)
+        .batch_loss(&batch, &mut rng, &StepContext::of(Mode::Train))
         .unwrap_err()
         .to_string();
     assert!(err.contains("[0, 1]"), "{err}");
     let nan = Tensor::full(f32::NAN, (2, 1, 28, 28), &device).unwrap();
     let batch = Batch::new(nan, Tensor::zeros(2, DType::U32, &device).unwrap());
-    assert!(model.batch_loss(&batch, &mut rng, Mode::Train).is_err());
+    assert!(model
+        .batch_loss(&batch, &mut rng, &StepContext::of(Mode::Train))
+        .is_err());
 }

@@ -18,9 +18,10 @@ use rand_chacha::ChaCha8Rng;
 use vaekit::data::Batch;
 use vaekit::latent::{monte_carlo_kl, GaussianMixturePrior, LatentPrior, StandardNormal};
 use vaekit::losses::Reduction;
+use vaekit::models::{Condition, StepContext};
 use vaekit::models::{
-    DecoderConfig, EncoderConfig, KlEstimator, Likelihood, Mode, Model, ModelConfig,
-    PosteriorParam, Preset, Trainable, Vae, VaeLossConfig,
+    ConditioningConfig, DecoderConfig, EncoderConfig, KlEstimator, Likelihood, Mode, Model,
+    ModelConfig, PosteriorParam, Preset, Trainable, Vae, VaeLossConfig,
 };
 use vaekit::nets::{
     Activation, ConvDecoder, Decoder, DenseEncoder, DenseEncoderConfig, Encoder, ImageShape,
@@ -253,7 +254,7 @@ fn save_then_load_gives_the_same_model_bit_for_bit_for_every_preset() {
             .batch_loss(
                 &Batch::new(x.clone(), labels.clone()),
                 &mut rng(1),
-                Mode::Train,
+                &StepContext::of(Mode::Train),
             )
             .unwrap();
         let path = dir.path(&format!("{preset}.safetensors"));
@@ -266,8 +267,8 @@ fn save_then_load_gives_the_same_model_bit_for_bit_for_every_preset() {
         // from those, so equality above proves the file's tensors were used.
         let fresh = Model::from_preset(preset, &Device::Cpu, 0).unwrap();
         assert_ne!(bits(&fresh.params().snapshot()), bits(&before), "{preset}");
-        let r1 = model.reconstruct(&x, Some(&labels)).unwrap();
-        let r2 = loaded.reconstruct(&x, Some(&labels)).unwrap();
+        let r1 = model.reconstruct(&x, Condition::Labels(&labels)).unwrap();
+        let r2 = loaded.reconstruct(&x, Condition::Labels(&labels)).unwrap();
         assert_eq!(r1.dims(), [4, 1, 28, 28]);
         assert_eq!(tensor_bits(&r1), tensor_bits(&r2), "{preset}: reconstruct");
         // The stored config is the model's, as JSON.
@@ -579,9 +580,7 @@ fn config_errors_name_the_field_at_fault() {
     // A Gaussian likelihood with σ ≤ 0 (or not a number).
     for (sigma, json_too) in [(0.0, true), (-0.5, true), (f64::NAN, false)] {
         let mut c = Preset::DigitCvae.config();
-        if let ModelConfig::DigitCvae(d) = &mut c {
-            d.loss.likelihood = Likelihood::Gaussian { sigma };
-        }
+        vae(&mut c).loss.likelihood = Likelihood::Gaussian { sigma };
         expect_config_error(&c, "loss.likelihood.sigma", json_too);
     }
 
@@ -603,10 +602,10 @@ fn config_errors_name_the_field_at_fault() {
 
     // The digit model's classifier must see whole images.
     let mut c = Preset::DigitCvae.config();
-    if let ModelConfig::DigitCvae(d) = &mut c {
+    if let Some(ConditioningConfig::Classifier(d)) = &mut vae(&mut c).conditioning {
         d.classifier.in_dim = 100;
     }
-    expect_config_error(&c, "classifier.in_dim", true);
+    expect_config_error(&c, "conditioning.classifier.in_dim", true);
 }
 
 #[test]
@@ -634,8 +633,7 @@ fn boxed_encoders_and_decoders_work_through_the_traits() {
         let (enc_cfg, dec_cfg) = match preset.config() {
             ModelConfig::Vae(c) => (c.encoder, c.decoder),
             ModelConfig::Autoencoder(c) => (c.encoder, c.decoder),
-            ModelConfig::DigitCvae(c) => (c.encoder, c.decoder),
-            _ => unreachable!("the presets build these three families"),
+            _ => unreachable!("the presets build these two families"),
         };
         let vb = vb.pp(preset.name());
         let encoder: Box<dyn Encoder> = enc_cfg.build(vb.pp("encoder")).unwrap();
@@ -695,10 +693,14 @@ fn a_hand_assembled_vae_mixes_a_dense_encoder_with_a_conv_decoder() {
     )
     .unwrap();
     let (x, _) = digits();
-    let out = vae.forward_t(&x, &mut rng(0), true).unwrap();
+    let out = vae
+        .forward_t(&x, Condition::None, &mut rng(0), true)
+        .unwrap();
     assert_eq!(out.z.dims(), [4, 2]);
     assert_eq!(out.decoded.dims(), [4, 1, 28, 28]);
-    let elbo = vae.loss(&out, &x, &mut rng(1)).unwrap();
+    let elbo = vae
+        .loss(&out, &x, &mut rng(1), vae.loss_config().beta)
+        .unwrap();
     let total = common::scalar(&elbo.total);
     assert!(total.is_finite() && total > 0.0, "{total}");
     let grads = elbo.total.backward().unwrap();
@@ -738,8 +740,12 @@ fn a_hand_assembled_vae_mixes_a_dense_encoder_with_a_conv_decoder() {
         VaeLossConfig::default(),
     )
     .unwrap();
-    let out = boxed.forward_t(&x, &mut rng(0), true).unwrap();
-    let elbo = boxed.loss(&out, &x, &mut rng(1)).unwrap();
+    let out = boxed
+        .forward_t(&x, Condition::None, &mut rng(0), true)
+        .unwrap();
+    let elbo = boxed
+        .loss(&out, &x, &mut rng(1), boxed.loss_config().beta)
+        .unwrap();
     assert!(common::scalar(&elbo.total).is_finite());
     elbo.total.backward().unwrap();
 }
@@ -768,9 +774,13 @@ fn a_vae_with_a_mixture_prior_falls_back_to_monte_carlo_kl() {
     )
     .unwrap();
     let (x, _) = digits();
-    let out = vae.forward_t(&x, &mut rng(0), true).unwrap();
+    let out = vae
+        .forward_t(&x, Condition::None, &mut rng(0), true)
+        .unwrap();
     let g = rng(99);
-    let elbo = vae.loss(&out, &x, &mut g.clone()).unwrap();
+    let elbo = vae
+        .loss(&out, &x, &mut g.clone(), vae.loss_config().beta)
+        .unwrap();
     let kl = common::scalar(&elbo.kl);
     assert!(kl.is_finite(), "{kl}");
     // "Analytic" with a prior that has no closed form is exactly the prior's
@@ -779,7 +789,9 @@ fn a_vae_with_a_mixture_prior_falls_back_to_monte_carlo_kl() {
     let mc = Reduction::BatchMean.apply(&mc).unwrap();
     assert_eq!(kl, common::scalar(&mc));
     // It is an estimate: another generator state gives another value.
-    let other = vae.loss(&out, &x, &mut rng(100)).unwrap();
+    let other = vae
+        .loss(&out, &x, &mut rng(100), vae.loss_config().beta)
+        .unwrap();
     assert_ne!(common::scalar(&other.kl), kl);
     let grads = elbo.total.backward().unwrap();
     let w = store.get("encoder.out.weight").unwrap();
@@ -793,7 +805,7 @@ fn a_vae_with_a_mixture_prior_falls_back_to_monte_carlo_kl() {
 #[test]
 fn digit_cvae_grid_renders_every_digit_for_each_style() {
     let model = Model::from_preset(Preset::DigitCvae, &Device::Cpu, 3).unwrap();
-    let m = model.as_digit_cvae().expect("digit-cvae");
+    let m = model.as_vae().expect("digit-cvae");
     let rows = 3;
     let grid = m.generate_grid(rows, &mut rng(5), &Device::Cpu).unwrap();
     assert_eq!(grid.dims(), [rows * 10, 1, 28, 28]);
@@ -818,7 +830,7 @@ fn digit_cvae_grid_renders_every_digit_for_each_style() {
     let digits = Tensor::arange(0u32, 10, &Device::Cpu).unwrap();
     for r in 0..rows {
         let zr = z.narrow(0, r, 1).unwrap().repeat((10, 1)).unwrap();
-        let by_hand = m.generate(&zr, &digits).unwrap();
+        let by_hand = m.decode_pixels(&zr, Condition::Labels(&digits)).unwrap();
         let row = grid.narrow(0, r * 10, 10).unwrap();
         common::assert_close(&format!("grid row {r}"), &row, &by_hand, 1e-5, 0.0);
         for k in 0..10 {
@@ -860,8 +872,12 @@ fn batch_norm_is_per_image_in_evaluation_and_per_batch_in_training() {
     // a different order for a batch of 1 than of 4 (the decoder's pixels differ
     // by 1 ULP in a few places), which is not a dependence on the batch's
     // content. Training below differs by orders of magnitude more.
-    let alone = vae.forward_with_eps(&first, &eps1, false).unwrap();
-    let batch = vae.forward_with_eps(&x, &eps, false).unwrap();
+    let alone = vae
+        .forward_with_eps(&first, Condition::None, &eps1, false)
+        .unwrap();
+    let batch = vae
+        .forward_with_eps(&x, Condition::None, &eps, false)
+        .unwrap();
     let row0 = |t: &Tensor| t.narrow(0, 0, 1).unwrap();
     let same = |what: &str, a: &Tensor, b: &Tensor| common::assert_close(what, a, b, 1e-6, 0.0);
     same(
@@ -879,8 +895,8 @@ fn batch_norm_is_per_image_in_evaluation_and_per_batch_in_training() {
         &alone.decoded,
         &row0(&batch.decoded),
     );
-    let r_alone = model.reconstruct(&first, None).unwrap();
-    let r_batch = model.reconstruct(&x, None).unwrap();
+    let r_alone = model.reconstruct(&first, Condition::None).unwrap();
+    let r_batch = model.reconstruct(&x, Condition::None).unwrap();
     same("eval: reconstruct image 0", &r_alone, &row0(&r_batch));
     let running = model
         .params()
@@ -889,8 +905,12 @@ fn batch_norm_is_per_image_in_evaluation_and_per_batch_in_training() {
     assert_eq!(tensor_bits(running.as_tensor()), running_before);
 
     // Training: batch statistics, so image 0's output depends on its company.
-    let alone = vae.forward_with_eps(&first, &eps1, true).unwrap();
-    let batch = vae.forward_with_eps(&x, &eps, true).unwrap();
+    let alone = vae
+        .forward_with_eps(&first, Condition::None, &eps1, true)
+        .unwrap();
+    let batch = vae
+        .forward_with_eps(&x, Condition::None, &eps, true)
+        .unwrap();
     let a = values(alone.posterior.mean());
     let b = values(&row0(batch.posterior.mean()));
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
@@ -919,7 +939,7 @@ fn model_level_helpers_agree_with_the_network() {
         tensor_bits(&code),
         tensor_bits(vae.posterior(&x, false).unwrap().mean())
     );
-    let px = model.decode(&code, None).unwrap();
+    let px = model.decode(&code, Condition::None).unwrap();
     assert_eq!(px.dims(), [4, 1, 28, 28]);
     assert!(values(&px).iter().all(|v| (0.0..=1.0).contains(v)));
     let s = model.sample(5, &mut rng(1)).unwrap();
@@ -930,14 +950,18 @@ fn model_level_helpers_agree_with_the_network() {
     let digit = Model::from_preset(Preset::DigitCvae, &Device::Cpu, 2).unwrap();
     let beyond = Tensor::new(&[1u32, 2, 10, 3], &Device::Cpu).unwrap();
     let err = digit
-        .batch_loss(&Batch::new(x.clone(), beyond), &mut rng(0), Mode::Train)
+        .batch_loss(
+            &Batch::new(x.clone(), beyond),
+            &mut rng(0),
+            &StepContext::of(Mode::Train),
+        )
         .expect_err("label 10 of 10 classes")
         .to_string();
     assert!(err.contains("label 10"), "{err}");
     assert!(digit
         .decode(
             &Tensor::zeros((2, 10), DType::F32, &Device::Cpu).unwrap(),
-            None
+            Condition::None
         )
         .is_err());
     // …and says so when a batch has none, for training and for evaluation.
@@ -945,16 +969,16 @@ fn model_level_helpers_agree_with_the_network() {
     let unlabelled = Batch::new(x.clone(), None);
     for err in [
         digit
-            .batch_loss(&unlabelled, &mut rng(0), Mode::Train)
+            .batch_loss(&unlabelled, &mut rng(0), &StepContext::of(Mode::Train))
             .expect_err("no labels")
             .to_string(),
         digit
-            .evaluate(&unlabelled, &mut rng(0))
+            .evaluate(&unlabelled, &mut rng(0), &StepContext::eval())
             .expect_err("no labels")
             .to_string(),
     ] {
         assert!(
-            err.contains("the digit-conditioned VAE needs a label per image"),
+            err.contains("a class-conditioned VAE needs a label per image"),
             "{err}"
         );
     }
@@ -962,13 +986,18 @@ fn model_level_helpers_agree_with_the_network() {
     for preset in [Preset::CvaeTf, Preset::ConvAe] {
         let m = Model::from_preset(preset, &Device::Cpu, 2).unwrap();
         assert!(!m.needs_labels(), "{preset}");
-        m.batch_loss(&unlabelled, &mut rng(0), Mode::Train).unwrap();
+        m.batch_loss(&unlabelled, &mut rng(0), &StepContext::of(Mode::Train))
+            .unwrap();
     }
     let batch = Batch::new(x.clone(), labels.clone());
-    let terms = digit.batch_loss(&batch, &mut rng(0), Mode::Train).unwrap();
+    let terms = digit
+        .batch_loss(&batch, &mut rng(0), &StepContext::of(Mode::Train))
+        .unwrap();
     let names: Vec<&str> = terms.terms.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(names, ["reconstruction", "kl", "classification"]);
-    let eval = digit.evaluate(&batch, &mut rng(0)).unwrap();
+    let eval = digit
+        .evaluate(&batch, &mut rng(0), &StepContext::eval())
+        .unwrap();
     let names: Vec<&str> = eval.terms.iter().map(|t| t.name.as_ref()).collect();
     assert_eq!(
         names,
@@ -988,7 +1017,7 @@ fn tracked_codes(model: &Model, images: &Tensor) -> Tensor {
     } else if let Some(vae) = model.as_vae() {
         vae.posterior(images, false).unwrap().mean().clone()
     } else {
-        let m = model.as_digit_cvae().expect("one of the three families");
+        let m = model.as_vae().expect("one of the three families");
         m.posterior(images, false).unwrap().mean().clone()
     }
 }
@@ -1006,13 +1035,17 @@ fn inference_records_no_graph_and_sees_every_training_update() {
         // Training steps move the weights and the batch-norm statistics in place.
         for step in 0..3 {
             let loss = model
-                .batch_loss(&batch, &mut rng(step), Mode::Train)
+                .batch_loss(&batch, &mut rng(step), &StepContext::of(Mode::Train))
                 .unwrap();
             opt.backward_step(&loss.total).unwrap();
         }
 
-        let tracked = model.batch_loss(&batch, &mut rng(9), Mode::Eval).unwrap();
-        let untracked = model.evaluate(&batch, &mut rng(9)).unwrap();
+        let tracked = model
+            .batch_loss(&batch, &mut rng(9), &StepContext::of(Mode::Eval))
+            .unwrap();
+        let untracked = model
+            .evaluate(&batch, &mut rng(9), &StepContext::eval())
+            .unwrap();
         assert!(tracked.total.track_op(), "{preset}: loss keeps its graph");
         assert!(!untracked.total.track_op(), "{preset}: evaluate has none");
         assert!(tracked.terms.len() <= untracked.terms.len(), "{preset}");
@@ -1033,7 +1066,9 @@ fn inference_records_no_graph_and_sees_every_training_update() {
             tensor_bits(&tracked_codes(&model, &images)),
             "{preset}: encode uses the trained weights and statistics"
         );
-        let pixels = model.reconstruct(&images, Some(&labels)).unwrap();
+        let pixels = model
+            .reconstruct(&images, Condition::Labels(&labels))
+            .unwrap();
         assert!(!pixels.track_op(), "{preset}: reconstruct");
         assert!(
             !model.sample(3, &mut rng(1)).unwrap().track_op(),
@@ -1059,7 +1094,7 @@ fn vanilla_vae_has_pytorch_vaes_layers_for_32_and_64_pixel_colour_images() {
         assert_eq!(model.params().num_trainable(), params, "{side}×{side}");
         let x = Tensor::full(0.25f32, (2, 3, side, side), &Device::Cpu).unwrap();
         assert_eq!(
-            model.reconstruct(&x, None).unwrap().dims(),
+            model.reconstruct(&x, Condition::None).unwrap().dims(),
             [2, 3, side, side]
         );
         assert_eq!(
@@ -1067,7 +1102,11 @@ fn vanilla_vae_has_pytorch_vaes_layers_for_32_and_64_pixel_colour_images() {
             [3, 3, side, side]
         );
         let terms = model
-            .batch_loss(&Batch::new(x, None), &mut rng(0), Mode::Train)
+            .batch_loss(
+                &Batch::new(x, None),
+                &mut rng(0),
+                &StepContext::of(Mode::Train),
+            )
             .unwrap();
         assert!(common::scalar(&terms.total).is_finite());
     }

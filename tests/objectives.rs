@@ -18,8 +18,8 @@ use vaekit::eval::{
 };
 use vaekit::latent::{DiagonalGaussian, MixtureConfig, PriorConfig};
 use vaekit::models::{
-    DenseVae, KlEstimator, LossTerms, Mode, Model, ModelConfig, Objective, Preset, Trainable,
-    VaeLossConfig,
+    Condition, ConditioningConfig, DenseVae, KlEstimator, LossTerms, Mode, Model, ModelConfig,
+    Objective, Preset, StepContext, Trainable, TrainableExt, VaeConfig, VaeLossConfig,
 };
 use vaekit::nets::{Activation, EncoderConfig, ImageShape, OutputKind};
 use vaekit::params::{CheckpointFile, ParamStore};
@@ -111,9 +111,16 @@ fn group_means(kl: &[Vec<f64>], groups: usize) -> Vec<f64> {
 /// The KL part of a VAE's total, `total − reconstruction`, at fixed noise,
 /// with what it was computed from.
 fn kl_part(vae: &DenseVae, xs: &Tensor, eps: &Tensor) -> (f64, DiagonalGaussian, Tensor) {
-    let out = vae.forward_with_eps(xs, eps, false).unwrap();
+    let out = vae
+        .forward_with_eps(xs, Condition::None, eps, false)
+        .unwrap();
     let elbo = vae
-        .loss(&out, xs, &mut ChaCha8Rng::seed_from_u64(0))
+        .loss(
+            &out,
+            xs,
+            &mut ChaCha8Rng::seed_from_u64(0),
+            vae.loss_config().beta,
+        )
         .unwrap();
     (
         scalar(&elbo.total) - scalar(&elbo.reconstruction),
@@ -280,10 +287,10 @@ fn run_files_with_free_bits_as_a_number_keep_loading_and_meaning_the_same() {
 }
 
 #[test]
-fn the_digit_conditioned_vae_applies_free_bits_as_the_vae_does_and_refuses_iwae() {
+fn the_digit_conditioned_vae_applies_free_bits_and_the_iwae_bound_as_the_vae_does() {
     let with_loss = |f: &dyn Fn(VaeLossConfig) -> VaeLossConfig| {
         let mut config = Preset::DigitCvae.config();
-        if let ModelConfig::DigitCvae(c) = &mut config {
+        if let ModelConfig::Vae(c) = &mut config {
             c.loss = f(c.loss);
         }
         Model::new(&config, &Device::Cpu, 4)
@@ -301,24 +308,29 @@ fn the_digit_conditioned_vae_applies_free_bits_as_the_vae_does_and_refuses_iwae(
             .with_free_bits_groups(Some(5))
     })
     .unwrap();
-    let cvae = model.as_digit_cvae().unwrap();
+    let cvae = model.as_vae().unwrap();
     let class_weight = match model.config() {
-        ModelConfig::DigitCvae(c) => c.class_weight,
+        ModelConfig::Vae(VaeConfig {
+            conditioning: Some(ConditioningConfig::Classifier(c)),
+            ..
+        }) => c.class_weight,
         other => panic!("not the digit-conditioned VAE: {other:?}"),
     };
     let out = cvae
-        .forward_with_eps(&batch.images, Some(&labels), &eps, false)
+        .forward_with_eps(&batch.images, Condition::Labels(&labels), &eps, false)
         .unwrap();
     let loss = cvae
-        .loss(
+        .loss_terms(
             &out,
             &batch.images,
-            &labels,
+            Some(&labels),
             &mut ChaCha8Rng::seed_from_u64(0),
+            &StepContext::eval(),
         )
         .unwrap();
-    let ce = scalar(loss.classification.as_ref().unwrap());
-    let part = scalar(&loss.total) - scalar(&loss.reconstruction) - class_weight * ce;
+    let ce = scalar(loss.term("classification").unwrap());
+    let part =
+        scalar(&loss.total) - scalar(loss.term("reconstruction").unwrap()) - class_weight * ce;
     let by_hand = kl_by_hand(&out.posterior, &out.z, KlEstimator::Analytic);
     let means = group_means(&by_hand, 5);
     assert!(
@@ -331,11 +343,24 @@ fn the_digit_conditioned_vae_applies_free_bits_as_the_vae_does_and_refuses_iwae(
         free_bits_by_hand(&by_hand, lambda, 5),
     );
 
-    let err = with_loss(&|l| l.with_objective(Objective::Iwae { samples: 3 })).unwrap_err();
-    assert!(
-        matches!(&err, Error::Config { field, .. } if field == "loss.objective"),
-        "{err:?}"
-    );
+    // The IWAE bound with one sample is the single-sample ELBO, the
+    // classifier's term added to both alike.
+    let iwae = |k| with_loss(&|l| l.with_objective(Objective::Iwae { samples: k })).unwrap();
+    let elbo = with_loss(&|l| l.with_kl(KlEstimator::SingleSample)).unwrap();
+    let score = |m: &Model| {
+        let terms = m
+            .evaluate(
+                &batch,
+                &mut ChaCha8Rng::seed_from_u64(5),
+                &StepContext::eval(),
+            )
+            .unwrap();
+        assert!(terms.term("classification").is_some());
+        assert!(terms.term("accuracy").is_some());
+        scalar(&terms.total)
+    };
+    close("digit cvae IWAE-1 = ELBO", score(&iwae(1)), score(&elbo));
+    assert!(score(&iwae(20)) < score(&iwae(1)));
 }
 
 /// Records the β of every training step of the model it wraps.
@@ -352,18 +377,16 @@ impl Trainable for BetaRecorder<'_> {
         &self,
         batch: &Batch,
         rng: &mut dyn RngCore,
-        mode: Mode,
+        ctx: &StepContext,
     ) -> candle_core::Result<LossTerms> {
-        if mode == Mode::Train {
-            self.seen.borrow_mut().push(self.model.beta());
+        if ctx.mode == Mode::Train {
+            let configured = self.model.loss_config().beta;
+            self.seen.borrow_mut().push(ctx.beta_or(configured));
         }
-        self.model.batch_loss(batch, rng, mode)
+        self.model.batch_loss(batch, rng, ctx)
     }
     fn beta(&self) -> Option<f64> {
         Trainable::beta(self.model)
-    }
-    fn set_beta(&self, beta: f64) -> Result<()> {
-        self.model.set_beta(beta)
     }
 }
 
@@ -547,7 +570,11 @@ fn weights_load_whatever_the_objective_and_a_different_network_is_refused_naming
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(bits(&model), bits(&saved), "{what}: the saved weights");
         let loss = model
-            .evaluate(&batch, &mut ChaCha8Rng::seed_from_u64(0))
+            .evaluate(
+                &batch,
+                &mut ChaCha8Rng::seed_from_u64(0),
+                &StepContext::eval(),
+            )
             .unwrap();
         assert!(scalar(&loss.total).is_finite(), "{what}: scores");
     }
@@ -561,7 +588,13 @@ fn weights_load_whatever_the_objective_and_a_different_network_is_refused_naming
     let mean = |m: &Model| {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         (0..10)
-            .map(|_| scalar(&m.evaluate(&batch, &mut rng).unwrap().total))
+            .map(|_| {
+                scalar(
+                    &m.evaluate(&batch, &mut rng, &StepContext::eval())
+                        .unwrap()
+                        .total,
+                )
+            })
             .sum::<f64>()
             / 10.0
     };
@@ -681,7 +714,7 @@ struct KnownWeights {
 }
 
 impl LatentModel for KnownWeights {
-    fn latent_width(&self) -> usize {
+    fn latent_dim(&self) -> usize {
         self.width
     }
     fn posterior_of(&self, images: &Tensor) -> candle_core::Result<DiagonalGaussian> {
@@ -692,6 +725,7 @@ impl LatentModel for KnownWeights {
         &self,
         _q: &DiagonalGaussian,
         images: &Tensor,
+        _condition: Condition<'_>,
         eps: &Tensor,
     ) -> candle_core::Result<Tensor> {
         (self.log_weights)(images, eps)
@@ -699,7 +733,7 @@ impl LatentModel for KnownWeights {
     fn kl_per_dim(&self, _q: &DiagonalGaussian) -> candle_core::Result<Option<Tensor>> {
         Ok(None)
     }
-    fn decode_pixels(&self, _z: &Tensor) -> candle_core::Result<Tensor> {
+    fn decode_pixels(&self, _z: &Tensor, _c: Condition<'_>) -> candle_core::Result<Tensor> {
         candle_core::bail!("nothing to decode")
     }
 }
@@ -852,6 +886,7 @@ fn effective_sample_size_of_the_pytorch_iwae_fixture_log_weights() {
         let est = importance_sampled_log_likelihood(
             &table_weights(table.clone()),
             images,
+            Condition::None,
             &[0, 1, 2],
             &settings,
         )
@@ -913,4 +948,39 @@ fn effective_sample_size_does_not_depend_on_batching() {
     {
         assert!((x - y).abs() <= 1e-3 * x, "{x} vs {y}");
     }
+}
+
+/// The digit-conditioned VAE is a VAE with a conditioning: from a run file it
+/// trains on the IWAE bound, with a mixture prior, and is scored by
+/// importance sampling on `log p(x | y)`.
+#[test]
+fn a_conditioned_vae_trains_with_the_iwae_objective_from_a_run_file() {
+    let mut run: serde_json::Value = serde_json::from_str(
+        &vaekit::train::RunConfig::for_preset(Preset::DigitCvae).to_json_pretty(),
+    )
+    .unwrap();
+    run["model"]["loss"]["objective"] = serde_json::json!({"type": "iwae", "samples": 5});
+    run["model"]["prior"] = serde_json::json!({"type": "gaussian_mixture", "components": 4,
+        "spread": 2.0, "sigma": 0.5, "learn_means": true, "learn_variances": true});
+    run["train"]["epochs"] = serde_json::json!(2);
+    run["train"]["progress"] = serde_json::json!("hidden");
+    let run = vaekit::train::RunConfig::from_json(&run.to_string()).unwrap();
+    let digits = Mnist::bundled().unwrap();
+    let (train, test) = (head(&digits.train, 1000), head(&digits.test, 200));
+    let model = Model::new(&run.model, &Device::Cpu, 0).unwrap();
+    let dir = temp_dir("conditioned-iwae");
+    let summary = Trainer::new(run.train.clone())
+        .unwrap()
+        .output_dir(&dir)
+        .fit(&model, &train, &test)
+        .unwrap();
+    let (first, last) = (&summary.history[0], &summary.history[1]);
+    assert!(last.test_loss() < first.test_loss(), "{first:?} → {last:?}");
+    for name in ["classification", "accuracy"] {
+        assert!(last.test_metric(name).is_some(), "{name}");
+    }
+    // Scored on log p(x | y) with the test labels.
+    let settings = ImportanceSampling::default().with_samples(20);
+    let est = dataset_log_likelihood(&model, &test, &settings, &Device::Cpu).unwrap();
+    assert!(est.nll().is_finite() && est.nll() <= est.negative_elbo() + 1e-6);
 }

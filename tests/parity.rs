@@ -22,7 +22,9 @@ use common::{error_against, fixture_path, fixture_tolerance, values};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::Batch;
-use vaekit::models::{Conditioning, Mode, Model, ModelConfig, Preset, Trainable};
+use vaekit::models::{
+    Condition, Conditioning, Mode, Model, ModelConfig, Preset, StepContext, Trainable,
+};
 
 /// One fixture file.
 struct Fixture {
@@ -212,8 +214,17 @@ fn check_vae(preset: Preset, name: &'static str) {
         let model = fixture.model(&preset.config(), dtype);
         let (x, eps) = (fixture.input("x", dtype), fixture.input("eps", dtype));
         let vae = model.as_vae().expect("a VAE preset");
-        let o = vae.forward_with_eps(&x, &eps, mode.is_train()).unwrap();
-        let elbo = vae.loss(&o, &x, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+        let o = vae
+            .forward_with_eps(&x, Condition::None, &eps, mode.is_train())
+            .unwrap();
+        let elbo = vae
+            .loss(
+                &o,
+                &x,
+                &mut ChaCha8Rng::seed_from_u64(0),
+                vae.loss_config().beta,
+            )
+            .unwrap();
         let mut run = Run::new(&fixture, mode, dtype);
         run.check("output.mean", o.posterior.mean());
         run.check("output.logvar", o.posterior.logvar());
@@ -263,7 +274,7 @@ fn check_conv_ae(preset: Preset, name: &'static str) {
             .batch_loss(
                 &Batch::new(x.clone(), labels),
                 &mut ChaCha8Rng::seed_from_u64(0),
-                mode,
+                &StepContext::of(mode),
             )
             .unwrap();
         let mut run = Run::new(&fixture, mode, dtype);
@@ -293,27 +304,35 @@ fn check_digit(conditioning: Conditioning, name: &'static str) {
         let model = fixture.model(&config, dtype);
         let x = fixture.input("x", dtype);
         let (eps, labels) = (fixture.input("eps", dtype), fixture.input("labels", dtype));
-        let m = model.as_digit_cvae().expect("digit-cvae");
+        let m = model.as_vae().expect("digit-cvae");
         let o = m
-            .forward_with_eps(&x, Some(&labels), &eps, mode.is_train())
+            .forward_with_eps(&x, Condition::Labels(&labels), &eps, mode.is_train())
             .unwrap();
         let l = m
-            .loss(&o, &x, &labels, &mut ChaCha8Rng::seed_from_u64(0))
+            .loss_terms(
+                &o,
+                &x,
+                Some(&labels),
+                &mut ChaCha8Rng::seed_from_u64(0),
+                &StepContext::of(mode),
+            )
             .unwrap();
+        let term = |name: &str| l.term(name).cloned();
         let mut run = Run::new(&fixture, mode, dtype);
         run.check("output.mean", o.posterior.mean());
         run.check("output.logvar", o.posterior.logvar());
         run.check("output.z", &o.z);
         run.check("output.decoded", &o.decoded);
-        run.check("output.reconstruction", &l.reconstruction);
-        run.check("output.kl", &l.kl);
+        run.check("output.reconstruction", &term("reconstruction").unwrap());
+        run.check("output.kl", &term("kl").unwrap());
         run.check("output.total", &l.total);
+        let logits = o.condition.as_ref().and_then(|c| c.logits.as_ref());
         match conditioning {
             Conditioning::Predicted => {
-                run.check("output.class_logits", o.class_logits.as_ref().unwrap());
-                run.check("output.classification", l.classification.as_ref().unwrap());
+                run.check("output.class_logits", logits.unwrap());
+                run.check("output.classification", &term("classification").unwrap());
             }
-            Conditioning::Given => assert!(l.classification.is_none()),
+            Conditioning::Given => assert!(term("classification").is_none() && logits.is_none()),
             other => panic!("no fixture for {other:?}"),
         }
         run.check_grads(&model, &l.total);

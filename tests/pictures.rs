@@ -13,6 +13,7 @@ use image::{AnimationDecoder, DynamicImage, GrayImage, Rgb};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use vaekit::data::Mnist;
+use vaekit::models::Condition;
 use vaekit::models::{Model, Preset};
 use vaekit::nets::{Decoder, ImageShape, OutputKind};
 use vaekit::pictures::ExplorerOptions;
@@ -158,7 +159,9 @@ fn comparison_grid_shows_the_models_reconstructions() {
     let device = Device::Cpu;
     let model = Model::from_preset(Preset::CvaeTf, &device, 3).expect("model");
     let (images, _) = digits(5);
-    let recon = model.reconstruct(&images, None).expect("reconstruct");
+    let recon = model
+        .reconstruct(&images, Condition::None)
+        .expect("reconstruct");
     let grid = comparison_grid(&images, &recon, 3, grid_style()).expect("grid");
     // 5 images in 3 columns: two pairs of rows.
     assert_eq!(grid.width() as usize, 3 * (28 * 2 + 3) + 3);
@@ -340,7 +343,7 @@ fn manifold_equals_decoding_each_code() {
             for c in 0..4 {
                 let z =
                     Tensor::new(&[[coords[c] as f32, coords[3 - r] as f32]], &device).expect("z");
-                let one = model.decode(&z, None).expect("decode");
+                let one = model.decode(&z, Condition::None).expect("decode");
                 let tile = grid
                     .get(r * 4 + c)
                     .expect("tile")
@@ -402,7 +405,7 @@ fn pictures_need_the_right_model() {
     assert!(image_grid(&images, 2, grid_style().with_scale(0)).is_err());
 
     let cvae = Model::from_preset(Preset::DigitCvae, &device, 0).expect("model");
-    let m = cvae.as_digit_cvae().expect("digit-cvae");
+    let m = cvae.as_vae().expect("digit-cvae");
     let codes = cvae.encode(&images).expect("codes");
     let (a, b) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
     // The decoder takes a class vector after z: without one it is an error.
@@ -424,7 +427,7 @@ fn digit_grid_has_a_row_per_style_and_a_column_per_digit() {
         .with_padding(2)
         .with_background(0);
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    let m = model.as_digit_cvae().expect("digit-cvae");
+    let m = model.as_vae().expect("digit-cvae");
     let grid = digit_grid(m, 3, &mut rng, style).expect("grid");
     assert_eq!(grid.width() as usize, 10 * (28 + 2) + 2);
     assert_eq!(grid.height() as usize, 3 * (28 + 2) + 2);
@@ -460,13 +463,13 @@ fn interpolation_strip_runs_from_one_code_to_the_other() {
     let strip = interpolation_strip(model.decoder(), &za, &zb, 6, None, style).expect("strip");
     assert_eq!((strip.width(), strip.height()), (6 * 29 + 1, 29 + 1));
     let strip = strip.to_luma8();
-    let ends = model.decode(&codes, None).expect("decode");
+    let ends = model.decode(&codes, Condition::None).expect("decode");
     let mid = codes
         .get(0)
         .and_then(|za| za.affine(0.6, 0.0))
         .and_then(|za| za.add(&codes.get(1)?.affine(0.4, 0.0)?))
         .and_then(|z| z.unsqueeze(0))
-        .and_then(|z| model.decode(&z, None))
+        .and_then(|z| model.decode(&z, Condition::None))
         .expect("decode t = 0.4");
     let (e, m) = (values(&ends), values(&mid));
     assert_tile(&strip, 0, 0, &e[..784], (28, 28), style, "a");
@@ -475,7 +478,7 @@ fn interpolation_strip_runs_from_one_code_to_the_other() {
 
     // The digit-conditioned VAE's decoder takes the class vectors given.
     let cvae = Model::from_preset(Preset::DigitCvae, &device, 4).expect("model");
-    let m = cvae.as_digit_cvae().expect("digit-cvae");
+    let m = cvae.as_vae().expect("digit-cvae");
     let codes = cvae.encode(&images).expect("encode");
     let (za, zb) = (codes.get(0).expect("a"), codes.get(1).expect("b"));
     let three = m.class_vector(3).expect("digit 3");
@@ -483,7 +486,11 @@ fn interpolation_strip_runs_from_one_code_to_the_other() {
         .expect("strip");
     assert_eq!((strip.width(), strip.height()), (4 * 29 + 1, 30));
     let digits3 = Tensor::new(&[3u32, 3], &device).expect("digits");
-    let ends = values(&cvae.decode(&codes, Some(&digits3)).expect("decode"));
+    let ends = values(
+        &cvae
+            .decode(&codes, Condition::Labels(&digits3))
+            .expect("decode"),
+    );
     let strip = strip.to_luma8();
     assert_tile(
         &strip,

@@ -18,6 +18,7 @@ use vaekit::latent::{
     gaussian_mixture_prior, GaussianMixturePrior, LatentPrior, MixtureConfig, PosteriorParam,
     PriorConfig, VampConfig, VampPrior,
 };
+use vaekit::models::StepContext;
 use vaekit::models::{Mode, Model, ModelConfig, Preset, Trainable};
 use vaekit::nets::{DenseEncoder, DenseEncoderConfig, ImageShape};
 use vaekit::params::{is_buffer, ParamStore};
@@ -344,7 +345,7 @@ fn configs_build_train_save_and_load_every_prior() {
         let mut losses = Vec::new();
         for step in 0..20 {
             let terms = model
-                .batch_loss(&batch, &mut rng(step), Mode::Train)
+                .batch_loss(&batch, &mut rng(step), &StepContext::of(Mode::Train))
                 .unwrap();
             losses.push(common::scalar(&terms.total));
             opt.backward_step(&terms.total).unwrap();

@@ -6,6 +6,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::LatentModel;
 use crate::data::{Dataset, LastBatch, Shuffle};
+use crate::models::Condition;
 use crate::{Error, Result};
 
 /// Burda et al.'s threshold: dimension `d` is active when
@@ -58,7 +59,7 @@ pub fn latent_statistics<M: LatentModel + ?Sized>(
             reason: "holds no image".into(),
         });
     }
-    let d = model.latent_width();
+    let d = model.latent_dim();
     let (mut sum, mut sum_sq) = (vec![0f64; d], vec![0f64; d]);
     let mut kl: Option<Vec<f64>> = Some(vec![0f64; d]);
     let mut n = 0usize;
@@ -99,7 +100,9 @@ pub fn latent_statistics<M: LatentModel + ?Sized>(
 /// A latent traversal: for each dimension `d` in turn, `code` `[latent]` with
 /// `z_d` replaced by each of `values`, decoded to pixels — `[latent ·
 /// values.len(), c, h, w]`, one row of `values.len()` images per dimension
-/// (lay it out with `image_grid(…, values.len(), …)`).
+/// (lay it out with `image_grid(…, values.len(), …)`). A conditioned model
+/// decodes every image with `condition` (one class for all:
+/// [`Condition::Class`]).
 ///
 /// # Errors
 ///
@@ -109,9 +112,10 @@ pub fn latent_traversal<M: LatentModel + ?Sized>(
     model: &M,
     code: &[f32],
     values: &[f32],
+    condition: Condition<'_>,
     device: &Device,
 ) -> Result<Tensor> {
-    let d = model.latent_width();
+    let d = model.latent_dim();
     if code.len() != d {
         return Err(Error::config(
             "code",
@@ -130,5 +134,5 @@ pub fn latent_traversal<M: LatentModel + ?Sized>(
         }
     }
     let z = Tensor::from_vec(rows, (d * values.len(), d), device)?; // [d·m, d]
-    Ok(model.decode_pixels(&z)?)
+    Ok(model.decode_pixels(&z, condition)?)
 }

@@ -10,6 +10,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::LatentModel;
 use crate::data::{Dataset, LastBatch, Shuffle};
+use crate::models::Condition;
 use crate::{Error, Result};
 
 /// The most importance samples per image [`ImportanceSampling::validate`]
@@ -271,7 +272,9 @@ impl Accumulator {
 
 /// The importance-sampled `log p(x)` of each of `images` `[n, c, h, w]`, with
 /// `settings.samples` draws per image; image `j` is numbered `indices[j]` for
-/// its noise ([`importance_noise`]).
+/// its noise ([`importance_noise`]). A conditioned model scores
+/// `log p(x | c)` with the condition `condition` gives (the images' labels,
+/// `[n]`); others ignore it.
 ///
 /// Work goes in passes of at most `images_per_pass` images and
 /// `pairs_per_pass` decoded (image, sample) pairs; the log-sum-exp is
@@ -284,12 +287,14 @@ impl Accumulator {
 pub fn importance_sampled_log_likelihood<M: LatentModel + ?Sized>(
     model: &M,
     images: &Tensor,
+    condition: Condition<'_>,
     indices: &[usize],
     settings: &ImportanceSampling,
 ) -> Result<LikelihoodEstimate> {
     estimate(
         model,
         images,
+        condition,
         indices,
         settings,
         &indicatif::ProgressBar::hidden(),
@@ -300,6 +305,7 @@ pub fn importance_sampled_log_likelihood<M: LatentModel + ?Sized>(
 fn estimate<M: LatentModel + ?Sized>(
     model: &M,
     images: &Tensor,
+    condition: Condition<'_>,
     indices: &[usize],
     settings: &ImportanceSampling,
     bar: &indicatif::ProgressBar,
@@ -313,7 +319,7 @@ fn estimate<M: LatentModel + ?Sized>(
         ));
     }
     let dims = images.elem_count() / n.max(1);
-    let d = model.latent_width();
+    let d = model.latent_dim();
     let k = settings.samples;
     let per_pass = settings.images_per_pass.min(settings.pairs_per_pass).max(1);
     // A pass decodes up to this many (image, sample) pairs, each with `dims`
@@ -335,6 +341,11 @@ fn estimate<M: LatentModel + ?Sized>(
     for start in (0..n).step_by(per_pass) {
         let b = per_pass.min(n - start);
         let xs = images.narrow(0, start, b)?; // [b, c, h, w]
+        let labels = match condition {
+            Condition::Labels(l) => Some(l.narrow(0, start, b)?),
+            _ => None,
+        };
+        let pass_condition = labels.as_ref().map_or(condition, Condition::Labels);
         let q = model.posterior_of(&xs)?; // [b, d]
         let mut rngs: Vec<ChaCha8Rng> = indices[start..start + b]
             .iter()
@@ -355,7 +366,7 @@ fn estimate<M: LatentModel + ?Sized>(
                 }
             }
             let eps = Tensor::from_vec(noise, (s, b, d), xs.device())?; // [s, b, d]
-            let lw = model.log_weights(&q, &xs, &eps)?; // [s, b]
+            let lw = model.log_weights(&q, &xs, pass_condition, &eps)?; // [s, b]
             let lw = lw.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
             for row in &lw {
                 for (i, &v) in row.iter().enumerate() {
@@ -421,7 +432,14 @@ pub fn dataset_log_likelihood<M: LatentModel + ?Sized>(
         device,
     )? {
         let batch = batch?;
-        let est = estimate(model, &batch.images, &batch.indices, settings, &bar)?;
+        let est = estimate(
+            model,
+            &batch.images,
+            Condition::of(&batch),
+            &batch.indices,
+            settings,
+            &bar,
+        )?;
         match &mut total {
             None => total = Some(est),
             Some(t) => {

@@ -59,6 +59,14 @@ pub trait LatentPrior: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether `p(z)` factorises over the latent dimensions, so that
+    /// [`kl_per_dim`](LatentPrior::kl_per_dim) and
+    /// [`log_prob_per_dim`](LatentPrior::log_prob_per_dim) give values (the
+    /// standard normal); `false` by default. Free bits need it.
+    fn factorises(&self) -> bool {
+        false
+    }
+
     /// `KL(q_d ‖ p_d)` per row and latent dimension, `[batch, latent]`, for a
     /// prior that factorises over the dimensions (the standard normal);
     /// `None` for one that does not (a mixture), the default. Free bits and
@@ -79,6 +87,9 @@ pub trait LatentPrior: Send + Sync + std::fmt::Debug {
 }
 
 impl<P: LatentPrior + ?Sized> LatentPrior for Box<P> {
+    fn factorises(&self) -> bool {
+        (**self).factorises()
+    }
     fn latent_dim(&self) -> usize {
         (**self).latent_dim()
     }

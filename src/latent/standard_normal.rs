@@ -68,6 +68,10 @@ impl LatentPrior for StandardNormal {
     }
 
     /// Closed form per dimension, `[batch, latent]`.
+    fn factorises(&self) -> bool {
+        true
+    }
+
     fn kl_per_dim(&self, q: &DiagonalGaussian) -> Result<Option<Tensor>> {
         q.kl_standard_normal_per_dim().map(Some)
     }

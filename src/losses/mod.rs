@@ -12,6 +12,7 @@ mod elbo;
 mod gaussian;
 mod kl;
 mod mse;
+mod vae;
 
 pub use crate::latent::log_normal_pdf;
 pub use bce::{bce, bce_with_logits};
@@ -20,6 +21,7 @@ pub use elbo::{monte_carlo_elbo, Elbo};
 pub use gaussian::gaussian_nll;
 pub use kl::kl_standard_normal;
 pub use mse::{mse, squared_error};
+pub use vae::{importance_weighted_bound, KlEstimator, Likelihood, Objective, VaeLossConfig};
 
 use candle_core::{Result, Tensor};
 use serde::{Deserialize, Serialize};

@@ -4,8 +4,8 @@ use candle_core::{Result, Tensor};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use super::trainable::{LossTerms, Mode, Per, Term, Trainable};
-use super::vae::{check_same_shape, non_empty};
+use super::parts::{check_same_shape, non_empty};
+use super::trainable::{LossTerms, Per, StepContext, Term, Trainable};
 use crate::data::Batch;
 use crate::losses::{bce, bce_with_logits, mse, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
@@ -199,8 +199,13 @@ impl<E: Encoder, D: Decoder> Trainable for Autoencoder<E, D> {
     }
 
     /// One term, `reconstruction`, which is also the total.
-    fn batch_loss(&self, batch: &Batch, _rng: &mut dyn RngCore, mode: Mode) -> Result<LossTerms> {
-        let out = self.forward_t(&batch.images, mode.is_train())?;
+    fn batch_loss(
+        &self,
+        batch: &Batch,
+        _rng: &mut dyn RngCore,
+        ctx: &StepContext,
+    ) -> Result<LossTerms> {
+        let out = self.forward_t(&batch.images, ctx.mode.is_train())?;
         let total = self.loss(&out, batch.targets())?;
         let per = Per::from(self.loss.reduction);
         Ok(LossTerms {

@@ -1,43 +1,53 @@
-//! Models: the plain autoencoder, the VAE (dense or convolutional, generic over its
-//! encoder, decoder and prior), the digit-conditioned VAE, their configs and
-//! presets, [`Trainable`] — what the trainer needs from any of them, or from a
-//! model of your own — and [`Model`], which builds any of them from a
-//! [`ModelConfig`] and saves and loads it.
+//! Models: the plain autoencoder and the VAE (dense or convolutional, generic
+//! over its encoder, decoder, prior and conditioning — the digit-conditioned
+//! VAE is a VAE with a [`ClassConditioning`]), their configs and presets,
+//! [`Trainable`] — what the trainer needs from any of them, or from a model of
+//! your own — [`AnyModel`], a family as one type, and [`Model`], which builds
+//! any of them from a [`ModelConfig`] and saves and loads it.
 
+mod any;
 mod autoencoder;
-mod beta;
+mod build;
 mod chunks;
+mod conditioning;
 mod config;
-mod digit;
+mod json;
+mod latent_model;
 mod model;
+mod parts;
 pub mod presets;
+mod step_memory;
 mod trainable;
 mod vae;
 
+pub use any::AnyModel;
 pub use autoencoder::{AeLoss, AeLossConfig, Autoencoder, AutoencoderOutput};
-pub(crate) use config::{architecture_difference, parse_json, LossSettings};
+pub use conditioning::{
+    class_vector, one_hot, ClassConditioning, Condition, ConditionVectors, Conditioner,
+    Conditioning, Unconditioned,
+};
 pub use config::{
-    AutoencoderConfig, CheckedModelConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig,
-    ModelConfig, VaeConfig,
+    AutoencoderConfig, CheckedModelConfig, ClassifierConditioningConfig, ConditioningConfig,
+    DecoderConfig, EncoderConfig, LabelConditioningConfig, ModelConfig, VaeConfig,
 };
-pub use digit::{
-    ClassConditioning, Conditioning, DigitConditionedVae, DigitCvaeLoss, DigitCvaeOutput,
-};
-pub(crate) use model::step_bytes_within;
-pub use model::{
-    check_training_step, default_step_memory_limit, training_step_bytes, ConfigAutoencoder,
-    ConfigDigitCvae, ConfigVae, Model, ModelLimits, MAX_PARAMETERS, STEP_COPIES,
+pub(crate) use json::{architecture_difference, parse_json, LossSettings};
+pub use latent_model::LatentModel;
+pub use model::{ConfigAutoencoder, ConfigVae, Model, ModelLimits, MAX_PARAMETERS};
+pub use presets::Preset;
+pub(crate) use step_memory::step_bytes_within;
+pub use step_memory::{
+    check_training_step, default_step_memory_limit, training_step_bytes, STEP_COPIES,
     STEP_MEMORY_PERCENT,
 };
-pub use presets::Preset;
 pub(crate) use trainable::{checkpoint_metadata, CONFIG_KEY};
-pub use trainable::{LossTerms, Mode, Per, Term, Trainable};
-pub use vae::{KlEstimator, Likelihood, Objective, Vae, VaeLossConfig, VaeOutput};
+pub use trainable::{LossTerms, Mode, Per, StepContext, Term, Trainable, TrainableExt};
+pub use vae::{Vae, VaeOutput};
 
 pub use crate::latent::{PosteriorParam, PriorConfig};
+pub use crate::losses::{KlEstimator, Likelihood, Objective, VaeLossConfig};
 
 use crate::latent::StandardNormal;
-use crate::nets::{ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder, Mlp};
+use crate::nets::{ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder};
 
 /// A VAE with dense encoder and decoder and a standard-normal prior.
 pub type DenseVae = Vae<DenseEncoder, DenseDecoder, StandardNormal>;
@@ -45,5 +55,3 @@ pub type DenseVae = Vae<DenseEncoder, DenseDecoder, StandardNormal>;
 pub type ConvVae = Vae<ConvEncoder, ConvDecoder, StandardNormal>;
 /// A convolutional autoencoder (the Keras tutorial's family).
 pub type ConvAutoencoder = Autoencoder<ConvEncoder, ConvDecoder>;
-/// The digit-conditioned VAE with dense networks.
-pub type DigitCvae = DigitConditionedVae<DenseEncoder, DenseDecoder, Mlp>;

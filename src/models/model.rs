@@ -1,124 +1,52 @@
 //! [`Model`]: any vaekit model built from a [`ModelConfig`], with its parameters,
 //! saved and loaded as one safetensors file.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use rand::RngCore;
 
 use crate::data::Batch;
-use crate::latent::{gaussian_mixture_prior, vamp_prior, LatentPrior, PriorConfig, StandardNormal};
-use crate::nets::{Decoder, Encoder, ImageShape, Mlp};
+use crate::latent::{DiagonalGaussian, LatentPrior};
+use crate::nets::{Decoder, Encoder, ImageShape};
 use crate::params::{CheckpointFile, ParamStore, ShapeProbe};
 use crate::{Error, Result};
 
+use super::any::AnyModel;
 use super::autoencoder::Autoencoder;
-use super::config::{CheckedModelConfig, ModelConfig, VaeConfig};
-use super::digit::{ClassConditioning, Conditioning, DigitConditionedVae};
+use super::build::build_model;
+use super::conditioning::{Condition, Conditioner, Conditioning};
+use super::config::{CheckedModelConfig, ModelConfig};
+use super::latent_model::LatentModel;
 use super::presets::Preset;
-use super::trainable::{LossTerms, Mode, Trainable, CONFIG_KEY};
+use super::step_memory::training_step_bytes;
+use super::trainable::{LossTerms, StepContext, Trainable, TrainableExt, CONFIG_KEY};
 use super::vae::Vae;
 
 /// The autoencoder a [`Model`] builds from an autoencoder config.
 pub type ConfigAutoencoder = Autoencoder<Box<dyn Encoder>, Box<dyn Decoder>>;
-/// The VAE a [`Model`] builds from a VAE config (any prior).
-pub type ConfigVae = Vae<Box<dyn Encoder>, Box<dyn Decoder>, Box<dyn LatentPrior>>;
-/// The digit-conditioned VAE a [`Model`] builds from its config.
-pub type ConfigDigitCvae = DigitConditionedVae<Box<dyn Encoder>, Box<dyn Decoder>, Mlp>;
+/// The VAE a [`Model`] builds from a VAE config (any prior, any conditioning).
+pub type ConfigVae =
+    Vae<Box<dyn Encoder>, Box<dyn Decoder>, Box<dyn LatentPrior>, Box<dyn Conditioner>>;
 
 /// The most parameters (weights and buffers) a model may have unless
 /// [`ModelLimits`] allow more: 2^28 values, 1 GiB as `f32`.
 pub const MAX_PARAMETERS: u64 = 1 << 28;
 
-/// How many values a training step keeps per value of a layer's output: the
-/// output, what the normalisation and the activation make of it (kept for
-/// the backward pass), and its gradient.
-pub const STEP_COPIES: u64 = 4;
-
-/// The share of the memory available when training starts that one training
-/// step may take by default, in percent.
-pub const STEP_MEMORY_PERCENT: u64 = 50;
-
-/// The bytes of `f32` activations one training step of the model `config`
-/// describes keeps at `batch_size` images: `batch_size` × (the values of
-/// the input and of every layer's output, encoder and decoder, and the
-/// classifier's) × [`STEP_COPIES`] × 4. An estimate, made from the config's
-/// layer shapes without building anything; it saturates at `u64::MAX`.
+/// Limits on what a [`Model`] may be, checked before anything is allocated:
+/// [`ModelLimits::build`] and [`ModelLimits::load`] are the constructors
+/// that take them ([`Model::new`] and [`Model::load`] use the defaults).
 ///
-/// # Errors
+/// ```
+/// use candle_core::Device;
+/// use vaekit::models::{ModelLimits, Preset};
 ///
-/// [`Error::Config`] for a layout that cannot work.
-pub fn training_step_bytes(config: &ModelConfig, batch_size: usize) -> Result<u64> {
-    let (encoder, decoder, extra) = match config {
-        ModelConfig::Autoencoder(c) => (&c.encoder, &c.decoder, 0),
-        ModelConfig::Vae(c) => (&c.encoder, &c.decoder, 0),
-        ModelConfig::DigitCvae(c) => (
-            &c.encoder,
-            &c.decoder,
-            crate::nets::widths(&c.classifier.hidden).saturating_add(c.classifier.out_dim as u64),
-        ),
-    };
-    let per_image = (encoder.input_shape().numel() as u64)
-        .saturating_add(encoder.activation_values()?)
-        .saturating_add(decoder.activation_values()?)
-        .saturating_add(extra);
-    Ok(per_image
-        .saturating_mul(batch_size as u64)
-        .saturating_mul(STEP_COPIES)
-        .saturating_mul(4))
-}
-
-/// The default limit on a training step's activations: [`STEP_MEMORY_PERCENT`]
-/// of the memory available now ([`crate::memory::available_memory`]), or
-/// 8 GiB where that cannot be read.
-pub fn default_step_memory_limit() -> u64 {
-    crate::memory::available_memory().map_or(8 << 30, |a| a / 100 * STEP_MEMORY_PERCENT)
-}
-
-/// Refuses a training step whose activations ([`training_step_bytes`]) would
-/// take more than `limit` bytes, before anything is allocated.
-///
-/// # Errors
-///
-/// [`Error::Config`] (`batch_size`) naming the estimate and the limit;
-/// [`Error::Config`] for a layout that cannot work.
-pub fn check_training_step(config: &ModelConfig, batch_size: usize, limit: u64) -> Result<()> {
-    step_bytes_within(training_step_bytes(config, batch_size)?, batch_size, limit)
-}
-
-/// An error unless a training step of `bytes` at `batch_size` images is
-/// within `limit`.
-pub(crate) fn step_bytes_within(bytes: u64, batch_size: usize, limit: u64) -> Result<()> {
-    if bytes > limit {
-        return Err(Error::config(
-            "batch_size",
-            format!(
-                "a training step of this model at {batch_size} images per batch would keep about {} \
-                 of activations, more than the limit of {}; use smaller images, narrower layers \
-                 or a smaller batch (the limit is half the memory available, \
-                 Trainer::step_memory_limit)",
-                human_bytes(bytes),
-                human_bytes(limit)
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `1.5 GiB`, `300.0 MiB`.
-pub(crate) fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if bytes >= 1 << 30 {
-        format!("{:.1} GiB", b / f64::from(1u32 << 30))
-    } else {
-        format!("{:.1} MiB", b / f64::from(1u32 << 20))
-    }
-}
-
-/// Limits on what [`Model::new_with_limits`] builds and
-/// [`Model::load_with_limits`] loads, checked before anything is allocated.
+/// let small = ModelLimits::default().with_max_parameters(1_000);
+/// let err = small.build(&Preset::DenseVae.config(), &Device::Cpu, 0).unwrap_err();
+/// assert!(err.to_string().contains("more than the limit of 1000"));
+/// # Ok::<(), vaekit::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ModelLimits {
@@ -138,20 +66,73 @@ crate::setters::with_setters!(ModelLimits {
     with_max_parameters(max_parameters: u64),
 });
 
-/// The network of a [`Model`], by family.
-#[derive(Debug)]
-enum Network {
-    Autoencoder(ConfigAutoencoder),
-    Vae(ConfigVae),
-    DigitCvae(ConfigDigitCvae),
-}
+impl ModelLimits {
+    /// Builds the model described by `config` on `device`, drawing its
+    /// initial weights from a generator seeded with `seed`, if it is within
+    /// these limits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the first field that cannot work, or saying how
+    /// many parameters the model would have if that is over the limit (found
+    /// before any weight is drawn).
+    pub fn build(&self, config: &ModelConfig, device: &Device, seed: u64) -> Result<Model> {
+        self.parameter_shapes(config)?;
+        Model::build(config, device, seed)
+    }
 
-impl Network {
-    fn trainable(&self) -> &dyn Trainable {
-        match self {
-            Network::Autoencoder(m) => m,
-            Network::Vae(m) => m,
-            Network::DigitCvae(m) => m,
+    /// Loads a model saved by [`Model::save`] (or a training checkpoint) onto
+    /// `device`, if it is within these limits. The file's config is checked,
+    /// the model's parameter count computed and every tensor's name, dtype and
+    /// shape compared with the file's header before any weight is allocated.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Checkpoint`] if the file is not a vaekit checkpoint, its config
+    /// does not parse or cannot work (the message names the config field), or
+    /// asks for more parameters than allowed; [`Error::Tensor`] naming a tensor
+    /// that is missing or of the wrong shape or dtype.
+    pub fn load(&self, path: impl AsRef<Path>, device: &Device) -> Result<Model> {
+        let path = path.as_ref();
+        let file = CheckpointFile::open(path)?;
+        let json = file.metadata().get(CONFIG_KEY).ok_or_else(|| Error::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("no `{CONFIG_KEY}` metadata: not a vaekit model file (use load_weights for a bare state dict)"),
+        })?;
+        let in_file = |e| match e {
+            Error::Config { field, reason } => Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("config field `{field}`: {reason}"),
+            },
+            other => other,
+        };
+        let config: ModelConfig = super::json::parse_json(json).map_err(in_file)?;
+        // Building on the probe checks the config and finds the shapes.
+        let shapes = self.parameter_shapes(&config).map_err(in_file)?;
+        file.check_shapes(&shapes)?;
+        let ckpt = file.load(device)?;
+        let model = Model::build(&config, device, 0)?;
+        model.params.assign(&ckpt.tensors)?;
+        Ok(model)
+    }
+
+    /// The name and shape of every tensor of the model `config` describes,
+    /// found by building it on a [`ShapeProbe`] (which checks the config and
+    /// allocates nothing); an error if they hold more values than allowed.
+    fn parameter_shapes(&self, config: &ModelConfig) -> Result<BTreeMap<String, Vec<usize>>> {
+        let probe = ShapeProbe::new();
+        build_model(config, &ParamStore::new(&Device::Cpu), probe.var_builder())?;
+        let values = probe.values();
+        match values {
+            Some(n) if n <= self.max_parameters => Ok(probe.shapes()),
+            _ => Err(Error::config(
+                "config",
+                format!(
+                    "the model would have {} parameters, more than the limit of {} (raise ModelLimits::max_parameters)",
+                    values.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
+                    self.max_parameters
+                ),
+            )),
         }
     }
 }
@@ -160,80 +141,43 @@ impl Network {
 ///
 /// It implements [`Trainable`], so the [`Trainer`](crate::train::Trainer)
 /// trains it; [`save`](Model::save) writes its config with its weights, and
-/// [`Model::load`] rebuilds it from the file alone. The network inside is one of
-/// the generic models; [`as_vae`](Model::as_vae),
-/// [`as_autoencoder`](Model::as_autoencoder) and
-/// [`as_digit_cvae`](Model::as_digit_cvae) give it typed.
+/// [`Model::load`] rebuilds it from the file alone. The network inside is one
+/// family's type behind [`AnyModel`]; [`as_vae`](Model::as_vae) and
+/// [`as_autoencoder`](Model::as_autoencoder) give it typed.
 #[derive(Debug)]
 pub struct Model {
     config: CheckedModelConfig,
     params: ParamStore,
-    network: Network,
+    network: Box<dyn AnyModel>,
     /// The same network over untracked views of the same parameter storage,
     /// for inference: its results carry no autograd graph, so intermediates are
     /// freed as soon as the next layer has used them.
-    frozen: Network,
+    frozen: Box<dyn AnyModel>,
 }
 
 impl Model {
     /// Builds the model described by `config` on `device`, drawing its initial
-    /// weights from a generator seeded with `seed`.
+    /// weights from a generator seeded with `seed`, within the default
+    /// [`ModelLimits`] (see [`ModelLimits::build`] for others).
     ///
     /// # Errors
     ///
     /// [`Error::Config`] naming the first field that cannot work.
     pub fn new(config: &ModelConfig, device: &Device, seed: u64) -> Result<Self> {
-        Self::from_checked(&config.check()?, device, seed)
+        ModelLimits::default().build(config, device, seed)
     }
 
-    /// Builds the model of a config checked by [`ModelConfig::check`]; see
-    /// [`Model::new`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Candle`] if a tensor cannot be created on `device`.
-    pub fn from_checked(config: &CheckedModelConfig, device: &Device, seed: u64) -> Result<Self> {
-        Self::from_checked_with_limits(config, device, seed, &ModelLimits::default())
+    /// Builds the model of a config whose size was checked.
+    fn build(config: &ModelConfig, device: &Device, seed: u64) -> Result<Self> {
+        Self::build_with(config, ParamStore::new(device), seed)
     }
 
-    /// [`Model::new`] with other [`ModelLimits`] than the default.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] naming the first field that cannot work, or saying how
-    /// many parameters the model would have if that is over the limit.
-    pub fn new_with_limits(
-        config: &ModelConfig,
-        device: &Device,
-        seed: u64,
-        limits: &ModelLimits,
-    ) -> Result<Self> {
-        Self::from_checked_with_limits(&config.check()?, device, seed, limits)
-    }
-
-    /// [`Model::from_checked`] with other [`ModelLimits`] than the default.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] if the model would have more parameters than
-    /// `limits` allow (found before any weight is drawn).
-    pub fn from_checked_with_limits(
-        config: &CheckedModelConfig,
-        device: &Device,
-        seed: u64,
-        limits: &ModelLimits,
-    ) -> Result<Self> {
-        parameter_shapes(config, limits)?;
-        Self::build(config, device, seed)
-    }
-
-    /// Builds the model of a config whose size was already checked.
-    fn build(config: &CheckedModelConfig, device: &Device, seed: u64) -> Result<Self> {
-        let params = ParamStore::new(device);
-        let network = build_network(config, &params, params.var_builder(seed))?;
-        let frozen = build_network(config, &params, params.untracked_var_builder())?;
+    /// Builds both copies of the network over `params`.
+    fn build_with(config: &ModelConfig, params: ParamStore, seed: u64) -> Result<Self> {
+        let network = build_model(config, &params, params.var_builder(seed))?;
+        let frozen = build_model(config, &params, params.untracked_var_builder())?;
         Ok(Self {
-            config: config.clone(),
+            config: CheckedModelConfig::built(config.clone()),
             params,
             network,
             frozen,
@@ -260,21 +204,15 @@ impl Model {
     /// [`Error::Candle`] if a tensor cannot be converted.
     pub fn to_dtype(&self, dtype: DType) -> Result<Self> {
         let params = ParamStore::with_dtype(&self.params.device().clone(), dtype);
-        let network = build_network(&self.config, &params, params.var_builder(0))?;
-        let frozen = build_network(&self.config, &params, params.untracked_var_builder())?;
+        let model = Self::build_with(self.config(), params, 0)?;
         let values = self
             .params
             .snapshot()
             .into_iter()
             .map(|(name, t)| Ok((name, t.to_dtype(dtype)?)))
             .collect::<candle_core::Result<HashMap<_, _>>>()?;
-        params.assign(&values)?;
-        Ok(Self {
-            config: self.config.clone(),
-            params,
-            network,
-            frozen,
-        })
+        model.params.assign(&values)?;
+        Ok(model)
     }
 
     /// Builds a tutorial preset; see [`Model::new`].
@@ -297,186 +235,122 @@ impl Model {
         self.params.device()
     }
 
-    /// The VAE, if the model is one.
+    /// The network, of whichever family, over the tracked weights (what
+    /// training differentiates).
+    pub fn network(&self) -> &dyn AnyModel {
+        self.network.as_ref()
+    }
+
+    /// The same network over untracked views of the weights, for inference
+    /// without an autograd graph.
+    pub fn network_untracked(&self) -> &dyn AnyModel {
+        self.frozen.as_ref()
+    }
+
+    /// The VAE (conditioned or not), if the model is one.
     pub fn as_vae(&self) -> Option<&ConfigVae> {
-        match &self.network {
-            Network::Vae(m) => Some(m),
-            _ => None,
-        }
+        self.network.as_any().downcast_ref()
     }
 
     /// The VAE over untracked views of the weights, if the model is one: the
     /// same network as [`as_vae`](Self::as_vae), for inference (importance
     /// sampling, diagnostics) without an autograd graph.
     pub fn as_vae_untracked(&self) -> Option<&ConfigVae> {
-        match &self.frozen {
-            Network::Vae(m) => Some(m),
-            _ => None,
-        }
+        self.frozen.as_any().downcast_ref()
     }
 
     /// The autoencoder, if the model is one.
     pub fn as_autoencoder(&self) -> Option<&ConfigAutoencoder> {
-        match &self.network {
-            Network::Autoencoder(m) => Some(m),
-            _ => None,
-        }
-    }
-
-    /// The digit-conditioned VAE, if the model is one.
-    pub fn as_digit_cvae(&self) -> Option<&ConfigDigitCvae> {
-        match &self.network {
-            Network::DigitCvae(m) => Some(m),
-            _ => None,
-        }
+        self.network.as_any().downcast_ref()
     }
 
     /// The decoder (of whichever family).
     pub fn decoder(&self) -> &dyn Decoder {
-        match &self.network {
-            Network::Autoencoder(m) => m.decoder(),
-            Network::Vae(m) => m.decoder(),
-            Network::DigitCvae(m) => m.decoder(),
-        }
+        self.frozen.decoder()
     }
 
     /// Width of the latent space.
     pub fn latent_dim(&self) -> usize {
-        self.config.latent_dim()
+        self.frozen.latent_dim()
     }
 
     /// Shape of one input image.
     pub fn input_shape(&self) -> ImageShape {
-        self.config.input_shape()
+        self.frozen.input_shape()
     }
 
-    /// Classifier logits `[b, classes]` for `images`, for a digit-conditioned VAE
-    /// with a classifier; `None` for every other model.
+    /// The number of classes, for a class-conditioned model.
+    pub fn classes(&self) -> Option<usize> {
+        self.frozen.classes()
+    }
+
+    /// Where a class-conditioned model's class vector comes from.
+    pub fn conditioning(&self) -> Option<Conditioning> {
+        self.frozen.conditioning()
+    }
+
+    /// Classifier logits `[b, classes]` for `images`, for a model whose
+    /// conditioning predicts the class; `None` for every other model.
     pub fn classify(&self, images: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        match &self.frozen {
-            Network::DigitCvae(m) => m.classify(images),
-            _ => Ok(None),
-        }
+        self.frozen.classify(images)
     }
 
     /// Codes `[b, latent]` for `images`: the code of an autoencoder, the posterior
     /// mean of a VAE (evaluation mode).
     pub fn encode(&self, images: &Tensor) -> candle_core::Result<Tensor> {
-        match &self.frozen {
-            Network::Autoencoder(ae) => ae.encode(images, false),
-            Network::Vae(vae) => Ok(vae.posterior(images, false)?.mean().clone()),
-            Network::DigitCvae(m) => Ok(m.posterior(images, false)?.mean().clone()),
-        }
+        self.frozen.encode(images)
     }
 
-    /// Reconstructions of `images` as pixels in `[0, 1]` (evaluation mode, through
-    /// the posterior mean); `labels` are used by a label-conditioned model.
+    /// Reconstructions of `images` as pixels in `[0, 1]` (evaluation mode,
+    /// through the posterior mean). A class-conditioned model's decoder sees
+    /// the class of `condition` (`Condition::of(&batch)` gives a batch's
+    /// labels) unless it predicts it from the images; other models ignore it.
     pub fn reconstruct(
         &self,
         images: &Tensor,
-        labels: Option<&Tensor>,
+        condition: Condition<'_>,
     ) -> candle_core::Result<Tensor> {
-        match &self.frozen {
-            Network::Autoencoder(ae) => ae.reconstruct(images),
-            Network::Vae(vae) => vae.reconstruct(images),
-            Network::DigitCvae(m) => m.reconstruct(images, labels),
-        }
+        self.frozen.reconstruct(images, condition)
     }
 
-    /// Decodes codes `z` `[n, latent]` to pixels. The digit-conditioned VAE
-    /// decodes with the class vectors of `digits` `[n]`, which it requires.
-    pub fn decode(&self, z: &Tensor, digits: Option<&Tensor>) -> candle_core::Result<Tensor> {
-        match &self.frozen {
-            Network::Autoencoder(ae) => ae.decode_pixels(z),
-            Network::Vae(vae) => vae.decode_pixels(z),
-            Network::DigitCvae(m) => match digits {
-                Some(d) => m.generate(z, d),
-                None => candle_core::bail!("the digit-conditioned VAE decodes with chosen digits"),
-            },
-        }
+    /// Decodes codes `z` `[n, latent]` to pixels. A class-conditioned model
+    /// decodes with the classes `condition` gives, which it requires; other
+    /// models ignore it.
+    pub fn decode(&self, z: &Tensor, condition: Condition<'_>) -> candle_core::Result<Tensor> {
+        self.frozen.decode(z, condition)
     }
 
     /// `n` draws from the prior, decoded to pixels. An autoencoder has no prior:
     /// it decodes `N(0, I)` codes, which is what its tutorial's latent grid does.
-    /// The digit-conditioned VAE cycles through its classes.
+    /// A class-conditioned model cycles through its classes.
     pub fn sample(&self, n: usize, rng: &mut dyn RngCore) -> candle_core::Result<Tensor> {
-        let device = self.device();
-        match &self.frozen {
-            Network::Vae(vae) => vae.sample(n, rng, device),
-            Network::Autoencoder(ae) => {
-                ae.decode_pixels(&StandardNormal::new(self.latent_dim()).sample(n, rng, device)?)
-            }
-            Network::DigitCvae(m) => {
-                let z = StandardNormal::new(self.latent_dim()).sample(n, rng, device)?;
-                let digits: Vec<u32> = (0..n).map(|i| (i % m.classes()) as u32).collect();
-                m.generate(&z, &Tensor::from_vec(digits, n, device)?)
-            }
-        }
+        self.frozen.sample(n, rng)
     }
 
     /// Saves the weights, buffers and config to `path` (safetensors,
-    /// atomically); [`Trainable::save`] for a model built from a config.
+    /// atomically); [`TrainableExt::save`] for a model built from a config.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if the file cannot be written.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        Trainable::save(self, path)
+        TrainableExt::save(self, path)
     }
 
     /// Loads a model saved by [`Model::save`] (or a training checkpoint) onto
-    /// `device`: the config in the file picks the architecture.
+    /// `device`, within the default [`ModelLimits`] (see
+    /// [`ModelLimits::load`]): the config in the file picks the architecture.
     ///
     /// # Errors
     ///
-    /// [`Error::Checkpoint`] if the file is not a vaekit checkpoint, or its config
-    /// does not parse or cannot work (the message names the config field);
-    /// [`Error::Tensor`] naming a tensor that is missing or of the wrong shape or
-    /// dtype.
+    /// As [`ModelLimits::load`].
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
-        Self::load_with_limits(path, device, &ModelLimits::default())
-    }
-
-    /// [`Model::load`] with other [`ModelLimits`] than the default. The file's
-    /// config is checked, the model's parameter count computed and every tensor's
-    /// name, dtype and shape compared with the file's header before any weight
-    /// is allocated.
-    ///
-    /// # Errors
-    ///
-    /// As [`Model::load`]; [`Error::Checkpoint`] too if the config asks for more
-    /// parameters than `limits` allow.
-    pub fn load_with_limits(
-        path: impl AsRef<Path>,
-        device: &Device,
-        limits: &ModelLimits,
-    ) -> Result<Self> {
-        let path = path.as_ref();
-        let file = CheckpointFile::open(path)?;
-        let json = file.metadata().get(CONFIG_KEY).ok_or_else(|| Error::Checkpoint {
-            path: path.to_path_buf(),
-            reason: format!("no `{CONFIG_KEY}` metadata: not a vaekit model file (use load_weights for a bare state dict)"),
-        })?;
-        let in_file = |e| match e {
-            Error::Config { field, reason } => Error::Checkpoint {
-                path: path.to_path_buf(),
-                reason: format!("config field `{field}`: {reason}"),
-            },
-            other => other,
-        };
-        let config = ModelConfig::from_json(json).map_err(in_file)?;
-        let shapes = parameter_shapes(&config, limits).map_err(in_file)?;
-        file.check_shapes(&shapes)?;
-        let ckpt = file.load(device)?;
-        // The size was checked against `limits` above, with the shapes.
-        let model = Self::build(&config, device, 0)?;
-        model.params.assign(&ckpt.tensors)?;
-        Ok(model)
+        ModelLimits::default().load(path, device)
     }
 
     /// Overwrites the weights with those in a safetensors file of PyTorch-named
     /// tensors (e.g. a PyTorch `state_dict` saved with `safetensors.torch.save_file`),
-    /// or in a vaekit checkpoint of the same network; [`Trainable::load_weights`].
+    /// or in a vaekit checkpoint of the same network; [`TrainableExt::load_weights`].
     /// Tensors the model does not use (`num_batches_tracked`) are ignored. The
     /// loss settings may differ from the file's: a model saved with the ELBO
     /// loads into this network built with the IWAE objective, another β or
@@ -489,7 +363,18 @@ impl Model {
     /// whose config describes another network (naming the field). Nothing is
     /// changed then.
     pub fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
-        Trainable::load_weights(self, path)
+        TrainableExt::load_weights(self, path)
+    }
+
+    /// The latent model of the untracked network, or an error naming the
+    /// family that has none.
+    fn latent(&self) -> candle_core::Result<&dyn LatentModel> {
+        self.frozen.latent_model().ok_or_else(|| {
+            candle_core::Error::Msg(format!(
+                "importance sampling and latent diagnostics need a VAE; this model is a {}",
+                self.frozen.family()
+            ))
+        })
     }
 }
 
@@ -502,20 +387,25 @@ impl Trainable for Model {
         &self,
         batch: &Batch,
         rng: &mut dyn RngCore,
-        mode: Mode,
+        ctx: &StepContext,
     ) -> candle_core::Result<LossTerms> {
-        self.network.trainable().batch_loss(batch, rng, mode)
+        self.network.batch_loss(batch, rng, ctx)
     }
 
     /// The evaluation loss without gradient tracking, as under PyTorch's
     /// `torch.no_grad()`: its memory is that of one layer's activations at a
     /// time, not of the whole forward pass.
-    fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> candle_core::Result<LossTerms> {
-        self.frozen.trainable().evaluate(batch, rng)
+    fn evaluate(
+        &self,
+        batch: &Batch,
+        rng: &mut dyn RngCore,
+        ctx: &StepContext,
+    ) -> candle_core::Result<LossTerms> {
+        self.frozen.evaluate(batch, rng, ctx)
     }
 
     fn needs_labels(&self) -> bool {
-        self.network.trainable().needs_labels()
+        self.network.needs_labels()
     }
 
     fn architecture(&self) -> Option<String> {
@@ -527,102 +417,83 @@ impl Trainable for Model {
     }
 
     fn loss_settings(&self) -> Option<String> {
-        self.network.trainable().loss_settings()
+        self.network.loss_settings()
     }
 
     fn beta(&self) -> Option<f64> {
-        self.network.trainable().beta()
-    }
-
-    /// Sets β in both copies of the network (training and inference).
-    fn set_beta(&self, beta: f64) -> Result<()> {
-        self.network.trainable().set_beta(beta)?;
-        self.frozen.trainable().set_beta(beta)
+        self.network.beta()
     }
 }
 
-/// The name and shape of every tensor of the model `config` describes, found
-/// without allocating them; an error if they hold more values than `limits`
-/// allow.
-fn parameter_shapes(
-    config: &ModelConfig,
-    limits: &ModelLimits,
-) -> Result<std::collections::BTreeMap<String, Vec<usize>>> {
-    let probe = ShapeProbe::new();
-    build_network(config, &ParamStore::new(&Device::Cpu), probe.var_builder())?;
-    let values = probe.values();
-    match values {
-        Some(n) if n <= limits.max_parameters => Ok(probe.shapes()),
-        _ => Err(Error::config(
-            "config",
-            format!(
-                "the model would have {} parameters, more than the limit of {} (raise ModelLimits::max_parameters)",
-                values.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string()),
-                limits.max_parameters
-            ),
-        )),
+/// Through the untracked network; an error for a family without a latent
+/// model (the plain autoencoder).
+impl LatentModel for Model {
+    fn latent_dim(&self) -> usize {
+        self.frozen.latent_dim()
+    }
+    fn posterior_of(&self, images: &Tensor) -> candle_core::Result<DiagonalGaussian> {
+        self.latent()?.posterior_of(images)
+    }
+    fn log_weights(
+        &self,
+        q: &DiagonalGaussian,
+        images: &Tensor,
+        condition: Condition<'_>,
+        eps: &Tensor,
+    ) -> candle_core::Result<Tensor> {
+        self.latent()?.log_weights(q, images, condition, eps)
+    }
+    fn kl_per_dim(&self, q: &DiagonalGaussian) -> candle_core::Result<Option<Tensor>> {
+        self.latent()?.kl_per_dim(q)
+    }
+    fn decode_pixels(&self, z: &Tensor, condition: Condition<'_>) -> candle_core::Result<Tensor> {
+        self.latent()?.decode_pixels(z, condition)
     }
 }
 
-/// Builds the network `config` describes from the tensors of `vb`, which
-/// belong to `params`.
-fn build_network(config: &ModelConfig, params: &ParamStore, vb: VarBuilder) -> Result<Network> {
-    Ok(match config {
-        ModelConfig::Autoencoder(c) => Network::Autoencoder(Autoencoder::new(
-            params,
-            c.encoder.build(vb.pp("encoder"))?,
-            c.decoder.build(vb.pp("decoder"))?,
-            c.loss,
-        )?),
-        ModelConfig::Vae(c) => {
-            let encoder = c.encoder.build(vb.pp("encoder"))?;
-            let decoder = c.decoder.build(vb.pp("decoder"))?;
-            let prior = build_prior(c, &vb)?;
-            Network::Vae(Vae::new(
-                params,
-                encoder,
-                decoder,
-                prior,
-                c.posterior,
-                c.loss,
-            )?)
-        }
-        ModelConfig::DigitCvae(c) => {
-            let encoder = c.encoder.build(vb.pp("encoder"))?;
-            let classifier = match c.conditioning {
-                Conditioning::Predicted => Some(Mlp::new(&c.classifier, vb.pp("classifier"))?),
-                Conditioning::Given => None,
-            };
-            let decoder = c.decoder.build(vb.pp("decoder"))?;
-            Network::DigitCvae(DigitConditionedVae::new(
-                params,
-                encoder,
-                decoder,
-                classifier,
-                ClassConditioning {
-                    classes: c.classes,
-                    class_weight: c.class_weight,
-                },
-                c.posterior,
-                c.loss,
-            )?)
-        }
-    })
-}
-
-/// The prior of a VAE config; its tensors (if any) go under `prior.`. A
-/// VampPrior gets a second encoder over the same `encoder.` tensors.
-fn build_prior(c: &VaeConfig, vb: &VarBuilder) -> Result<Box<dyn LatentPrior>> {
-    Ok(match &c.prior {
-        PriorConfig::StandardNormal => Box::new(StandardNormal::new(c.latent_dim)),
-        PriorConfig::GaussianMixture(m) => {
-            Box::new(gaussian_mixture_prior(c.latent_dim, m, vb.pp("prior"))?)
-        }
-        PriorConfig::Vamp(v) => Box::new(vamp_prior(
-            c.encoder.build(vb.pp("encoder"))?,
-            v,
-            c.posterior,
-            vb.pp("prior"),
-        )?),
-    })
+/// Through the untracked network, as [`Model`]'s own methods.
+impl AnyModel for Model {
+    fn family(&self) -> &'static str {
+        self.frozen.family()
+    }
+    fn latent_dim(&self) -> usize {
+        Model::latent_dim(self)
+    }
+    fn input_shape(&self) -> ImageShape {
+        Model::input_shape(self)
+    }
+    fn classes(&self) -> Option<usize> {
+        Model::classes(self)
+    }
+    fn conditioning(&self) -> Option<Conditioning> {
+        Model::conditioning(self)
+    }
+    fn encode(&self, images: &Tensor) -> candle_core::Result<Tensor> {
+        Model::encode(self, images)
+    }
+    fn decode(&self, z: &Tensor, condition: Condition<'_>) -> candle_core::Result<Tensor> {
+        Model::decode(self, z, condition)
+    }
+    fn reconstruct(
+        &self,
+        images: &Tensor,
+        condition: Condition<'_>,
+    ) -> candle_core::Result<Tensor> {
+        Model::reconstruct(self, images, condition)
+    }
+    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> candle_core::Result<Tensor> {
+        Model::sample(self, n, rng)
+    }
+    fn decoder(&self) -> &dyn Decoder {
+        Model::decoder(self)
+    }
+    fn classify(&self, images: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Model::classify(self, images)
+    }
+    fn latent_model(&self) -> Option<&dyn LatentModel> {
+        self.frozen.latent_model().map(|_| self as &dyn LatentModel)
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }

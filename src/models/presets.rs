@@ -27,12 +27,12 @@ use crate::params::InitScheme;
 use crate::{Error, Result};
 
 use super::autoencoder::{AeLoss, AeLossConfig};
+use super::conditioning::Conditioning;
 use super::config::{
-    AutoencoderConfig, DecoderConfig, DigitCvaeConfig, EncoderConfig, ModelConfig, VaeConfig,
+    AutoencoderConfig, ConditioningConfig, DecoderConfig, EncoderConfig, ModelConfig, VaeConfig,
 };
-use super::digit::Conditioning;
-use super::vae::{KlEstimator, Likelihood, VaeLossConfig};
 use crate::latent::{PosteriorParam, PriorConfig};
+use crate::losses::{KlEstimator, Likelihood, VaeLossConfig};
 
 /// A tutorial architecture with its defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -186,6 +186,7 @@ pub fn cvae_tf(latent_dim: usize) -> ModelConfig {
             reduction: Reduction::BatchMean,
             ..VaeLossConfig::default()
         },
+        conditioning: None,
     })
 }
 
@@ -228,6 +229,7 @@ pub fn conv_vae_bn(latent_dim: usize) -> ModelConfig {
             reduction: Reduction::Sum,
             ..VaeLossConfig::default()
         },
+        conditioning: None,
     })
 }
 
@@ -261,6 +263,7 @@ pub fn dense_vae(latent_dim: usize) -> ModelConfig {
             reduction: Reduction::BatchMean,
             ..VaeLossConfig::default()
         },
+        conditioning: None,
     })
 }
 
@@ -270,9 +273,8 @@ pub fn dense_vae(latent_dim: usize) -> ModelConfig {
 pub fn digit_cvae(latent_dim: usize, conditioning: Conditioning) -> ModelConfig {
     let init = InitScheme::GlorotUniform;
     let classes = 10;
-    ModelConfig::DigitCvae(DigitCvaeConfig {
+    ModelConfig::Vae(VaeConfig {
         latent_dim,
-        classes,
         encoder: EncoderConfig::Dense(DenseEncoderConfig {
             input: MNIST,
             hidden: vec![128],
@@ -288,16 +290,7 @@ pub fn digit_cvae(latent_dim: usize, conditioning: Conditioning) -> ModelConfig 
             output_kind: OutputKind::Probabilities,
             init,
         }),
-        conditioning,
-        classifier: MlpConfig {
-            in_dim: MNIST.numel(),
-            hidden: vec![128],
-            out_dim: classes,
-            activation: Activation::Sigmoid,
-            out_activation: Activation::Identity,
-            init,
-        },
-        class_weight: 10.0,
+        prior: PriorConfig::StandardNormal,
         posterior: PosteriorParam::ExpWithFloor { floor: 1e-5 },
         loss: VaeLossConfig {
             likelihood: Likelihood::Gaussian { sigma: 0.5 },
@@ -306,6 +299,19 @@ pub fn digit_cvae(latent_dim: usize, conditioning: Conditioning) -> ModelConfig 
             reduction: Reduction::BatchMean,
             ..VaeLossConfig::default()
         },
+        conditioning: Some(ConditioningConfig::classes(
+            conditioning,
+            classes,
+            MlpConfig {
+                in_dim: MNIST.numel(),
+                hidden: vec![128],
+                out_dim: classes,
+                activation: Activation::Sigmoid,
+                out_activation: Activation::Identity,
+                init,
+            },
+            10.0,
+        )),
     })
 }
 
@@ -452,5 +458,6 @@ pub fn vanilla_vae(
             reduction: Reduction::BatchMean,
             ..VaeLossConfig::default()
         },
+        conditioning: None,
     }))
 }

@@ -1,6 +1,7 @@
 //! [`Trainable`]: what the trainer needs from a model, so that any model —
 //! built from a config or assembled by hand from the traits — trains, saves,
-//! loads and resumes the same way.
+//! loads and resumes the same way; [`StepContext`], what it tells the model
+//! about each step; [`TrainableExt`], what every such model can do.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use rand::RngCore;
 
-use super::config::{architecture_difference, LossSettings};
+use super::json::{architecture_difference, LossSettings};
 use crate::data::Batch;
 use crate::losses::Reduction;
 use crate::params::{write_checkpoint, CheckpointFile, ParamStore};
@@ -103,14 +104,72 @@ impl LossTerms {
     }
 }
 
+/// What the trainer tells a model about the step it computes a loss for:
+/// training or evaluation, where in the run it is, and the KL weight β a β
+/// schedule gives it ([`TrainConfig::beta_schedule`](crate::train::TrainConfig::beta_schedule)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct StepContext {
+    /// Training or evaluation behaviour.
+    pub mode: Mode,
+    /// The 1-based epoch (0 outside a run).
+    pub epoch: usize,
+    /// The 1-based training step over the whole run (0 outside a run, and in
+    /// evaluation).
+    pub step: usize,
+    /// The KL weight for this step, when a schedule sets one; `None`: the
+    /// model's configured β.
+    pub beta: Option<f64>,
+}
+
+impl StepContext {
+    /// A training step outside a run: the configured β.
+    pub fn train() -> Self {
+        Self {
+            mode: Mode::Train,
+            epoch: 0,
+            step: 0,
+            beta: None,
+        }
+    }
+
+    /// An evaluation pass outside a run: the configured β.
+    pub fn eval() -> Self {
+        Self {
+            mode: Mode::Eval,
+            ..Self::train()
+        }
+    }
+
+    /// `mode`, outside a run, with the configured β.
+    pub fn of(mode: Mode) -> Self {
+        Self {
+            mode,
+            ..Self::train()
+        }
+    }
+
+    /// The β of this step for a model configured with `configured`.
+    pub fn beta_or(&self, configured: f64) -> f64 {
+        self.beta.unwrap_or(configured)
+    }
+}
+
+crate::setters::with_setters!(StepContext {
+    with_mode(mode: Mode),
+    with_epoch(epoch: usize),
+    with_step(step: usize),
+    with_beta(beta: Option<f64>),
+});
+
 /// A model the [`Trainer`](crate::train::Trainer) can train: it owns its
 /// parameters and gives the loss of a batch as named terms.
 ///
-/// [`Vae`](super::Vae), [`Autoencoder`](super::Autoencoder) and
-/// [`DigitConditionedVae`](super::DigitConditionedVae) implement it for any
-/// parts, and [`Model`](super::Model) for any config. A model of your own
-/// implements [`params`](Self::params) and [`batch_loss`](Self::batch_loss);
-/// saving, loading and everything the trainer does then come with it.
+/// [`Vae`](super::Vae) and [`Autoencoder`](super::Autoencoder) implement it
+/// for any parts, and [`Model`](super::Model) for any config. A model of your
+/// own implements [`params`](Self::params) and [`batch_loss`](Self::batch_loss);
+/// saving, loading and everything the trainer does then come with it, through
+/// [`TrainableExt`], which every `Trainable` has.
 ///
 /// Object-safe: `&dyn Trainable` works wherever a model is taken by reference.
 ///
@@ -158,34 +217,39 @@ pub trait Trainable {
     fn params(&self) -> &ParamStore;
 
     /// The loss of `batch` as named terms, drawing any noise from `rng`, with
-    /// training or evaluation behaviour.
+    /// the behaviour and β of the step `ctx` describes.
     fn batch_loss(
         &self,
         batch: &Batch,
         rng: &mut dyn RngCore,
-        mode: Mode,
+        ctx: &StepContext,
     ) -> candle_core::Result<LossTerms>;
 
-    /// What the trainer reports on test data: the loss in evaluation mode, plus
-    /// any metric the model has (the digit-conditioned VAE adds `accuracy`).
-    /// Nothing is back-propagated from it, so a model may compute it without an
-    /// autograd graph ([`Model`](super::Model) does).
-    fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> candle_core::Result<LossTerms> {
-        self.batch_loss(batch, rng, Mode::Eval)
+    /// What the trainer reports on test data (`ctx` in evaluation mode): the
+    /// loss, plus any metric the model has (a classifier's `accuracy`).
+    /// Nothing is back-propagated from it, so a model may compute it without
+    /// an autograd graph ([`Model`](super::Model) does).
+    fn evaluate(
+        &self,
+        batch: &Batch,
+        rng: &mut dyn RngCore,
+        ctx: &StepContext,
+    ) -> candle_core::Result<LossTerms> {
+        self.batch_loss(batch, rng, ctx)
     }
 
     /// Whether [`batch_loss`](Self::batch_loss) needs [`Batch::labels`]: the
     /// trainer refuses unlabelled data for such a model before the first step.
-    /// `false` unless a model says otherwise (the digit-conditioned VAE does).
+    /// `false` unless a model says otherwise (a class-conditioned VAE does).
     fn needs_labels(&self) -> bool {
         false
     }
 
     /// The model's architecture as JSON, for models built from a config; written
     /// into checkpoints and compared when one is loaded or resumed
-    /// ([`load_weights`](Self::load_weights) leaves the loss settings out of
-    /// the comparison, [`Trainer::resume`](crate::train::Trainer::resume)
-    /// does not).
+    /// ([`TrainableExt::load_weights`] leaves the loss settings out of the
+    /// comparison, [`Trainer::resume`](crate::train::Trainer::resume) does
+    /// not).
     fn architecture(&self) -> Option<String> {
         None
     }
@@ -206,29 +270,18 @@ pub trait Trainable {
         None
     }
 
-    /// The KL weight β the loss uses now, for a model that has one (every
-    /// VAE); `None` otherwise, the default. The trainer records it per epoch.
+    /// The KL weight β the loss is configured with, for a model that has one
+    /// (every VAE); `None` otherwise, the default. A β schedule needs a model
+    /// with one, and reaches it through [`StepContext::beta`].
     fn beta(&self) -> Option<f64> {
         None
     }
+}
 
-    /// Sets the KL weight β, for the trainer's β schedule
-    /// ([`TrainConfig::beta_schedule`](crate::train::TrainConfig::beta_schedule)).
-    /// The architecture and the saved config keep the configured β.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for a β that is negative or not finite, or, by
-    /// default, for a model without a KL term: implement it (and
-    /// [`beta`](Self::beta)) in a model of your own that has one.
-    fn set_beta(&self, beta: f64) -> Result<()> {
-        let _ = beta;
-        Err(Error::config(
-            "beta_schedule",
-            "this model has no KL weight to schedule",
-        ))
-    }
-
+/// What every [`Trainable`] can do, from its parameters and architecture:
+/// saving, loading, its device. Implemented for every `Trainable`; bring it
+/// into scope (it is in the [prelude](crate::prelude)) to call it.
+pub trait TrainableExt: Trainable {
     /// The device the parameters live on.
     fn device(&self) -> &Device {
         self.params().device()
@@ -240,10 +293,7 @@ pub trait Trainable {
     /// # Errors
     ///
     /// [`Error::Io`] if the file cannot be written.
-    fn save(&self, path: impl AsRef<Path>) -> Result<()>
-    where
-        Self: Sized,
-    {
+    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         write_checkpoint(
             path.as_ref(),
             &self.params().snapshot(),
@@ -257,7 +307,7 @@ pub trait Trainable {
     ///
     /// What must agree is the network: every tensor's name and shape, and,
     /// when the file and the model both carry an
-    /// [`architecture`](Self::architecture), the architecture without its
+    /// [`architecture`](Trainable::architecture), the architecture without its
     /// loss settings. The objective, β and free bits may differ, so a model
     /// trained on the ELBO loads into the same network built with the IWAE
     /// objective, to be fine-tuned or scored.
@@ -268,10 +318,7 @@ pub trait Trainable {
     /// or dtype, or not finite; [`Error::Checkpoint`] for an unreadable file,
     /// or one whose tensors fit but whose architecture differs (naming the
     /// first field that does). Nothing is changed then.
-    fn load_weights(&self, path: impl AsRef<Path>) -> Result<()>
-    where
-        Self: Sized,
-    {
+    fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let file = CheckpointFile::open(path)?;
         let shapes: BTreeMap<String, Vec<usize>> = self
@@ -294,6 +341,8 @@ pub trait Trainable {
         self.params().assign(&file.load(self.device())?.tensors)
     }
 }
+
+impl<M: Trainable + ?Sized> TrainableExt for M {}
 
 /// The metadata written with a model's weights: its architecture and loss
 /// settings, where it has them, and vaekit's version.
@@ -319,12 +368,17 @@ impl<M: Trainable + ?Sized> Trainable for &M {
         &self,
         batch: &Batch,
         rng: &mut dyn RngCore,
-        mode: Mode,
+        ctx: &StepContext,
     ) -> candle_core::Result<LossTerms> {
-        (**self).batch_loss(batch, rng, mode)
+        (**self).batch_loss(batch, rng, ctx)
     }
-    fn evaluate(&self, batch: &Batch, rng: &mut dyn RngCore) -> candle_core::Result<LossTerms> {
-        (**self).evaluate(batch, rng)
+    fn evaluate(
+        &self,
+        batch: &Batch,
+        rng: &mut dyn RngCore,
+        ctx: &StepContext,
+    ) -> candle_core::Result<LossTerms> {
+        (**self).evaluate(batch, rng, ctx)
     }
     fn needs_labels(&self) -> bool {
         (**self).needs_labels()
@@ -340,8 +394,5 @@ impl<M: Trainable + ?Sized> Trainable for &M {
     }
     fn beta(&self) -> Option<f64> {
         (**self).beta()
-    }
-    fn set_beta(&self, beta: f64) -> Result<()> {
-        (**self).set_beta(beta)
     }
 }

@@ -1,28 +1,29 @@
 //! Pictures of what a model generates: digit-conditioned grids (one style per
 //! row, one digit per column) and interpolation strips between two images.
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use image::DynamicImage;
 use rand::RngCore;
 
 use super::decode_codes;
 use super::grid::{image_grid, GridStyle};
-use crate::models::DigitConditionedVae;
+use crate::latent::LatentPrior;
+use crate::models::{Conditioner, TrainableExt, Vae};
 use crate::nets::{Decoder, Encoder};
 use crate::{Error, Result};
 
-/// Samples of a digit-conditioned VAE: `rows` rows, each decoded from one draw
-/// of `z ~ N(0, I)` taken from `rng`, and one column per class (digits 0–9
-/// for MNIST), so a row shows every digit in one style. Made with
-/// [`DigitConditionedVae::generate_grid`] and laid out by [`image_grid`] in
+/// Samples of a class-conditioned VAE (the digit-conditioned one): `rows`
+/// rows, each decoded from one draw of the prior taken from `rng`, and one
+/// column per class (digits 0–9 for MNIST), so a row shows every digit in one
+/// style. Made with [`Vae::generate_grid`] and laid out by [`image_grid`] in
 /// `style`.
 ///
 /// # Errors
 ///
-/// [`Error::Config`] if `rows` is 0; [`Error::Candle`] if decoding fails; as
-/// [`image_grid`].
-pub fn digit_grid<E: Encoder, D: Decoder, C: Module>(
-    model: &DigitConditionedVae<E, D, C>,
+/// [`Error::Config`] if `rows` is 0 or the VAE is not class-conditioned;
+/// [`Error::Candle`] if decoding fails; as [`image_grid`].
+pub fn digit_grid<E: Encoder, D: Decoder, P: LatentPrior, C: Conditioner>(
+    model: &Vae<E, D, P, C>,
     rows: usize,
     rng: &mut dyn RngCore,
     style: GridStyle,
@@ -30,9 +31,12 @@ pub fn digit_grid<E: Encoder, D: Decoder, C: Module>(
     if rows == 0 {
         return Err(Error::config("rows", "must be at least 1"));
     }
-    let device = crate::models::Trainable::device(model).clone();
+    let classes = model
+        .classes()
+        .ok_or_else(|| Error::config("model", "a grid of digits needs a class-conditioned VAE"))?;
+    let device = model.device().clone();
     let pixels = model.generate_grid(rows, rng, &device)?; // [rows·k, c, h, w]
-    image_grid(&pixels, model.classes(), style)
+    image_grid(&pixels, classes, style)
 }
 
 /// A walk through the latent space from code `za` to code `zb` (`[latent]` or
@@ -44,7 +48,7 @@ pub fn digit_grid<E: Encoder, D: Decoder, C: Module>(
 /// A decoder that takes a condition after the code (the digit-conditioned VAE's
 /// `[z | class vector]`) gets `conditions = Some((from, to))`: steps with
 /// `t < 0.5` use `from`, the others `to` (pass the same vector twice to morph
-/// the style of one digit; [`DigitConditionedVae::class_vector`] makes them).
+/// the style of one digit; [`Vae::class_vector`] makes them).
 ///
 /// # Errors
 ///

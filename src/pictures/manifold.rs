@@ -197,7 +197,7 @@ const CHUNK: usize = 256;
 ///
 /// A decoder that takes a condition after the code (the digit-conditioned
 /// VAE's `[z | class vector]`) gets it as `condition`, the same for every code
-/// ([`DigitConditionedVae::class_vector`](crate::models::DigitConditionedVae::class_vector)).
+/// ([`Vae::class_vector`](crate::models::Vae::class_vector)).
 ///
 /// ```
 /// use candle_core::Device;

@@ -88,7 +88,8 @@ pub struct TrainConfig {
     /// Progress bar.
     pub progress: Progress,
     /// A β schedule for the KL weight (the model's configured β when absent).
-    /// Needs a model with a β ([`Trainable::set_beta`](crate::models::Trainable::set_beta)).
+    /// Needs a model with a β ([`Trainable::beta`](crate::models::Trainable::beta)), which
+    /// gets each step's β through [`StepContext::beta`](crate::models::StepContext::beta).
     pub beta_schedule: Option<BetaSchedule>,
     /// Input corruption for denoising: the model sees corrupted images, its
     /// loss scores the clean ones (test images are corrupted too, with the

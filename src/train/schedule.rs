@@ -15,9 +15,8 @@ pub enum ScheduleUnit {
     Step,
 }
 
-/// The KL weight β over training, set by the trainer through
-/// [`Trainable::set_beta`](crate::models::Trainable::set_beta) before every
-/// training step and recorded per epoch as `beta` in `history.jsonl` (the
+/// The KL weight β over training, given by the trainer to every training
+/// step through [`StepContext::beta`](crate::models::StepContext::beta) and recorded per epoch as `beta` in `history.jsonl` (the
 /// mean β of the epoch's training steps: the epoch's β for a per-epoch
 /// schedule).
 ///

@@ -19,8 +19,8 @@ use super::run_folder::RunFolder;
 use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
 use crate::difference::first_difference;
 use crate::models::{
-    architecture_difference, checkpoint_metadata, LossSettings, LossTerms, Mode, Per, Trainable,
-    CONFIG_KEY,
+    architecture_difference, checkpoint_metadata, LossSettings, LossTerms, Per, StepContext,
+    Trainable, TrainableExt, CONFIG_KEY,
 };
 use crate::params::{read_checkpoint, write_checkpoint};
 use crate::{Error, Result};
@@ -496,6 +496,12 @@ impl<'a> Trainer<'a> {
                 });
             }
         }
+        if self.config.beta_schedule.is_some() && model.beta().is_none() {
+            return Err(Error::config(
+                "beta_schedule",
+                "this model has no KL weight to schedule",
+            ));
+        }
         if self.config.binarization != Binarization::None
             && (train.held().is_none() || test.held().is_none())
         {
@@ -598,14 +604,19 @@ impl<'a> Trainer<'a> {
                     None => batch,
                 };
                 let step = i + 1;
-                if let Some(schedule) = &cfg.beta_schedule {
-                    model.set_beta(schedule.beta_at(epoch, steps_before + step))?;
-                }
-                if let Some(beta) = model.beta() {
+                let ctx = StepContext::train()
+                    .with_epoch(epoch)
+                    .with_step(steps_before + step)
+                    .with_beta(
+                        cfg.beta_schedule
+                            .as_ref()
+                            .map(|s| s.beta_at(epoch, steps_before + step)),
+                    );
+                if let Some(beta) = ctx.beta.or(model.beta()) {
                     betas.add(beta);
                 }
                 let terms = model
-                    .batch_loss(&batch, &mut rng, Mode::Train)
+                    .batch_loss(&batch, &mut rng, &ctx)
                     .map_err(|e| one_image_batch(e, batch.len(), train.len(), cfg.batch_size))?;
                 let values = acc.add(&terms, batch.len())?;
                 if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
@@ -632,15 +643,17 @@ impl<'a> Trainer<'a> {
             let beta = betas.value();
             let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
             eval_rng.set_stream(epoch as u64);
-            if let Some(schedule) = &cfg.beta_schedule {
-                model.set_beta(schedule.target())?;
-            }
+            // Evaluation weighs the KL with the schedule's target β.
+            let eval_ctx = StepContext::eval()
+                .with_epoch(epoch)
+                .with_beta(cfg.beta_schedule.as_ref().map(|s| s.target()));
             let test_terms = evaluate_with(
                 model,
                 test_set,
                 cfg.eval_batch_size,
                 &mut eval_rng,
                 cfg.corruption.as_ref(),
+                &eval_ctx,
             )?;
             let train_terms = acc.means();
             let test_loss = lookup(&test_terms, "loss").unwrap_or(f64::NAN);
@@ -887,7 +900,7 @@ where
     M: Trainable + ?Sized,
     S: ImageSource + ?Sized,
 {
-    evaluate_with(model, data, batch_size, rng, None)
+    evaluate_with(model, data, batch_size, rng, None, &StepContext::eval())
 }
 
 /// [`evaluate`], with the inputs corrupted by `corruption` (drawn from `rng`).
@@ -897,6 +910,7 @@ fn evaluate_with<M, S>(
     batch_size: usize,
     rng: &mut dyn RngCore,
     corruption: Option<&Corruption>,
+    ctx: &StepContext,
 ) -> Result<Vec<(String, f64)>>
 where
     M: Trainable + ?Sized,
@@ -914,7 +928,7 @@ where
             Some(c) => c.corrupt(batch?, rng)?,
             None => batch?,
         };
-        let terms = model.evaluate(&batch, rng)?;
+        let terms = model.evaluate(&batch, rng, ctx)?;
         acc.add(&terms, batch.len())?;
     }
     Ok(acc.means())

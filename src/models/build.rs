@@ -1,0 +1,177 @@
+//! Building a model from its config: each family's config implements
+//! [`FamilyConfig`], and [`ModelConfig::family`] is the registry, one arm per
+//! family. Building is also how a config is checked (on a
+//! [`ShapeProbe`](crate::params::ShapeProbe)), so the checks live in the
+//! constructors alone.
+
+use candle_nn::VarBuilder;
+
+use super::any::AnyModel;
+use super::autoencoder::Autoencoder;
+use super::conditioning::{ClassConditioning, Conditioner, Unconditioned};
+use super::config::{AutoencoderConfig, ConditioningConfig, ModelConfig, VaeConfig};
+use super::vae::Vae;
+use crate::latent::{gaussian_mixture_prior, vamp_prior, LatentPrior, PriorConfig, StandardNormal};
+use crate::nets::{DecoderConfig, EncoderConfig, Mlp};
+use crate::params::ParamStore;
+use crate::{Error, Result};
+
+/// What the builder and the rest of vaekit ask of one family's config.
+pub(crate) trait FamilyConfig {
+    /// Builds the model from the tensors of `vb`, which belong to `params`:
+    /// the encoder under `encoder.`, the decoder under `decoder.`, any other
+    /// part under its own prefix.
+    fn build(&self, params: &ParamStore, vb: VarBuilder) -> Result<Box<dyn AnyModel>>;
+
+    /// The latent width, encoder and decoder every family has.
+    fn parts(&self) -> Parts<'_>;
+
+    /// The values per image of every layer's output beyond the encoder's and
+    /// the decoder's (a classifier's), for the training-step estimate.
+    fn other_activation_values(&self) -> u64 {
+        0
+    }
+}
+
+/// What every family's config has.
+pub(crate) struct Parts<'c> {
+    /// Width of the latent space.
+    pub(crate) latent_dim: usize,
+    /// The encoder's config.
+    pub(crate) encoder: &'c EncoderConfig,
+    /// The decoder's config.
+    pub(crate) decoder: &'c DecoderConfig,
+}
+
+/// Builds the model `config` describes.
+pub(crate) fn build_model(
+    config: &ModelConfig,
+    params: &ParamStore,
+    vb: VarBuilder,
+) -> Result<Box<dyn AnyModel>> {
+    config.family().build(params, vb)
+}
+
+impl FamilyConfig for AutoencoderConfig {
+    fn build(&self, params: &ParamStore, vb: VarBuilder) -> Result<Box<dyn AnyModel>> {
+        if self.latent_dim == 0 {
+            return Err(Error::config("latent_dim", "must be positive"));
+        }
+        let encoder = self.encoder.build(vb.pp("encoder"))?;
+        if encoder.output_dim() != self.latent_dim {
+            return Err(Error::config(
+                "encoder.output_dim",
+                format!(
+                    "{} must equal latent_dim = {}",
+                    encoder.output_dim(),
+                    self.latent_dim
+                ),
+            ));
+        }
+        let decoder = self.decoder.build(vb.pp("decoder"))?;
+        Ok(Box::new(Autoencoder::new(
+            params, encoder, decoder, self.loss,
+        )?))
+    }
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            latent_dim: self.latent_dim,
+            encoder: &self.encoder,
+            decoder: &self.decoder,
+        }
+    }
+}
+
+impl FamilyConfig for VaeConfig {
+    fn build(&self, params: &ParamStore, vb: VarBuilder) -> Result<Box<dyn AnyModel>> {
+        let encoder = self.encoder.build(vb.pp("encoder"))?;
+        let decoder = self.decoder.build(vb.pp("decoder"))?;
+        let prior = build_prior(self, &vb)?;
+        let conditioner = build_conditioner(
+            self.conditioning.as_ref(),
+            self.encoder.input_shape().numel(),
+            &vb,
+        )?;
+        Ok(Box::new(Vae::conditioned(
+            params,
+            encoder,
+            decoder,
+            prior,
+            conditioner,
+            self.posterior,
+            self.loss,
+        )?))
+    }
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            latent_dim: self.latent_dim,
+            encoder: &self.encoder,
+            decoder: &self.decoder,
+        }
+    }
+    fn other_activation_values(&self) -> u64 {
+        match &self.conditioning {
+            Some(ConditioningConfig::Classifier(c)) => crate::nets::widths(&c.classifier.hidden)
+                .saturating_add(c.classifier.out_dim as u64),
+            _ => 0,
+        }
+    }
+}
+
+/// The prior of a VAE config; its tensors (if any) go under `prior.`. A
+/// VampPrior gets a second encoder over the same `encoder.` tensors.
+fn build_prior(c: &VaeConfig, vb: &VarBuilder) -> Result<Box<dyn LatentPrior>> {
+    if c.latent_dim == 0 {
+        return Err(Error::config("latent_dim", "must be positive"));
+    }
+    c.prior.validate("prior")?;
+    c.posterior.validate("posterior")?;
+    Ok(match &c.prior {
+        PriorConfig::StandardNormal => Box::new(StandardNormal::new(c.latent_dim)),
+        PriorConfig::GaussianMixture(m) => {
+            Box::new(gaussian_mixture_prior(c.latent_dim, m, vb.pp("prior"))?)
+        }
+        PriorConfig::Vamp(v) => Box::new(vamp_prior(
+            c.encoder.build(vb.pp("encoder"))?,
+            v,
+            c.posterior,
+            vb.pp("prior"),
+        )?),
+    })
+}
+
+/// The conditioning of a VAE config for images of `image_size` values; a
+/// classifier's tensors go under `classifier.`.
+fn build_conditioner(
+    config: Option<&ConditioningConfig>,
+    image_size: usize,
+    vb: &VarBuilder,
+) -> Result<Box<dyn Conditioner>> {
+    Ok(match config {
+        None => Box::new(Unconditioned),
+        Some(ConditioningConfig::Labels(c)) => {
+            Box::new(ClassConditioning::<Mlp>::given(c.classes)?)
+        }
+        Some(ConditioningConfig::Classifier(c)) => {
+            const FIELD: &str = "conditioning.classifier";
+            c.classifier.validate(FIELD)?;
+            for (v, want, field, what) in [
+                (c.classifier.in_dim, image_size, "in_dim", "the image size"),
+                (c.classifier.out_dim, c.classes, "out_dim", "classes"),
+            ] {
+                if v != want {
+                    return Err(Error::config(
+                        format!("{FIELD}.{field}"),
+                        format!("{v} must equal {what} = {want}"),
+                    ));
+                }
+            }
+            let classifier = Mlp::new(&c.classifier, vb.pp("classifier"))?;
+            Box::new(ClassConditioning::predicted(
+                c.classes,
+                classifier,
+                c.class_weight,
+            )?)
+        }
+    })
+}
