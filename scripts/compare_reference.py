@@ -11,6 +11,12 @@ rounds and the median of the per-round ratios.
         --reference path/to/reference/bench.py --python path/to/venv/bin/python \\
         --allocators system,mimalloc --out target/compare.jsonl
 
+To compare two builds of vaekit with each other and with PyTorch, copy one
+build's bench binary aside and name both:
+
+    python3 scripts/compare_reference.py --rounds 3 --reference ... --python ... \
+        --vaekit before=/tmp/bench-before --vaekit after=target/release/examples/bench
+
 The reference bench must accept `--model W1..W5 --data mnist10k --epochs N
 --max-steps N --warmup-steps N --threads N --device cpu --out FILE` and write
 `train_img_per_s`, `infer_img_per_s` and `peak_rss_mib` (a JSON list, one
@@ -39,8 +45,7 @@ WARMUP = 20
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_vaekit(workload, steps, allocator, threads):
-    exe = ROOT / "target" / "release" / "examples" / "bench"
+def run_vaekit(exe, workload, steps, allocator, threads):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     out = subprocess.run(
         [str(exe), "--workload", workload, "--steps", str(steps), "--warmup", str(WARMUP),
@@ -74,15 +79,24 @@ def main():
     p.add_argument("--workloads", default=",".join(w for w, _, _ in WORKLOADS))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None, help="append raw records here (JSON lines)")
+    p.add_argument("--vaekit", action="append", metavar="LABEL=PATH",
+                   help="a vaekit `bench` binary, e.g. before=/tmp/bench-before (repeatable, to "
+                        "compare builds side by side; default: this checkout's "
+                        "target/release/examples/bench)")
     args = p.parse_args()
 
-    allocators = args.allocators.split(",")
+    default_exe = ROOT / "target" / "release" / "examples" / "bench"
+    exes = [tuple(v.split("=", 1)) for v in args.vaekit] if args.vaekit else [("", default_exe)]
+    # One column per (binary, allocator): `vaekit-<allocator>`, or
+    # `vaekit-<label>-<allocator>` when binaries are compared.
+    sides = [(f"vaekit-{label + '-' if label else ''}{a}", exe, a)
+             for label, exe in exes for a in args.allocators.split(",")]
     chosen = [w for w in WORKLOADS if w[0] in args.workloads.split(",")]
     results = {}  # (workload, who) -> list of records
     for rnd in range(args.rounds):
         for name, wid, steps in chosen:
-            runs = [(f"vaekit-{a}", lambda a=a: run_vaekit(name, steps, a, args.threads))
-                    for a in allocators]
+            runs = [(who, lambda exe=exe, a=a: run_vaekit(exe, name, steps, a, args.threads))
+                    for who, exe, a in sides]
             runs.append(("pytorch", lambda: run_reference(args.python, args.reference, wid,
                                                           steps, args.threads)))
             # Alternate which side goes first, round by round.
@@ -101,16 +115,16 @@ def main():
     med = statistics.median
     for phase in ("train", "infer"):
         print(f"\n{phase}ing images/s, medians of {args.rounds} rounds:\n")
-        head = "| workload | " + " | ".join(f"vaekit ({a})" for a in allocators) + \
-            " | PyTorch | " + " | ".join(f"ratio ({a})" for a in allocators) + " |"
+        head = "| workload | " + " | ".join(who for who, _, _ in sides) + \
+            " | PyTorch | " + " | ".join(f"{who} / PyTorch" for who, _, _ in sides) + " |"
         print(head)
-        print("|---|" + "---:|" * (2 * len(allocators) + 1))
+        print("|---|" + "---:|" * (2 * len(sides) + 1))
         for name, _, _ in chosen:
             torch_runs = [r[phase] for r in results[(name, "pytorch")]]
             cells = []
             ratios = []
-            for a in allocators:
-                ours = [r[phase] for r in results[(name, f"vaekit-{a}")]]
+            for who, _, _ in sides:
+                ours = [r[phase] for r in results[(name, who)]]
                 cells.append(f"{med(ours):,.0f}")
                 ratios.append(f"{med([o / t for o, t in zip(ours, torch_runs)]):.2f}")
             print(f"| {name} | " + " | ".join(cells) + f" | {med(torch_runs):,.0f} | " +
@@ -118,7 +132,7 @@ def main():
     print("\npeak RSS MiB, medians:\n")
     for name, _, _ in chosen:
         parts = [f"{who} {med([r['rss'] for r in results[(name, who)]]):.0f}"
-                 for who in [f"vaekit-{a}" for a in allocators] + ["pytorch"]]
+                 for who in [who for who, _, _ in sides] + ["pytorch"]]
         print(f"- {name}: " + ", ".join(parts))
 
 
