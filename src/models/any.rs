@@ -11,7 +11,7 @@ use rand::RngCore;
 use super::autoencoder::Autoencoder;
 use super::conditioning::{Condition, Conditioner, Conditioning};
 use super::latent_model::LatentModel;
-use super::trainable::{Trainable, TrainableExt};
+use super::trainable::Trainable;
 use super::vae::Vae;
 use crate::latent::{LatentPrior, StandardNormal};
 use crate::nets::{Decoder, Encoder, ImageShape};
@@ -116,7 +116,7 @@ where
         Vae::reconstruct(self, images, condition)
     }
     fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
-        Vae::sample(self, n, rng, self.device())
+        Vae::sample(self, n, rng, self.params().device())
     }
     fn decoder(&self) -> &dyn Decoder {
         Vae::<E, D, P, C>::decoder(self)
@@ -159,7 +159,7 @@ where
     /// An autoencoder has no prior: it decodes `N(0, I)` codes, which is what
     /// its tutorial's latent grid does.
     fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
-        let z = StandardNormal::new(Autoencoder::latent_dim(self)).sample(n, rng, self.device())?;
+        let z = StandardNormal::new(Autoencoder::latent_dim(self)).sample(n, rng, self.params().device())?;
         self.decode_pixels(&z)
     }
     fn decoder(&self) -> &dyn Decoder {

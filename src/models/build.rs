@@ -1,19 +1,22 @@
 //! Building a model from its config: each family's config implements
 //! [`FamilyConfig`], and [`ModelConfig::family`] is the registry, one arm per
-//! family. Building is also how a config is checked (on a
+//! family; what a [`ModelConfig`] says of itself is asked through it. Building is also how a config is checked (on a
 //! [`ShapeProbe`](crate::params::ShapeProbe)), so the checks live in the
 //! constructors alone.
 
+use candle_core::Device;
 use candle_nn::VarBuilder;
 
 use super::any::AnyModel;
 use super::autoencoder::Autoencoder;
 use super::conditioning::{ClassConditioning, Conditioner, Unconditioned};
-use super::config::{AutoencoderConfig, ConditioningConfig, ModelConfig, VaeConfig};
+use super::config::{
+    AutoencoderConfig, CheckedModelConfig, ConditioningConfig, ModelConfig, VaeConfig,
+};
 use super::vae::Vae;
 use crate::latent::{gaussian_mixture_prior, vamp_prior, LatentPrior, PriorConfig, StandardNormal};
-use crate::nets::{DecoderConfig, EncoderConfig, Mlp};
-use crate::params::ParamStore;
+use crate::nets::{DecoderConfig, EncoderConfig, ImageShape, Mlp};
+use crate::params::{ParamStore, ShapeProbe};
 use crate::{Error, Result};
 
 /// What the builder and the rest of vaekit ask of one family's config.
@@ -41,6 +44,67 @@ pub(crate) struct Parts<'c> {
     pub(crate) encoder: &'c EncoderConfig,
     /// The decoder's config.
     pub(crate) decoder: &'c DecoderConfig,
+}
+
+impl ModelConfig {
+    /// Checks the config by building its model on a [`ShapeProbe`] (which
+    /// allocates nothing) through the constructors that build it for real:
+    /// a config is valid exactly when it builds.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) naming the first field that
+    /// cannot work.
+    pub fn check(&self) -> Result<CheckedModelConfig> {
+        let probe = ShapeProbe::new();
+        build_model(self, &ParamStore::new(&Device::Cpu), probe.var_builder())?;
+        Ok(CheckedModelConfig::built(self.clone()))
+    }
+
+    /// The family's config, through which everything else is asked.
+    pub(crate) fn family(&self) -> &dyn FamilyConfig {
+        match self {
+            ModelConfig::Autoencoder(c) => c,
+            ModelConfig::Vae(c) => c,
+        }
+    }
+
+    /// Width of the latent space.
+    pub fn latent_dim(&self) -> usize {
+        self.family().parts().latent_dim
+    }
+
+    /// Shape of one input image.
+    pub fn input_shape(&self) -> ImageShape {
+        self.encoder().input_shape()
+    }
+
+    /// The encoder's config.
+    pub fn encoder(&self) -> &EncoderConfig {
+        self.family().parts().encoder
+    }
+
+    /// The decoder's config.
+    pub fn decoder(&self) -> &DecoderConfig {
+        self.family().parts().decoder
+    }
+
+    /// The config as JSON.
+    pub fn to_json(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Parses a config from JSON and checks it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`](crate::Error::Config) naming the field that does not
+    /// parse (its path, such as `encoder.blocks[1].kernel`) or cannot work.
+    pub fn from_json(json: &str) -> Result<CheckedModelConfig> {
+        let config: ModelConfig = super::json::parse_json(json)?;
+        config.check()
+    }
 }
 
 /// Builds the model `config` describes.

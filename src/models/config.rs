@@ -3,23 +3,20 @@
 //!
 //! A config is stored in each checkpoint, so a saved model loads back into the
 //! right architecture with one call ([`Model::load`](super::Model::load)).
-//! A config is checked by building its model on a [`ShapeProbe`], through
-//! the same constructors that build it for real: it is valid exactly when it
-//! builds.
+//! A config is checked by building its model on a
+//! [`ShapeProbe`](crate::params::ShapeProbe), through the same constructors
+//! that build it for real ([`ModelConfig::check`]): it is valid exactly when
+//! it builds.
 
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::latent::{PosteriorParam, PriorConfig};
 use crate::losses::{Reduction, VaeLossConfig};
 use crate::nets::{ImageShape, MlpConfig};
-use crate::params::{ParamStore, ShapeProbe};
-use crate::Result;
 
 pub use crate::nets::{DecoderConfig, EncoderConfig};
 
 use super::autoencoder::{AeLoss, AeLossConfig};
-use super::build::{build_model, FamilyConfig};
 use super::conditioning::Conditioning;
 
 /// A plain autoencoder.
@@ -302,65 +299,6 @@ impl CheckedModelConfig {
 }
 
 impl ModelConfig {
-    /// Checks the config by building its model on a [`ShapeProbe`] (which
-    /// allocates nothing) through the constructors that build it for real:
-    /// a config is valid exactly when it builds.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`](crate::Error::Config) naming the first field that
-    /// cannot work.
-    pub fn check(&self) -> Result<CheckedModelConfig> {
-        let probe = ShapeProbe::new();
-        build_model(self, &ParamStore::new(&Device::Cpu), probe.var_builder())?;
-        Ok(CheckedModelConfig(self.clone()))
-    }
-
-    /// The family's config, through which everything else is asked.
-    pub(crate) fn family(&self) -> &dyn FamilyConfig {
-        match self {
-            ModelConfig::Autoencoder(c) => c,
-            ModelConfig::Vae(c) => c,
-        }
-    }
-
-    /// Width of the latent space.
-    pub fn latent_dim(&self) -> usize {
-        self.family().parts().latent_dim
-    }
-
-    /// Shape of one input image.
-    pub fn input_shape(&self) -> ImageShape {
-        self.encoder().input_shape()
-    }
-
-    /// The encoder's config.
-    pub fn encoder(&self) -> &EncoderConfig {
-        self.family().parts().encoder
-    }
-
-    /// The decoder's config.
-    pub fn decoder(&self) -> &DecoderConfig {
-        self.family().parts().decoder
-    }
-
-    /// The config as JSON.
-    pub fn to_json(&self) -> String {
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-
-    /// Parses a config from JSON and checks it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`](crate::Error::Config) naming the field that does not
-    /// parse (its path, such as `encoder.blocks[1].kernel`) or cannot work.
-    pub fn from_json(json: &str) -> Result<CheckedModelConfig> {
-        let config: ModelConfig = super::json::parse_json(json)?;
-        config.check()
-    }
-
     /// This config with the loss settings of `other` (the loss, and a
     /// classifier's weight) when both are of the same family, so that
     /// comparing the two compares their networks only.

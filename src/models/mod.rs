@@ -15,6 +15,7 @@ mod json;
 mod latent_model;
 mod model;
 mod parts;
+mod persist;
 pub mod presets;
 mod step_memory;
 mod trainable;
@@ -39,8 +40,9 @@ pub use step_memory::{
     check_training_step, default_step_memory_limit, training_step_bytes, STEP_COPIES,
     STEP_MEMORY_PERCENT,
 };
-pub(crate) use trainable::{checkpoint_metadata, CONFIG_KEY};
-pub use trainable::{LossTerms, Mode, Per, StepContext, Term, Trainable, TrainableExt};
+pub(crate) use persist::{checkpoint_metadata, CONFIG_KEY};
+pub use persist::TrainableExt;
+pub use trainable::{LossTerms, Mode, Per, StepContext, Term, Trainable};
 pub use vae::{Vae, VaeOutput};
 
 pub use crate::latent::{PosteriorParam, PriorConfig};

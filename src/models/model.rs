@@ -21,7 +21,8 @@ use super::config::{CheckedModelConfig, ModelConfig};
 use super::latent_model::LatentModel;
 use super::presets::Preset;
 use super::step_memory::training_step_bytes;
-use super::trainable::{LossTerms, StepContext, Trainable, TrainableExt, CONFIG_KEY};
+use super::persist::{TrainableExt, CONFIG_KEY};
+use super::trainable::{LossTerms, StepContext, Trainable};
 use super::vae::Vae;
 
 /// The autoencoder a [`Model`] builds from an autoencoder config.

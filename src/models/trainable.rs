@@ -1,28 +1,16 @@
 //! [`Trainable`]: what the trainer needs from a model, so that any model —
 //! built from a config or assembled by hand from the traits — trains, saves,
-//! loads and resumes the same way; [`StepContext`], what it tells the model
-//! about each step; [`TrainableExt`], what every such model can do.
+//! loads and resumes the same way; and [`StepContext`], what it tells the
+//! model about each step.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use rand::RngCore;
 
-use super::json::{architecture_difference, LossSettings};
 use crate::data::Batch;
 use crate::losses::Reduction;
-use crate::params::{write_checkpoint, CheckpointFile, ParamStore};
-use crate::{Error, Result};
-
-/// Metadata key holding the model config (JSON) in a checkpoint.
-pub(crate) const CONFIG_KEY: &str = "vaekit.config";
-/// Metadata key holding the vaekit version that wrote a checkpoint.
-pub(crate) const VERSION_KEY: &str = "vaekit.version";
-/// Metadata key holding the loss settings (JSON) a checkpoint's model was
-/// trained with: for information, never compared.
-pub(crate) const LOSS_KEY: &str = "vaekit.loss";
+use crate::params::ParamStore;
 
 /// Whether a forward pass trains or evaluates: batch norm uses batch statistics
 /// (and updates its running statistics) in training, running statistics in
@@ -169,7 +157,7 @@ crate::setters::with_setters!(StepContext {
 /// for any parts, and [`Model`](super::Model) for any config. A model of your
 /// own implements [`params`](Self::params) and [`batch_loss`](Self::batch_loss);
 /// saving, loading and everything the trainer does then come with it, through
-/// [`TrainableExt`], which every `Trainable` has.
+/// [`TrainableExt`](super::TrainableExt), which every `Trainable` has.
 ///
 /// Object-safe: `&dyn Trainable` works wherever a model is taken by reference.
 ///
@@ -247,7 +235,7 @@ pub trait Trainable {
 
     /// The model's architecture as JSON, for models built from a config; written
     /// into checkpoints and compared when one is loaded or resumed
-    /// ([`TrainableExt::load_weights`] leaves the loss settings out of the
+    /// ([`TrainableExt::load_weights`](super::TrainableExt::load_weights) leaves the loss settings out of the
     /// comparison, [`Trainer::resume`](crate::train::Trainer::resume) does
     /// not).
     fn architecture(&self) -> Option<String> {
@@ -276,88 +264,6 @@ pub trait Trainable {
     fn beta(&self) -> Option<f64> {
         None
     }
-}
-
-/// What every [`Trainable`] can do, from its parameters and architecture:
-/// saving, loading, its device. Implemented for every `Trainable`; bring it
-/// into scope (it is in the [prelude](crate::prelude)) to call it.
-pub trait TrainableExt: Trainable {
-    /// The device the parameters live on.
-    fn device(&self) -> &Device {
-        self.params().device()
-    }
-
-    /// Saves the weights and buffers (and the architecture, where there is one)
-    /// to `path` as safetensors, atomically.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Io`] if the file cannot be written.
-    fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        write_checkpoint(
-            path.as_ref(),
-            &self.params().snapshot(),
-            &checkpoint_metadata(self),
-        )
-    }
-
-    /// Overwrites the weights and buffers with those saved in `path` (by
-    /// [`save`](Self::save), the trainer's checkpoints, or a PyTorch `state_dict`
-    /// with the same names). Tensors the model does not have are ignored.
-    ///
-    /// What must agree is the network: every tensor's name and shape, and,
-    /// when the file and the model both carry an
-    /// [`architecture`](Trainable::architecture), the architecture without its
-    /// loss settings. The objective, β and free bits may differ, so a model
-    /// trained on the ELBO loads into the same network built with the IWAE
-    /// objective, to be fine-tuned or scored.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Tensor`] naming a tensor that is missing, of the wrong shape
-    /// or dtype, or not finite; [`Error::Checkpoint`] for an unreadable file,
-    /// or one whose tensors fit but whose architecture differs (naming the
-    /// first field that does). Nothing is changed then.
-    fn load_weights(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let file = CheckpointFile::open(path)?;
-        let shapes: BTreeMap<String, Vec<usize>> = self
-            .params()
-            .snapshot()
-            .into_iter()
-            .map(|(name, t)| (name, t.dims().to_vec()))
-            .collect();
-        file.check_shapes(&shapes)?;
-        if let (Some(saved), Some(ours)) = (file.metadata().get(CONFIG_KEY), self.architecture()) {
-            if let Some(difference) = architecture_difference(saved, &ours, LossSettings::Ignored) {
-                return Err(Error::Checkpoint {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "it was saved from a model of another architecture: {difference}"
-                    ),
-                });
-            }
-        }
-        self.params().assign(&file.load(self.device())?.tensors)
-    }
-}
-
-impl<M: Trainable + ?Sized> TrainableExt for M {}
-
-/// The metadata written with a model's weights: its architecture and loss
-/// settings, where it has them, and vaekit's version.
-pub(crate) fn checkpoint_metadata<M: Trainable + ?Sized>(model: &M) -> BTreeMap<String, String> {
-    let mut meta = BTreeMap::from([(
-        VERSION_KEY.to_string(),
-        env!("CARGO_PKG_VERSION").to_string(),
-    )]);
-    if let Some(arch) = model.architecture() {
-        meta.insert(CONFIG_KEY.to_string(), arch);
-    }
-    if let Some(loss) = model.loss_settings() {
-        meta.insert(LOSS_KEY.to_string(), loss);
-    }
-    meta
 }
 
 impl<M: Trainable + ?Sized> Trainable for &M {
