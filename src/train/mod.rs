@@ -8,6 +8,7 @@
 mod config;
 mod corruption;
 mod fingerprint;
+mod history;
 pub mod optim;
 mod run;
 mod run_folder;
@@ -17,6 +18,7 @@ mod trainer;
 pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
 pub use corruption::Corruption;
 pub use fingerprint::{DataFingerprint, SetFingerprint, HASHED_IMAGES};
+pub use history::{read_history, EpochReport, HISTORY_FILE};
 pub use optim::{
     Adam, AdamParams, AdamW, AdamWParams, OptimizerConfig, OptimizerState, Rmsprop, RmspropParams,
     Sgd, SgdParams, TrainOptimizer,
@@ -25,7 +27,4 @@ pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
 pub use run_folder::{RunFolder, RunPolicy, BACKUP_PREFIX};
 pub use schedule::{BetaSchedule, ScheduleUnit};
 pub(crate) use trainer::progress_bar;
-pub use trainer::{
-    evaluate, read_history, EpochReport, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE,
-    HISTORY_FILE,
-};
+pub use trainer::{evaluate, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE};
