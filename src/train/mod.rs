@@ -13,6 +13,7 @@ pub mod optim;
 mod run;
 mod run_folder;
 mod schedule;
+mod state;
 mod trainer;
 
 pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
@@ -26,5 +27,6 @@ pub use optim::{
 pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
 pub use run_folder::{RunFolder, RunPolicy, BACKUP_PREFIX};
 pub use schedule::{BetaSchedule, ScheduleUnit};
+pub use state::{BEST_MODEL_FILE, CHECKPOINT_FILE};
 pub(crate) use trainer::progress_bar;
-pub use trainer::{evaluate, TrainSummary, Trainer, BEST_MODEL_FILE, CHECKPOINT_FILE};
+pub use trainer::{evaluate, TrainSummary, Trainer};

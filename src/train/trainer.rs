@@ -1,13 +1,12 @@
 //! The training loop: epochs of seeded batches, evaluation on the test set,
 //! history, checkpoints, early stopping and resume.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::{DType, Tensor};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::config::{Binarization, Progress, TrainConfig};
 use super::corruption::Corruption;
@@ -15,6 +14,10 @@ use super::fingerprint::DataFingerprint;
 use super::history::{append_history, lookup, truncate_history, EpochReport, HISTORY_FILE};
 use super::optim::TrainOptimizer;
 use super::run_folder::RunFolder;
+use super::state::{
+    fingerprint_json, restore_rng, save_training_checkpoint, TrainState, BEST_MODEL_FILE,
+    CHECKPOINT_FILE, DATA_KEY, EVAL_SEED_SALT, STATE_KEY,
+};
 use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
 use crate::difference::first_difference;
 use crate::models::{
@@ -23,18 +26,6 @@ use crate::models::{
 };
 use crate::params::{read_checkpoint, write_checkpoint};
 use crate::{Error, Result};
-
-/// File name of the resumable training checkpoint in the output folder.
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-/// File name of the best model (lowest test loss) in the output folder.
-pub const BEST_MODEL_FILE: &str = "best.safetensors";
-
-/// Metadata key of the training state in a checkpoint.
-const STATE_KEY: &str = "vaekit.train_state";
-/// Metadata key of the [`DataFingerprint`] in a checkpoint.
-const DATA_KEY: &str = "vaekit.data";
-/// Separates the evaluation generator's seed from the training generator's.
-const EVAL_SEED_SALT: u64 = 0x5eed_e7a1_0000_0001;
 
 /// How a training run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,38 +38,6 @@ pub struct TrainSummary {
     pub best: Option<(usize, f64)>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
-}
-
-/// The state that survives a checkpoint: everything but weights and optimizer
-/// moments, which travel as tensors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct TrainState {
-    config: TrainConfig,
-    epoch: usize,
-    rng_seed: String,
-    rng_stream: u64,
-    rng_word_pos: String,
-    best: Option<(usize, f64)>,
-    bad_epochs: usize,
-}
-
-fn rng_state(rng: &ChaCha8Rng) -> (String, u64, String) {
-    let seed: String = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
-    (seed, rng.get_stream(), rng.get_word_pos().to_string())
-}
-
-fn restore_rng(seed_hex: &str, stream: u64, word_pos: &str) -> Option<ChaCha8Rng> {
-    if seed_hex.len() != 64 {
-        return None;
-    }
-    let mut seed = [0u8; 32];
-    for (i, b) in seed.iter_mut().enumerate() {
-        *b = u8::from_str_radix(seed_hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    let mut rng = ChaCha8Rng::from_seed(seed);
-    rng.set_stream(stream);
-    rng.set_word_pos(word_pos.parse().ok()?);
-    Some(rng)
 }
 
 type EpochHook<'a> = Box<dyn FnMut(&EpochReport) -> Result<()> + 'a>;
@@ -658,45 +617,9 @@ fn one_image_batch(e: candle_core::Error, len: usize, images: usize, batch_size:
     e.into()
 }
 
-/// A data fingerprint as JSON (plain data: serialising it cannot fail).
-fn fingerprint_json(data: &DataFingerprint) -> String {
-    serde_json::to_string(data).unwrap_or_default()
-}
-
 /// The images of a set to binarize, which `check_data` made sure are held in memory.
 fn held(set: Option<&Dataset>) -> Result<&Dataset> {
     set.ok_or_else(|| Error::config("binarization", "needs images held in memory"))
-}
-
-/// Writes a resumable checkpoint: weights, buffers, optimizer state, generator
-/// and epoch, atomically.
-fn save_training_checkpoint<M: Trainable + ?Sized>(
-    path: &Path,
-    model: &M,
-    opt: &dyn TrainOptimizer,
-    state: &TrainState,
-    rng: &ChaCha8Rng,
-    data: &str,
-) -> Result<()> {
-    let mut tensors = model.params().snapshot();
-    for (name, t) in opt.state()? {
-        tensors.insert(name, t);
-    }
-    let (rng_seed, rng_stream, rng_word_pos) = rng_state(rng);
-    let state = TrainState {
-        rng_seed,
-        rng_stream,
-        rng_word_pos,
-        ..state.clone()
-    };
-    let mut metadata = checkpoint_metadata(model);
-    let json = serde_json::to_string(&state).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: format!("cannot serialise the training state: {e}"),
-    })?;
-    metadata.insert(STATE_KEY.to_string(), json);
-    metadata.insert(DATA_KEY.to_string(), data.to_string());
-    write_checkpoint(path, &tensors, &metadata)
 }
 
 /// The β of an epoch's training steps, for [`EpochReport::beta`].
