@@ -15,16 +15,12 @@ use super::history::{append_history, lookup, truncate_history, EpochReport, HIST
 use super::optim::TrainOptimizer;
 use super::run_folder::RunFolder;
 use super::state::{
-    fingerprint_json, restore_rng, save_training_checkpoint, TrainState, BEST_MODEL_FILE,
-    CHECKPOINT_FILE, DATA_KEY, EVAL_SEED_SALT, STATE_KEY,
+    fingerprint_json, restore_training_checkpoint, save_training_checkpoint, Restored, TrainState,
+    BEST_MODEL_FILE, CHECKPOINT_FILE, EVAL_SEED_SALT,
 };
 use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
-use crate::difference::first_difference;
-use crate::models::{
-    architecture_difference, checkpoint_metadata, LossSettings, LossTerms, Mode, Per, Trainable,
-    CONFIG_KEY,
-};
-use crate::params::{read_checkpoint, write_checkpoint};
+use crate::models::{checkpoint_metadata, LossTerms, Mode, Per, Trainable};
+use crate::params::write_checkpoint;
 use crate::{Error, Result};
 
 /// How a training run ended.
@@ -258,89 +254,20 @@ impl<'a> Trainer<'a> {
         let dir = self.out_dir.clone().ok_or_else(|| {
             Error::config("output_dir", "resuming needs the output folder of the run")
         })?;
-        let path = dir.join(CHECKPOINT_FILE);
-        let ckpt = read_checkpoint(&path, model.device())?;
-        let bad = |reason: String| Error::Checkpoint {
-            path: path.clone(),
-            reason,
-        };
-        // Resuming continues the same run: the model config must agree in
-        // everything, its loss settings included.
-        let difference = match (ckpt.metadata.get(CONFIG_KEY), model.architecture()) {
-            (Some(saved), Some(ours)) => {
-                architecture_difference(saved, &ours, LossSettings::Compared)
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                Some("the checkpoint has a model config, this model has none".into())
-            }
-            (None, Some(_)) => {
-                Some("the checkpoint has no model config, this model has one".into())
-            }
-        };
-        if let Some(difference) = difference {
-            return Err(bad(format!(
-                "it was made for a different model config: {difference}"
-            )));
-        }
-        let state: TrainState = ckpt
-            .metadata
-            .get(STATE_KEY)
-            .ok_or_else(|| bad("no training state: not a resumable checkpoint".into()))
-            .and_then(|s| {
-                serde_json::from_str(s)
-                    .map_err(|e| bad(format!("training state does not parse: {e}")))
-            })?;
-        let saved = TrainConfig {
-            epochs: self.config.epochs,
-            progress: self.config.progress,
-            ..state.config.clone()
-        };
-        if saved != self.config {
-            let as_value = |c: &TrainConfig| serde_json::to_value(c).unwrap_or_default();
-            let difference = first_difference(&as_value(&saved), &as_value(&self.config))
-                .unwrap_or_else(|| "the settings differ".into());
-            return Err(bad(format!(
-                "it was made with other training settings (only `epochs` and `progress` may change on resume): {difference}"
-            )));
-        }
-        if state.epoch == 0 || state.epoch > state.config.epochs {
-            return Err(bad(format!(
-                "its epoch {} is impossible for a run of {} epochs",
-                state.epoch, state.config.epochs
-            )));
-        }
-        if let Some((best_epoch, best)) = state.best {
-            if best_epoch == 0 || best_epoch > state.epoch || best.is_nan() {
-                return Err(bad(format!(
-                    "its best epoch {best_epoch} (loss {best}) is impossible after epoch {}",
-                    state.epoch
-                )));
-            }
-        }
-        let rng = restore_rng(&state.rng_seed, state.rng_stream, &state.rng_word_pos)
-            .ok_or_else(|| bad("generator state does not parse".into()))?;
-        let data = DataFingerprint::of(train, test)?;
-        if let Some(json) = ckpt.metadata.get(DATA_KEY) {
-            let was: DataFingerprint = serde_json::from_str(json)
-                .map_err(|e| bad(format!("data fingerprint does not parse: {e}")))?;
-            let changes = was.differences(&data);
-            if !changes.is_empty() && !self.allow_data_change {
-                return Err(bad(format!(
-                    "the run was trained on other data ({}); resume on other data only if \
-                     that is meant (--allow-data-change, Trainer::allow_data_change)",
-                    changes.join("; ")
-                )));
-            }
-        }
-        self.data = fingerprint_json(&data);
-        model.params().assign(&ckpt.tensors)?;
-        let mut opt = self
-            .config
-            .optimizer
-            .build(model.params().trainable_vars())?;
-        opt.load_state(&ckpt.tensors)
-            .map_err(|e| bad(format!("optimizer state: {e}")))?;
+        let Restored {
+            state,
+            rng,
+            mut opt,
+            data,
+        } = restore_training_checkpoint(
+            &dir.join(CHECKPOINT_FILE),
+            model,
+            &self.config,
+            train,
+            test,
+            self.allow_data_change,
+        )?;
+        self.data = data;
         truncate_history(&dir.join(HISTORY_FILE), state.epoch)?;
         self.run(model, train, test, opt.as_mut(), state, rng)
     }
