@@ -9,6 +9,7 @@ mod config;
 mod corruption;
 mod fingerprint;
 mod history;
+mod means;
 pub mod optim;
 mod run;
 mod run_folder;
