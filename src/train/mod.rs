@@ -7,6 +7,7 @@
 
 mod config;
 mod corruption;
+mod evaluate;
 mod fingerprint;
 mod history;
 mod means;
@@ -19,6 +20,7 @@ mod trainer;
 
 pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
 pub use corruption::Corruption;
+pub use evaluate::evaluate;
 pub use fingerprint::{DataFingerprint, SetFingerprint, HASHED_IMAGES};
 pub use history::{read_history, EpochReport, HISTORY_FILE};
 pub use optim::{
@@ -30,4 +32,4 @@ pub use run_folder::{RunFolder, RunPolicy, BACKUP_PREFIX};
 pub use schedule::{BetaSchedule, ScheduleUnit};
 pub use state::{BEST_MODEL_FILE, CHECKPOINT_FILE};
 pub(crate) use trainer::progress_bar;
-pub use trainer::{evaluate, TrainSummary, Trainer};
+pub use trainer::{TrainSummary, Trainer};

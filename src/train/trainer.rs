@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Binarization, Progress, TrainConfig};
-use super::corruption::Corruption;
+use super::evaluate::evaluate_with;
 use super::fingerprint::DataFingerprint;
 use super::history::{append_history, lookup, truncate_history, EpochReport, HISTORY_FILE};
 use super::means::{BetaRecord, TermAccumulator};
@@ -547,56 +547,6 @@ fn one_image_batch(e: candle_core::Error, len: usize, images: usize, batch_size:
 /// The images of a set to binarize, which `check_data` made sure are held in memory.
 fn held(set: Option<&Dataset>) -> Result<&Dataset> {
     set.ok_or_else(|| Error::config("binarization", "needs images held in memory"))
-}
-
-/// Mean loss terms and metrics per image of `model` on `data`
-/// ([`Trainable::evaluate`]: evaluation mode, plus `accuracy` for a model with
-/// a classifier).
-///
-/// # Errors
-///
-/// [`Error::Data`] for an empty `data`; errors of the model's forward pass.
-pub fn evaluate<M, S>(
-    model: &M,
-    data: &S,
-    batch_size: usize,
-    rng: &mut dyn RngCore,
-) -> Result<Vec<(String, f64)>>
-where
-    M: Trainable + ?Sized,
-    S: ImageSource + ?Sized,
-{
-    evaluate_with(model, data, batch_size, rng, None)
-}
-
-/// [`evaluate`], with the inputs corrupted by `corruption` (drawn from `rng`).
-fn evaluate_with<M, S>(
-    model: &M,
-    data: &S,
-    batch_size: usize,
-    rng: &mut dyn RngCore,
-    corruption: Option<&Corruption>,
-) -> Result<Vec<(String, f64)>>
-where
-    M: Trainable + ?Sized,
-    S: ImageSource + ?Sized,
-{
-    if data.is_empty() {
-        return Err(Error::Data {
-            path: PathBuf::from("evaluation set"),
-            reason: "holds no image".into(),
-        });
-    }
-    let mut acc = TermAccumulator::default();
-    for batch in data.batches(batch_size, Shuffle::None, LastBatch::Keep, model.device())? {
-        let batch = match corruption {
-            Some(c) => c.corrupt(batch?, rng)?,
-            None => batch?,
-        };
-        let terms = model.evaluate(&batch, rng)?;
-        acc.add(&terms, batch.len())?;
-    }
-    Ok(acc.means())
 }
 
 pub(crate) fn progress_bar(progress: Progress, steps: usize) -> indicatif::ProgressBar {
