@@ -12,6 +12,7 @@ mod fingerprint;
 mod history;
 mod means;
 pub mod optim;
+mod progress;
 mod run;
 mod run_folder;
 mod schedule;
@@ -27,9 +28,9 @@ pub use optim::{
     Adam, AdamParams, AdamW, AdamWParams, OptimizerConfig, OptimizerState, Rmsprop, RmspropParams,
     Sgd, SgdParams, TrainOptimizer,
 };
+pub(crate) use progress::progress_bar;
 pub use run::{CheckedRunConfig, RunConfig, MAX_RUN_FILE_BYTES};
 pub use run_folder::{RunFolder, RunPolicy, BACKUP_PREFIX};
 pub use schedule::{BetaSchedule, ScheduleUnit};
 pub use state::{BEST_MODEL_FILE, CHECKPOINT_FILE};
-pub(crate) use trainer::progress_bar;
 pub use trainer::{TrainSummary, Trainer};

@@ -7,12 +7,13 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::config::{Binarization, Progress, TrainConfig};
+use super::config::{Binarization, TrainConfig};
 use super::evaluate::evaluate_with;
 use super::fingerprint::DataFingerprint;
 use super::history::{append_history, lookup, truncate_history, EpochReport, HISTORY_FILE};
 use super::means::{BetaRecord, TermAccumulator};
 use super::optim::TrainOptimizer;
+use super::progress::progress_bar;
 use super::run_folder::RunFolder;
 use super::state::{
     fingerprint_json, restore_training_checkpoint, save_training_checkpoint, Restored, TrainState,
@@ -547,22 +548,4 @@ fn one_image_batch(e: candle_core::Error, len: usize, images: usize, batch_size:
 /// The images of a set to binarize, which `check_data` made sure are held in memory.
 fn held(set: Option<&Dataset>) -> Result<&Dataset> {
     set.ok_or_else(|| Error::config("binarization", "needs images held in memory"))
-}
-
-pub(crate) fn progress_bar(progress: Progress, steps: usize) -> indicatif::ProgressBar {
-    match progress {
-        Progress::Hidden => indicatif::ProgressBar::hidden(),
-        Progress::Auto => {
-            let bar = indicatif::ProgressBar::with_draw_target(
-                Some(steps as u64),
-                indicatif::ProgressDrawTarget::stderr(),
-            );
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
-            ) {
-                bar.set_style(style);
-            }
-            bar
-        }
-    }
 }
