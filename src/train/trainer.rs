@@ -19,7 +19,7 @@ use super::state::{
     fingerprint_json, restore_training_checkpoint, save_training_checkpoint, Restored, TrainState,
     BEST_MODEL_FILE, CHECKPOINT_FILE, EVAL_SEED_SALT,
 };
-use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
+use crate::data::{Batch, BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
 use crate::models::{checkpoint_metadata, Mode, Trainable};
 use crate::params::write_checkpoint;
 use crate::{Error, Result};
@@ -334,6 +334,8 @@ impl<'a> Trainer<'a> {
         Ok(())
     }
 
+    /// Trains from the epoch after `state.epoch` to [`TrainConfig::epochs`]
+    /// (or an early stop): each epoch, then its files, then the hooks.
     fn run<M, T, V>(
         &mut self,
         model: &M,
@@ -349,7 +351,6 @@ impl<'a> Trainer<'a> {
         V: ImageSource + ?Sized,
     {
         let cfg = self.config.clone();
-        let device = model.device().clone();
         let (train_static, test_bin) = match cfg.binarization {
             Binarization::None => (None, None),
             Binarization::Static => (
@@ -373,137 +374,20 @@ impl<'a> Trainer<'a> {
             cfg.progress,
             (cfg.epochs - state.epoch.min(cfg.epochs)) * steps_per_epoch,
         );
+        let epochs = Epochs {
+            cfg: &cfg,
+            model,
+            train,
+            train_static: train_static.as_ref(),
+            test_set,
+            steps_per_epoch,
+            bar: &bar,
+        };
         let mut history = Vec::new();
         let mut stopped_early = false;
         while state.epoch < cfg.epochs {
-            let epoch = state.epoch + 1;
-            let started = Instant::now();
-            // The global step of this epoch's first step, less one.
-            let steps_before = state.epoch * steps_per_epoch;
-            let mut betas = BetaRecord::default();
-            let dynamic;
-            let train_set: &dyn ImageSource = match (&train_static, cfg.binarization) {
-                (Some(s), _) => s,
-                (None, Binarization::Dynamic) => {
-                    dynamic = held(train.held())?.binarize_dynamic(&mut rng);
-                    &dynamic
-                }
-                (None, _) => &train,
-            };
-            let batches: BatchIter<'_> = train_set.batches(
-                cfg.batch_size,
-                Shuffle::Seeded(&mut rng),
-                cfg.last_batch,
-                &device,
-            )?;
-            let mut acc = TermAccumulator::default();
-            for (i, batch) in batches.enumerate() {
-                let mut batch = batch?;
-                if cfg.augmentation.is_active() {
-                    batch.images = cfg.augmentation.apply(&batch.images, &mut rng)?;
-                }
-                // Corrupted after augmenting: the loss scores the augmented clean images.
-                let batch = match &cfg.corruption {
-                    Some(c) => c.corrupt(batch, &mut rng)?,
-                    None => batch,
-                };
-                let step = i + 1;
-                if let Some(schedule) = &cfg.beta_schedule {
-                    model.set_beta(schedule.beta_at(epoch, steps_before + step))?;
-                }
-                if let Some(beta) = model.beta() {
-                    betas.add(beta);
-                }
-                let terms = model
-                    .batch_loss(&batch, &mut rng, Mode::Train)
-                    .map_err(|e| one_image_batch(e, batch.len(), train.len(), cfg.batch_size))?;
-                let values = acc.add(&terms, batch.len())?;
-                if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
-                    bar.abandon();
-                    return Err(Error::NonFinite {
-                        epoch,
-                        step,
-                        term: term.clone(),
-                        value: *value,
-                    });
-                }
-                opt.backward_step(&terms.total)?;
-                bar.inc(1);
-                if step % 10 == 0 || step == steps_per_epoch {
-                    bar.set_message(format!(
-                        "epoch {epoch}/{} loss {:.4} {:.0} img/s",
-                        cfg.epochs,
-                        acc.mean("loss"),
-                        acc.images as f64 / started.elapsed().as_secs_f64().max(1e-9)
-                    ));
-                }
-            }
-            let train_seconds = started.elapsed().as_secs_f64();
-            let beta = betas.value();
-            let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
-            eval_rng.set_stream(epoch as u64);
-            if let Some(schedule) = &cfg.beta_schedule {
-                model.set_beta(schedule.target())?;
-            }
-            let test_terms = evaluate_with(
-                model,
-                test_set,
-                cfg.eval_batch_size,
-                &mut eval_rng,
-                cfg.corruption.as_ref(),
-            )?;
-            let train_terms = acc.means();
-            let test_loss = lookup(&test_terms, "loss").unwrap_or(f64::NAN);
-            if !test_loss.is_finite() {
-                bar.abandon();
-                return Err(Error::NonFinite {
-                    epoch,
-                    step: steps_per_epoch,
-                    term: "test loss".into(),
-                    value: test_loss,
-                });
-            }
-            let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
-            let improved = state
-                .best
-                .is_none_or(|(_, best)| test_loss < best - min_delta);
-            if improved {
-                state.best = Some((epoch, test_loss));
-                state.bad_epochs = 0;
-            } else {
-                state.bad_epochs += 1;
-            }
-            state.epoch = epoch;
-            let report = EpochReport {
-                epoch,
-                train: train_terms,
-                test: test_terms,
-                seconds: started.elapsed().as_secs_f64(),
-                images_per_s: acc.images as f64 / train_seconds.max(1e-9),
-                improved,
-                beta,
-            };
-            if let Some(dir) = &self.out_dir {
-                append_history(&dir.join(HISTORY_FILE), &report)?;
-                if improved {
-                    write_checkpoint(
-                        dir.join(BEST_MODEL_FILE),
-                        &model.params().snapshot(),
-                        &checkpoint_metadata(model),
-                    )?;
-                }
-                save_training_checkpoint(
-                    &dir.join(CHECKPOINT_FILE),
-                    model,
-                    opt,
-                    &state,
-                    &rng,
-                    &self.data,
-                )?;
-                if let Some(folder) = &mut self.folder {
-                    folder.commit()?;
-                }
-            }
+            let report = epochs.epoch(opt, &mut state, &mut rng)?;
+            self.save_epoch(model, opt, &state, &rng, &report)?;
             // The bar steps aside while hooks run, so what they print lands on
             // lines of its own, never on the end of the bar's line.
             for hook in &mut self.hooks {
@@ -524,6 +408,234 @@ impl<'a> Trainer<'a> {
             best: state.best,
             stopped_early,
         })
+    }
+
+    /// Writes what an epoch leaves in the output folder, if there is one: its
+    /// line of the history, the best model when the test loss improved, and
+    /// the resumable checkpoint, which commits the run folder.
+    fn save_epoch<M: Trainable + ?Sized>(
+        &mut self,
+        model: &M,
+        opt: &dyn TrainOptimizer,
+        state: &TrainState,
+        rng: &ChaCha8Rng,
+        report: &EpochReport,
+    ) -> Result<()> {
+        if let Some(dir) = &self.out_dir {
+            append_history(&dir.join(HISTORY_FILE), report)?;
+            if report.improved {
+                write_checkpoint(
+                    dir.join(BEST_MODEL_FILE),
+                    &model.params().snapshot(),
+                    &checkpoint_metadata(model),
+                )?;
+            }
+            save_training_checkpoint(
+                &dir.join(CHECKPOINT_FILE),
+                model,
+                opt,
+                state,
+                rng,
+                &self.data,
+            )?;
+            if let Some(folder) = &mut self.folder {
+                folder.commit()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What every epoch of a run shares: the settings, the model, the data
+/// (binarized once where the settings say so) and the progress bar.
+struct Epochs<'r, M: ?Sized, T: ?Sized> {
+    cfg: &'r TrainConfig,
+    model: &'r M,
+    /// The training set as given.
+    train: &'r T,
+    /// The training set binarized once, under static binarization.
+    train_static: Option<&'r Dataset>,
+    /// The test set, binarized once under static or dynamic binarization.
+    test_set: &'r dyn ImageSource,
+    steps_per_epoch: usize,
+    bar: &'r indicatif::ProgressBar,
+}
+
+/// An epoch under way: which one, since when, and what its steps add up to.
+struct EpochTally {
+    epoch: usize,
+    /// The global step of this epoch's first step, less one.
+    steps_before: usize,
+    started: Instant,
+    acc: TermAccumulator,
+    betas: BetaRecord,
+}
+
+impl<M, T> Epochs<'_, M, T>
+where
+    M: Trainable + ?Sized,
+    T: ImageSource + ?Sized,
+{
+    /// Trains the epoch after `state.epoch`, with the generator `rng` (for the
+    /// shuffle, dynamic binarization, augmentation, corruption and the
+    /// model's noise), evaluates on the test set with the epoch's evaluation
+    /// generator, and records the epoch in `state`.
+    fn epoch(
+        &self,
+        opt: &mut dyn TrainOptimizer,
+        state: &mut TrainState,
+        mut rng: &mut ChaCha8Rng,
+    ) -> Result<EpochReport> {
+        let Self {
+            cfg,
+            model,
+            train,
+            test_set,
+            steps_per_epoch,
+            bar,
+            ..
+        } = *self;
+        let epoch = state.epoch + 1;
+        let started = Instant::now();
+        // The global step of this epoch's first step, less one.
+        let steps_before = state.epoch * steps_per_epoch;
+        let dynamic;
+        let train_set: &dyn ImageSource = match (self.train_static, cfg.binarization) {
+            (Some(s), _) => s,
+            (None, Binarization::Dynamic) => {
+                dynamic = held(train.held())?.binarize_dynamic(&mut rng);
+                &dynamic
+            }
+            (None, _) => &train,
+        };
+        let batches: BatchIter<'_> = train_set.batches(
+            cfg.batch_size,
+            Shuffle::Seeded(&mut rng),
+            cfg.last_batch,
+            model.device(),
+        )?;
+        let mut tally = EpochTally {
+            epoch,
+            steps_before,
+            started,
+            acc: TermAccumulator::default(),
+            betas: BetaRecord::default(),
+        };
+        for (i, batch) in batches.enumerate() {
+            self.step(&mut tally, opt, rng, i + 1, batch?)?;
+        }
+        let EpochTally { acc, betas, .. } = tally;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let beta = betas.value();
+        let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
+        eval_rng.set_stream(epoch as u64);
+        if let Some(schedule) = &cfg.beta_schedule {
+            model.set_beta(schedule.target())?;
+        }
+        let test_terms = evaluate_with(
+            model,
+            test_set,
+            cfg.eval_batch_size,
+            &mut eval_rng,
+            cfg.corruption.as_ref(),
+        )?;
+        let train_terms = acc.means();
+        let test_loss = lookup(&test_terms, "loss").unwrap_or(f64::NAN);
+        if !test_loss.is_finite() {
+            bar.abandon();
+            return Err(Error::NonFinite {
+                epoch,
+                step: steps_per_epoch,
+                term: "test loss".into(),
+                value: test_loss,
+            });
+        }
+        let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
+        let improved = state
+            .best
+            .is_none_or(|(_, best)| test_loss < best - min_delta);
+        if improved {
+            state.best = Some((epoch, test_loss));
+            state.bad_epochs = 0;
+        } else {
+            state.bad_epochs += 1;
+        }
+        state.epoch = epoch;
+        Ok(EpochReport {
+            epoch,
+            train: train_terms,
+            test: test_terms,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_s: acc.images as f64 / train_seconds.max(1e-9),
+            improved,
+            beta,
+        })
+    }
+
+    /// Training step `step` of the epoch in `tally`: `batch` augmented and
+    /// corrupted (drawing from `rng`), its loss at the step's β, the
+    /// optimizer's update, the progress bar moved on.
+    fn step(
+        &self,
+        tally: &mut EpochTally,
+        opt: &mut dyn TrainOptimizer,
+        mut rng: &mut ChaCha8Rng,
+        step: usize,
+        mut batch: Batch,
+    ) -> Result<()> {
+        let Self {
+            cfg,
+            model,
+            train,
+            steps_per_epoch,
+            bar,
+            ..
+        } = *self;
+        let EpochTally {
+            epoch,
+            steps_before,
+            started,
+            ref mut acc,
+            ref mut betas,
+        } = *tally;
+        if cfg.augmentation.is_active() {
+            batch.images = cfg.augmentation.apply(&batch.images, &mut rng)?;
+        }
+        // Corrupted after augmenting: the loss scores the augmented clean images.
+        let batch = match &cfg.corruption {
+            Some(c) => c.corrupt(batch, &mut rng)?,
+            None => batch,
+        };
+        if let Some(schedule) = &cfg.beta_schedule {
+            model.set_beta(schedule.beta_at(epoch, steps_before + step))?;
+        }
+        if let Some(beta) = model.beta() {
+            betas.add(beta);
+        }
+        let terms = model
+            .batch_loss(&batch, &mut rng, Mode::Train)
+            .map_err(|e| one_image_batch(e, batch.len(), train.len(), cfg.batch_size))?;
+        let values = acc.add(&terms, batch.len())?;
+        if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            bar.abandon();
+            return Err(Error::NonFinite {
+                epoch,
+                step,
+                term: term.clone(),
+                value: *value,
+            });
+        }
+        opt.backward_step(&terms.total)?;
+        bar.inc(1);
+        if step.is_multiple_of(10) || step == steps_per_epoch {
+            bar.set_message(format!(
+                "epoch {epoch}/{} loss {:.4} {:.0} img/s",
+                cfg.epochs,
+                acc.mean("loss"),
+                acc.images as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+        }
+        Ok(())
     }
 }
 
