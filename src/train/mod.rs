@@ -5,6 +5,7 @@
 //! [`optim`] holds PyTorch-exact Adam, AdamW, SGD and RMSprop, their serde-ready
 //! [`OptimizerConfig`], and the object-safe [`TrainOptimizer`] a training loop drives.
 
+mod checks;
 mod config;
 mod corruption;
 mod evaluate;

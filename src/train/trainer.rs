@@ -7,6 +7,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::checks::{check_data, held, one_image_batch};
 use super::config::{Binarization, TrainConfig};
 use super::evaluate::evaluate_with;
 use super::fingerprint::DataFingerprint;
@@ -185,7 +186,7 @@ impl<'a> Trainer<'a> {
         T: ImageSource + ?Sized,
         V: ImageSource + ?Sized,
     {
-        self.check_data(model, train, test)?;
+        check_data(&self.config, self.step_memory_limit, model, train, test)?;
         self.data = fingerprint_json(&DataFingerprint::of(train, test)?);
         let mut opt = self
             .config
@@ -238,7 +239,7 @@ impl<'a> Trainer<'a> {
         T: ImageSource + ?Sized,
         V: ImageSource + ?Sized,
     {
-        self.check_data(model, train, test)?;
+        check_data(&self.config, self.step_memory_limit, model, train, test)?;
         if let Some(folder) = &mut self.folder {
             if !folder.resumes() {
                 return Err(Error::config(
@@ -271,67 +272,6 @@ impl<'a> Trainer<'a> {
         self.data = data;
         truncate_history(&dir.join(HISTORY_FILE), state.epoch)?;
         self.run(model, train, test, opt.as_mut(), state, rng)
-    }
-
-    /// Refuses data that cannot make a run: an empty set, a set without labels
-    /// for a model that needs them, binarization of images not held in memory,
-    /// or no full batch when partial batches are dropped.
-    fn check_data<M, T, V>(&self, model: &M, train: &T, test: &V) -> Result<()>
-    where
-        M: Trainable + ?Sized,
-        T: ImageSource + ?Sized,
-        V: ImageSource + ?Sized,
-    {
-        let empty = |what: &str| Error::Data {
-            path: PathBuf::from(what),
-            reason: "holds no image: nothing to train or evaluate on".into(),
-        };
-        if train.is_empty() {
-            return Err(empty("training set"));
-        }
-        if test.is_empty() {
-            return Err(empty("test set"));
-        }
-        for (what, labelled) in [
-            ("training set", train.has_labels()),
-            ("test set", test.has_labels()),
-        ] {
-            if model.needs_labels() && !labelled {
-                return Err(Error::Data {
-                    path: PathBuf::from(what),
-                    reason: "has no labels, and this model needs a label per image (load an \
-                             image folder with `Labels::SubFolders`, or use a model that \
-                             does not need labels)"
-                        .into(),
-                });
-            }
-        }
-        if self.config.binarization != Binarization::None
-            && (train.held().is_none() || test.held().is_none())
-        {
-            return Err(Error::config(
-                "binarization",
-                "binarizes images held in memory, and these are streamed from disk: use \
-                 `binarization: none`, or a memory budget that holds the images",
-            ));
-        }
-        if let Some(bytes) = model.training_step_bytes(self.config.batch_size) {
-            let limit = self
-                .step_memory_limit
-                .unwrap_or_else(crate::models::default_step_memory_limit);
-            crate::models::step_bytes_within(bytes, self.config.batch_size, limit)?;
-        }
-        if self.config.last_batch == LastBatch::Drop && train.len() < self.config.batch_size {
-            return Err(Error::config(
-                "batch_size",
-                format!(
-                    "{} is more than the {} training images, and last_batch = drop leaves no batch",
-                    self.config.batch_size,
-                    train.len()
-                ),
-            ));
-        }
-        Ok(())
     }
 
     /// Trains from the epoch after `state.epoch` to [`TrainConfig::epochs`]
@@ -637,27 +577,4 @@ where
         }
         Ok(())
     }
-}
-
-/// `e`, or, when a batch of one image failed for wanting more than one value
-/// per channel (batch norm in training), an error naming the training set
-/// and what to do.
-fn one_image_batch(e: candle_core::Error, len: usize, images: usize, batch_size: usize) -> Error {
-    if len == 1 && e.to_string().contains("more than one value per channel") {
-        return Error::Data {
-            path: PathBuf::from("training set"),
-            reason: format!(
-                "{images} image{} in batches of {batch_size} leave a batch of one image, and \
-                 batch norm needs at least two per batch: use more training images, another \
-                 batch size, or last_batch = drop",
-                if images == 1 { "" } else { "s" }
-            ),
-        };
-    }
-    e.into()
-}
-
-/// The images of a set to binarize, which `check_data` made sure are held in memory.
-fn held(set: Option<&Dataset>) -> Result<&Dataset> {
-    set.ok_or_else(|| Error::config("binarization", "needs images held in memory"))
 }
