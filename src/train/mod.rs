@@ -8,7 +8,7 @@
 mod checks;
 mod config;
 mod corruption;
-mod evaluate;
+mod evaluation;
 mod fingerprint;
 mod history;
 mod means;
@@ -22,7 +22,7 @@ mod trainer;
 
 pub use config::{Binarization, EarlyStopping, Progress, TrainConfig};
 pub use corruption::Corruption;
-pub use evaluate::evaluate;
+pub use evaluation::evaluate;
 pub use fingerprint::{DataFingerprint, SetFingerprint, HASHED_IMAGES};
 pub use history::{read_history, EpochReport, HISTORY_FILE};
 pub use optim::{

@@ -1,5 +1,8 @@
-//! The training loop: epochs of seeded batches, evaluation on the test set,
-//! history, checkpoints, early stopping and resume.
+//! The training loop: the [`Trainer`], [`fit`](Trainer::fit) and
+//! [`resume`](Trainer::resume), each epoch (seeded batches, then the test
+//! pass) and each step, early stopping. The history it writes is in
+//! `history.rs`, the checkpoints it keeps to resume in `state.rs`, the test
+//! pass in `evaluation.rs`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::checks::{check_data, held, one_image_batch};
 use super::config::{Binarization, TrainConfig};
-use super::evaluate::evaluate_with;
+use super::evaluation::evaluate_with;
 use super::fingerprint::DataFingerprint;
 use super::history::{append_history, lookup, truncate_history, EpochReport, HISTORY_FILE};
 use super::means::{BetaRecord, TermAccumulator};
@@ -430,17 +433,17 @@ where
             cfg,
             model,
             train,
+            train_static,
             test_set,
             steps_per_epoch,
             bar,
-            ..
         } = *self;
         let epoch = state.epoch + 1;
         let started = Instant::now();
         // The global step of this epoch's first step, less one.
         let steps_before = state.epoch * steps_per_epoch;
         let dynamic;
-        let train_set: &dyn ImageSource = match (self.train_static, cfg.binarization) {
+        let train_set: &dyn ImageSource = match (train_static, cfg.binarization) {
             (Some(s), _) => s,
             (None, Binarization::Dynamic) => {
                 dynamic = held(train.held())?.binarize_dynamic(&mut rng);
