@@ -159,7 +159,11 @@ where
     /// An autoencoder has no prior: it decodes `N(0, I)` codes, which is what
     /// its tutorial's latent grid does.
     fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
-        let z = StandardNormal::new(Autoencoder::latent_dim(self)).sample(n, rng, self.params().device())?;
+        let z = StandardNormal::new(Autoencoder::latent_dim(self)).sample(
+            n,
+            rng,
+            self.params().device(),
+        )?;
         self.decode_pixels(&z)
     }
     fn decoder(&self) -> &dyn Decoder {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::latent::{PosteriorParam, PriorConfig};
 use crate::losses::{Reduction, VaeLossConfig};
-use crate::nets::{ImageShape, MlpConfig};
+use crate::nets::MlpConfig;
 
 pub use crate::nets::{DecoderConfig, EncoderConfig};
 

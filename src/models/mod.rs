@@ -34,14 +34,14 @@ pub use config::{
 pub(crate) use json::{architecture_difference, parse_json, LossSettings};
 pub use latent_model::LatentModel;
 pub use model::{ConfigAutoencoder, ConfigVae, Model, ModelLimits, MAX_PARAMETERS};
+pub use persist::TrainableExt;
+pub(crate) use persist::{checkpoint_metadata, CONFIG_KEY};
 pub use presets::Preset;
 pub(crate) use step_memory::step_bytes_within;
 pub use step_memory::{
     check_training_step, default_step_memory_limit, training_step_bytes, STEP_COPIES,
     STEP_MEMORY_PERCENT,
 };
-pub(crate) use persist::{checkpoint_metadata, CONFIG_KEY};
-pub use persist::TrainableExt;
 pub use trainable::{LossTerms, Mode, Per, StepContext, Term, Trainable};
 pub use vae::{Vae, VaeOutput};
 

@@ -19,9 +19,9 @@ use super::build::build_model;
 use super::conditioning::{Condition, Conditioner, Conditioning};
 use super::config::{CheckedModelConfig, ModelConfig};
 use super::latent_model::LatentModel;
+use super::persist::{TrainableExt, CONFIG_KEY};
 use super::presets::Preset;
 use super::step_memory::training_step_bytes;
-use super::persist::{TrainableExt, CONFIG_KEY};
 use super::trainable::{LossTerms, StepContext, Trainable};
 use super::vae::Vae;
 

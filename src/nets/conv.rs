@@ -10,7 +10,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, ModuleT, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::dense::{at_most, check_shape};
+use super::checks::{at_most, check_shape};
 use super::layers::{
     batch_norm2d, conv2d, conv_transpose2d, linear, BatchNorm2d, Conv2d, Conv2dConfig,
     ConvTranspose2d, ConvTranspose2dConfig, Linear,

@@ -5,7 +5,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::dense::at_most;
+use super::checks::at_most;
 use super::layers::{linear, Linear};
 use super::{Activation, MAX_WIDTH};
 use crate::params::InitScheme;

@@ -7,6 +7,7 @@
 //! A decoder maps latent vectors `[batch, input_dim]` back to images, as logits,
 //! probabilities or unbounded values (see [`OutputKind`]).
 
+mod checks;
 mod config;
 mod conv;
 mod dense;

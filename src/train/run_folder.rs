@@ -19,7 +19,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::trainer::{BEST_MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE};
+use super::history::HISTORY_FILE;
+use super::state::{BEST_MODEL_FILE, CHECKPOINT_FILE};
 use crate::{Error, Result};
 
 /// The prefix of the backup folders [`RunFolder::prepare`] creates inside a

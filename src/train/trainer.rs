@@ -1,117 +1,32 @@
-//! The training loop: epochs of seeded batches, evaluation on the test set,
-//! history, checkpoints, early stopping and resume.
+//! The training loop: the [`Trainer`], [`fit`](Trainer::fit) and
+//! [`resume`](Trainer::resume), each epoch (seeded batches, then the test
+//! pass) and each step, early stopping. The history it writes is in
+//! `history.rs`, the checkpoints it keeps to resume in `state.rs`, the test
+//! pass in `evaluation.rs`.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use super::config::{Binarization, Progress, TrainConfig};
-use super::corruption::Corruption;
+use super::checks::{check_data, held, one_image_batch};
+use super::config::{Binarization, TrainConfig};
+use super::evaluation::evaluate_with;
 use super::fingerprint::DataFingerprint;
+use super::history::{append_history, lookup, truncate_history, EpochReport, HISTORY_FILE};
+use super::means::{BetaRecord, TermAccumulator};
 use super::optim::TrainOptimizer;
+use super::progress::progress_bar;
 use super::run_folder::RunFolder;
-use crate::data::{BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
-use crate::difference::first_difference;
-use crate::models::{
-    architecture_difference, checkpoint_metadata, LossSettings, LossTerms, Per, StepContext,
-    Trainable, TrainableExt, CONFIG_KEY,
+use super::state::{
+    fingerprint_json, restore_training_checkpoint, save_training_checkpoint, Restored, TrainState,
+    BEST_MODEL_FILE, CHECKPOINT_FILE, EVAL_SEED_SALT,
 };
-use crate::params::{read_checkpoint, write_checkpoint};
+use crate::data::{Batch, BatchIter, Dataset, ImageSource, LastBatch, Shuffle};
+use crate::models::{checkpoint_metadata, StepContext, Trainable, TrainableExt};
+use crate::params::write_checkpoint;
 use crate::{Error, Result};
-
-/// File name of the resumable training checkpoint in the output folder.
-pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
-/// File name of the best model (lowest test loss) in the output folder.
-pub const BEST_MODEL_FILE: &str = "best.safetensors";
-/// File name of the per-epoch history in the output folder.
-pub const HISTORY_FILE: &str = "history.jsonl";
-
-/// Metadata key of the training state in a checkpoint.
-const STATE_KEY: &str = "vaekit.train_state";
-/// Metadata key of the [`DataFingerprint`] in a checkpoint.
-const DATA_KEY: &str = "vaekit.data";
-/// Separates the evaluation generator's seed from the training generator's.
-const EVAL_SEED_SALT: u64 = 0x5eed_e7a1_0000_0001;
-
-/// What one epoch did: mean loss terms per image on the training and test sets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochReport {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Training terms (`loss`, then the model's terms), mean per image over the
-    /// epoch's batches (per pixel for a mean-reduced loss such as MSE).
-    pub train: Vec<(String, f64)>,
-    /// Test terms, likewise, in evaluation mode; `accuracy` for a model with a
-    /// classifier.
-    pub test: Vec<(String, f64)>,
-    /// Wall-clock seconds for the epoch (training and evaluation).
-    pub seconds: f64,
-    /// Training images per second.
-    pub images_per_s: f64,
-    /// Whether the test loss improved on the best so far.
-    pub improved: bool,
-    /// The KL weight β of the epoch's training steps, for a model with one:
-    /// their mean, which is the epoch's β under a per-epoch
-    /// [`BetaSchedule`](super::BetaSchedule).
-    pub beta: Option<f64>,
-}
-
-impl EpochReport {
-    /// The training loss.
-    pub fn train_loss(&self) -> f64 {
-        lookup(&self.train, "loss").unwrap_or(f64::NAN)
-    }
-
-    /// The test loss.
-    pub fn test_loss(&self) -> f64 {
-        lookup(&self.test, "loss").unwrap_or(f64::NAN)
-    }
-
-    /// A test term by name (`loss`, `reconstruction`, `kl`, `classification`,
-    /// `accuracy`).
-    pub fn test_metric(&self, name: &str) -> Option<f64> {
-        lookup(&self.test, name)
-    }
-
-    /// A training term by name.
-    pub fn train_metric(&self, name: &str) -> Option<f64> {
-        lookup(&self.train, name)
-    }
-
-    /// The report as one flat JSON object: `epoch`, `train_loss`, `test_loss`,
-    /// `train_<term>`, `test_<term>`, `beta` (for a model with one),
-    /// `seconds`, `images_per_s`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut m = serde_json::Map::new();
-        m.insert("epoch".into(), self.epoch.into());
-        for (k, v) in &self.train {
-            m.insert(format!("train_{k}"), json_number(*v));
-        }
-        for (k, v) in &self.test {
-            m.insert(format!("test_{k}"), json_number(*v));
-        }
-        if let Some(beta) = self.beta {
-            m.insert("beta".into(), json_number(beta));
-        }
-        m.insert("seconds".into(), json_number(self.seconds));
-        m.insert("images_per_s".into(), json_number(self.images_per_s));
-        serde_json::Value::Object(m)
-    }
-}
-
-fn json_number(v: f64) -> serde_json::Value {
-    serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
-}
-
-fn lookup(terms: &[(String, f64)], name: &str) -> Option<f64> {
-    terms.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
-}
 
 /// How a training run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,38 +39,6 @@ pub struct TrainSummary {
     pub best: Option<(usize, f64)>,
     /// Whether early stopping ended the run.
     pub stopped_early: bool,
-}
-
-/// The state that survives a checkpoint: everything but weights and optimizer
-/// moments, which travel as tensors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct TrainState {
-    config: TrainConfig,
-    epoch: usize,
-    rng_seed: String,
-    rng_stream: u64,
-    rng_word_pos: String,
-    best: Option<(usize, f64)>,
-    bad_epochs: usize,
-}
-
-fn rng_state(rng: &ChaCha8Rng) -> (String, u64, String) {
-    let seed: String = rng.get_seed().iter().map(|b| format!("{b:02x}")).collect();
-    (seed, rng.get_stream(), rng.get_word_pos().to_string())
-}
-
-fn restore_rng(seed_hex: &str, stream: u64, word_pos: &str) -> Option<ChaCha8Rng> {
-    if seed_hex.len() != 64 {
-        return None;
-    }
-    let mut seed = [0u8; 32];
-    for (i, b) in seed.iter_mut().enumerate() {
-        *b = u8::from_str_radix(seed_hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    let mut rng = ChaCha8Rng::from_seed(seed);
-    rng.set_stream(stream);
-    rng.set_word_pos(word_pos.parse().ok()?);
-    Some(rng)
 }
 
 type EpochHook<'a> = Box<dyn FnMut(&EpochReport) -> Result<()> + 'a>;
@@ -306,7 +189,7 @@ impl<'a> Trainer<'a> {
         T: ImageSource + ?Sized,
         V: ImageSource + ?Sized,
     {
-        self.check_data(model, train, test)?;
+        check_data(&self.config, self.step_memory_limit, model, train, test)?;
         self.data = fingerprint_json(&DataFingerprint::of(train, test)?);
         let mut opt = self
             .config
@@ -359,7 +242,7 @@ impl<'a> Trainer<'a> {
         T: ImageSource + ?Sized,
         V: ImageSource + ?Sized,
     {
-        self.check_data(model, train, test)?;
+        check_data(&self.config, self.step_memory_limit, model, train, test)?;
         if let Some(folder) = &mut self.folder {
             if !folder.resumes() {
                 return Err(Error::config(
@@ -376,160 +259,26 @@ impl<'a> Trainer<'a> {
         let dir = self.out_dir.clone().ok_or_else(|| {
             Error::config("output_dir", "resuming needs the output folder of the run")
         })?;
-        let path = dir.join(CHECKPOINT_FILE);
-        let ckpt = read_checkpoint(&path, model.device())?;
-        let bad = |reason: String| Error::Checkpoint {
-            path: path.clone(),
-            reason,
-        };
-        // Resuming continues the same run: the model config must agree in
-        // everything, its loss settings included.
-        let difference = match (ckpt.metadata.get(CONFIG_KEY), model.architecture()) {
-            (Some(saved), Some(ours)) => {
-                architecture_difference(saved, &ours, LossSettings::Compared)
-            }
-            (None, None) => None,
-            (Some(_), None) => {
-                Some("the checkpoint has a model config, this model has none".into())
-            }
-            (None, Some(_)) => {
-                Some("the checkpoint has no model config, this model has one".into())
-            }
-        };
-        if let Some(difference) = difference {
-            return Err(bad(format!(
-                "it was made for a different model config: {difference}"
-            )));
-        }
-        let state: TrainState = ckpt
-            .metadata
-            .get(STATE_KEY)
-            .ok_or_else(|| bad("no training state: not a resumable checkpoint".into()))
-            .and_then(|s| {
-                serde_json::from_str(s)
-                    .map_err(|e| bad(format!("training state does not parse: {e}")))
-            })?;
-        let saved = TrainConfig {
-            epochs: self.config.epochs,
-            progress: self.config.progress,
-            ..state.config.clone()
-        };
-        if saved != self.config {
-            let as_value = |c: &TrainConfig| serde_json::to_value(c).unwrap_or_default();
-            let difference = first_difference(&as_value(&saved), &as_value(&self.config))
-                .unwrap_or_else(|| "the settings differ".into());
-            return Err(bad(format!(
-                "it was made with other training settings (only `epochs` and `progress` may change on resume): {difference}"
-            )));
-        }
-        if state.epoch == 0 || state.epoch > state.config.epochs {
-            return Err(bad(format!(
-                "its epoch {} is impossible for a run of {} epochs",
-                state.epoch, state.config.epochs
-            )));
-        }
-        if let Some((best_epoch, best)) = state.best {
-            if best_epoch == 0 || best_epoch > state.epoch || best.is_nan() {
-                return Err(bad(format!(
-                    "its best epoch {best_epoch} (loss {best}) is impossible after epoch {}",
-                    state.epoch
-                )));
-            }
-        }
-        let rng = restore_rng(&state.rng_seed, state.rng_stream, &state.rng_word_pos)
-            .ok_or_else(|| bad("generator state does not parse".into()))?;
-        let data = DataFingerprint::of(train, test)?;
-        if let Some(json) = ckpt.metadata.get(DATA_KEY) {
-            let was: DataFingerprint = serde_json::from_str(json)
-                .map_err(|e| bad(format!("data fingerprint does not parse: {e}")))?;
-            let changes = was.differences(&data);
-            if !changes.is_empty() && !self.allow_data_change {
-                return Err(bad(format!(
-                    "the run was trained on other data ({}); resume on other data only if \
-                     that is meant (--allow-data-change, Trainer::allow_data_change)",
-                    changes.join("; ")
-                )));
-            }
-        }
-        self.data = fingerprint_json(&data);
-        model.params().assign(&ckpt.tensors)?;
-        let mut opt = self
-            .config
-            .optimizer
-            .build(model.params().trainable_vars())?;
-        opt.load_state(&ckpt.tensors)
-            .map_err(|e| bad(format!("optimizer state: {e}")))?;
+        let Restored {
+            state,
+            rng,
+            mut opt,
+            data,
+        } = restore_training_checkpoint(
+            &dir.join(CHECKPOINT_FILE),
+            model,
+            &self.config,
+            train,
+            test,
+            self.allow_data_change,
+        )?;
+        self.data = data;
         truncate_history(&dir.join(HISTORY_FILE), state.epoch)?;
         self.run(model, train, test, opt.as_mut(), state, rng)
     }
 
-    /// Refuses data that cannot make a run: an empty set, a set without labels
-    /// for a model that needs them, binarization of images not held in memory,
-    /// or no full batch when partial batches are dropped.
-    fn check_data<M, T, V>(&self, model: &M, train: &T, test: &V) -> Result<()>
-    where
-        M: Trainable + ?Sized,
-        T: ImageSource + ?Sized,
-        V: ImageSource + ?Sized,
-    {
-        let empty = |what: &str| Error::Data {
-            path: PathBuf::from(what),
-            reason: "holds no image: nothing to train or evaluate on".into(),
-        };
-        if train.is_empty() {
-            return Err(empty("training set"));
-        }
-        if test.is_empty() {
-            return Err(empty("test set"));
-        }
-        for (what, labelled) in [
-            ("training set", train.has_labels()),
-            ("test set", test.has_labels()),
-        ] {
-            if model.needs_labels() && !labelled {
-                return Err(Error::Data {
-                    path: PathBuf::from(what),
-                    reason: "has no labels, and this model needs a label per image (load an \
-                             image folder with `Labels::SubFolders`, or use a model that \
-                             does not need labels)"
-                        .into(),
-                });
-            }
-        }
-        if self.config.beta_schedule.is_some() && model.beta().is_none() {
-            return Err(Error::config(
-                "beta_schedule",
-                "this model has no KL weight to schedule",
-            ));
-        }
-        if self.config.binarization != Binarization::None
-            && (train.held().is_none() || test.held().is_none())
-        {
-            return Err(Error::config(
-                "binarization",
-                "binarizes images held in memory, and these are streamed from disk: use \
-                 `binarization: none`, or a memory budget that holds the images",
-            ));
-        }
-        if let Some(bytes) = model.training_step_bytes(self.config.batch_size) {
-            let limit = self
-                .step_memory_limit
-                .unwrap_or_else(crate::models::default_step_memory_limit);
-            crate::models::step_bytes_within(bytes, self.config.batch_size, limit)?;
-        }
-        if self.config.last_batch == LastBatch::Drop && train.len() < self.config.batch_size {
-            return Err(Error::config(
-                "batch_size",
-                format!(
-                    "{} is more than the {} training images, and last_batch = drop leaves no batch",
-                    self.config.batch_size,
-                    train.len()
-                ),
-            ));
-        }
-        Ok(())
-    }
-
+    /// Trains from the epoch after `state.epoch` to [`TrainConfig::epochs`]
+    /// (or an early stop): each epoch, then its files, then the hooks.
     fn run<M, T, V>(
         &mut self,
         model: &M,
@@ -545,7 +294,6 @@ impl<'a> Trainer<'a> {
         V: ImageSource + ?Sized,
     {
         let cfg = self.config.clone();
-        let device = model.device().clone();
         let (train_static, test_bin) = match cfg.binarization {
             Binarization::None => (None, None),
             Binarization::Static => (
@@ -569,144 +317,20 @@ impl<'a> Trainer<'a> {
             cfg.progress,
             (cfg.epochs - state.epoch.min(cfg.epochs)) * steps_per_epoch,
         );
+        let epochs = Epochs {
+            cfg: &cfg,
+            model,
+            train,
+            train_static: train_static.as_ref(),
+            test_set,
+            steps_per_epoch,
+            bar: &bar,
+        };
         let mut history = Vec::new();
         let mut stopped_early = false;
         while state.epoch < cfg.epochs {
-            let epoch = state.epoch + 1;
-            let started = Instant::now();
-            // The global step of this epoch's first step, less one.
-            let steps_before = state.epoch * steps_per_epoch;
-            let mut betas = BetaRecord::default();
-            let dynamic;
-            let train_set: &dyn ImageSource = match (&train_static, cfg.binarization) {
-                (Some(s), _) => s,
-                (None, Binarization::Dynamic) => {
-                    dynamic = held(train.held())?.binarize_dynamic(&mut rng);
-                    &dynamic
-                }
-                (None, _) => &train,
-            };
-            let batches: BatchIter<'_> = train_set.batches(
-                cfg.batch_size,
-                Shuffle::Seeded(&mut rng),
-                cfg.last_batch,
-                &device,
-            )?;
-            let mut acc = TermAccumulator::default();
-            for (i, batch) in batches.enumerate() {
-                let mut batch = batch?;
-                if cfg.augmentation.is_active() {
-                    batch.images = cfg.augmentation.apply(&batch.images, &mut rng)?;
-                }
-                // Corrupted after augmenting: the loss scores the augmented clean images.
-                let batch = match &cfg.corruption {
-                    Some(c) => c.corrupt(batch, &mut rng)?,
-                    None => batch,
-                };
-                let step = i + 1;
-                let ctx = StepContext::train()
-                    .with_epoch(epoch)
-                    .with_step(steps_before + step)
-                    .with_beta(
-                        cfg.beta_schedule
-                            .as_ref()
-                            .map(|s| s.beta_at(epoch, steps_before + step)),
-                    );
-                if let Some(beta) = ctx.beta.or(model.beta()) {
-                    betas.add(beta);
-                }
-                let terms = model
-                    .batch_loss(&batch, &mut rng, &ctx)
-                    .map_err(|e| one_image_batch(e, batch.len(), train.len(), cfg.batch_size))?;
-                let values = acc.add(&terms, batch.len())?;
-                if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
-                    bar.abandon();
-                    return Err(Error::NonFinite {
-                        epoch,
-                        step,
-                        term: term.clone(),
-                        value: *value,
-                    });
-                }
-                opt.backward_step(&terms.total)?;
-                bar.inc(1);
-                if step % 10 == 0 || step == steps_per_epoch {
-                    bar.set_message(format!(
-                        "epoch {epoch}/{} loss {:.4} {:.0} img/s",
-                        cfg.epochs,
-                        acc.mean("loss"),
-                        acc.images as f64 / started.elapsed().as_secs_f64().max(1e-9)
-                    ));
-                }
-            }
-            let train_seconds = started.elapsed().as_secs_f64();
-            let beta = betas.value();
-            let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
-            eval_rng.set_stream(epoch as u64);
-            // Evaluation weighs the KL with the schedule's target β.
-            let eval_ctx = StepContext::eval()
-                .with_epoch(epoch)
-                .with_beta(cfg.beta_schedule.as_ref().map(|s| s.target()));
-            let test_terms = evaluate_with(
-                model,
-                test_set,
-                cfg.eval_batch_size,
-                &mut eval_rng,
-                cfg.corruption.as_ref(),
-                &eval_ctx,
-            )?;
-            let train_terms = acc.means();
-            let test_loss = lookup(&test_terms, "loss").unwrap_or(f64::NAN);
-            if !test_loss.is_finite() {
-                bar.abandon();
-                return Err(Error::NonFinite {
-                    epoch,
-                    step: steps_per_epoch,
-                    term: "test loss".into(),
-                    value: test_loss,
-                });
-            }
-            let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
-            let improved = state
-                .best
-                .is_none_or(|(_, best)| test_loss < best - min_delta);
-            if improved {
-                state.best = Some((epoch, test_loss));
-                state.bad_epochs = 0;
-            } else {
-                state.bad_epochs += 1;
-            }
-            state.epoch = epoch;
-            let report = EpochReport {
-                epoch,
-                train: train_terms,
-                test: test_terms,
-                seconds: started.elapsed().as_secs_f64(),
-                images_per_s: acc.images as f64 / train_seconds.max(1e-9),
-                improved,
-                beta,
-            };
-            if let Some(dir) = &self.out_dir {
-                append_history(&dir.join(HISTORY_FILE), &report)?;
-                if improved {
-                    write_checkpoint(
-                        dir.join(BEST_MODEL_FILE),
-                        &model.params().snapshot(),
-                        &checkpoint_metadata(model),
-                    )?;
-                }
-                save_training_checkpoint(
-                    &dir.join(CHECKPOINT_FILE),
-                    model,
-                    opt,
-                    &state,
-                    &rng,
-                    &self.data,
-                )?;
-                if let Some(folder) = &mut self.folder {
-                    folder.commit()?;
-                }
-            }
+            let report = epochs.epoch(opt, &mut state, &mut rng)?;
+            self.save_epoch(model, opt, &state, &rng, &report)?;
             // The bar steps aside while hooks run, so what they print lands on
             // lines of its own, never on the end of the bar's line.
             for hook in &mut self.hooks {
@@ -728,272 +352,239 @@ impl<'a> Trainer<'a> {
             stopped_early,
         })
     }
+
+    /// Writes what an epoch leaves in the output folder, if there is one: its
+    /// line of the history, the best model when the test loss improved, and
+    /// the resumable checkpoint, which commits the run folder.
+    fn save_epoch<M: Trainable + ?Sized>(
+        &mut self,
+        model: &M,
+        opt: &dyn TrainOptimizer,
+        state: &TrainState,
+        rng: &ChaCha8Rng,
+        report: &EpochReport,
+    ) -> Result<()> {
+        if let Some(dir) = &self.out_dir {
+            append_history(&dir.join(HISTORY_FILE), report)?;
+            if report.improved {
+                write_checkpoint(
+                    dir.join(BEST_MODEL_FILE),
+                    &model.params().snapshot(),
+                    &checkpoint_metadata(model),
+                )?;
+            }
+            save_training_checkpoint(
+                &dir.join(CHECKPOINT_FILE),
+                model,
+                opt,
+                state,
+                rng,
+                &self.data,
+            )?;
+            if let Some(folder) = &mut self.folder {
+                folder.commit()?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// `e`, or, when a batch of one image failed for wanting more than one value
-/// per channel (batch norm in training), an error naming the training set
-/// and what to do.
-fn one_image_batch(e: candle_core::Error, len: usize, images: usize, batch_size: usize) -> Error {
-    if len == 1 && e.to_string().contains("more than one value per channel") {
-        return Error::Data {
-            path: PathBuf::from("training set"),
-            reason: format!(
-                "{images} image{} in batches of {batch_size} leave a batch of one image, and \
-                 batch norm needs at least two per batch: use more training images, another \
-                 batch size, or last_batch = drop",
-                if images == 1 { "" } else { "s" }
-            ),
+/// What every epoch of a run shares: the settings, the model, the data
+/// (binarized once where the settings say so) and the progress bar.
+struct Epochs<'r, M: ?Sized, T: ?Sized> {
+    cfg: &'r TrainConfig,
+    model: &'r M,
+    /// The training set as given.
+    train: &'r T,
+    /// The training set binarized once, under static binarization.
+    train_static: Option<&'r Dataset>,
+    /// The test set, binarized once under static or dynamic binarization.
+    test_set: &'r dyn ImageSource,
+    steps_per_epoch: usize,
+    bar: &'r indicatif::ProgressBar,
+}
+
+/// An epoch under way: which one, since when, and what its steps add up to.
+struct EpochTally {
+    epoch: usize,
+    /// The global step of this epoch's first step, less one.
+    steps_before: usize,
+    started: Instant,
+    acc: TermAccumulator,
+    betas: BetaRecord,
+}
+
+impl<M, T> Epochs<'_, M, T>
+where
+    M: Trainable + ?Sized,
+    T: ImageSource + ?Sized,
+{
+    /// Trains the epoch after `state.epoch`, with the generator `rng` (for the
+    /// shuffle, dynamic binarization, augmentation, corruption and the
+    /// model's noise), evaluates on the test set with the epoch's evaluation
+    /// generator, and records the epoch in `state`.
+    fn epoch(
+        &self,
+        opt: &mut dyn TrainOptimizer,
+        state: &mut TrainState,
+        mut rng: &mut ChaCha8Rng,
+    ) -> Result<EpochReport> {
+        let Self {
+            cfg,
+            model,
+            train,
+            train_static,
+            test_set,
+            steps_per_epoch,
+            bar,
+        } = *self;
+        let epoch = state.epoch + 1;
+        let started = Instant::now();
+        // The global step of this epoch's first step, less one.
+        let steps_before = state.epoch * steps_per_epoch;
+        let dynamic;
+        let train_set: &dyn ImageSource = match (train_static, cfg.binarization) {
+            (Some(s), _) => s,
+            (None, Binarization::Dynamic) => {
+                dynamic = held(train.held())?.binarize_dynamic(&mut rng);
+                &dynamic
+            }
+            (None, _) => &train,
         };
-    }
-    e.into()
-}
-
-/// A data fingerprint as JSON (plain data: serialising it cannot fail).
-fn fingerprint_json(data: &DataFingerprint) -> String {
-    serde_json::to_string(data).unwrap_or_default()
-}
-
-/// The images of a set to binarize, which `check_data` made sure are held in memory.
-fn held(set: Option<&Dataset>) -> Result<&Dataset> {
-    set.ok_or_else(|| Error::config("binarization", "needs images held in memory"))
-}
-
-/// Writes a resumable checkpoint: weights, buffers, optimizer state, generator
-/// and epoch, atomically.
-fn save_training_checkpoint<M: Trainable + ?Sized>(
-    path: &Path,
-    model: &M,
-    opt: &dyn TrainOptimizer,
-    state: &TrainState,
-    rng: &ChaCha8Rng,
-    data: &str,
-) -> Result<()> {
-    let mut tensors = model.params().snapshot();
-    for (name, t) in opt.state()? {
-        tensors.insert(name, t);
-    }
-    let (rng_seed, rng_stream, rng_word_pos) = rng_state(rng);
-    let state = TrainState {
-        rng_seed,
-        rng_stream,
-        rng_word_pos,
-        ..state.clone()
-    };
-    let mut metadata = checkpoint_metadata(model);
-    let json = serde_json::to_string(&state).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        reason: format!("cannot serialise the training state: {e}"),
-    })?;
-    metadata.insert(STATE_KEY.to_string(), json);
-    metadata.insert(DATA_KEY.to_string(), data.to_string());
-    write_checkpoint(path, &tensors, &metadata)
-}
-
-/// The β of an epoch's training steps, for [`EpochReport::beta`].
-#[derive(Default)]
-struct BetaRecord {
-    first: Option<f64>,
-    varied: bool,
-    sum: f64,
-    steps: usize,
-}
-
-impl BetaRecord {
-    fn add(&mut self, beta: f64) {
-        let first = *self.first.get_or_insert(beta);
-        self.varied |= beta != first;
-        self.sum += beta;
-        self.steps += 1;
-    }
-
-    /// The steps' β where it held all epoch (exactly), their mean otherwise;
-    /// `None` for a model without β.
-    fn value(&self) -> Option<f64> {
-        let first = self.first?;
-        Some(if self.varied {
-            self.sum / self.steps as f64
+        let batches: BatchIter<'_> = train_set.batches(
+            cfg.batch_size,
+            Shuffle::Seeded(&mut rng),
+            cfg.last_batch,
+            model.device(),
+        )?;
+        let mut tally = EpochTally {
+            epoch,
+            steps_before,
+            started,
+            acc: TermAccumulator::default(),
+            betas: BetaRecord::default(),
+        };
+        for (i, batch) in batches.enumerate() {
+            self.step(&mut tally, opt, rng, i + 1, batch?)?;
+        }
+        let EpochTally { acc, betas, .. } = tally;
+        let train_seconds = started.elapsed().as_secs_f64();
+        let beta = betas.value();
+        let mut eval_rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ EVAL_SEED_SALT);
+        eval_rng.set_stream(epoch as u64);
+        // Evaluation weighs the KL with the schedule's target β.
+        let eval_ctx = StepContext::eval()
+            .with_epoch(epoch)
+            .with_beta(cfg.beta_schedule.as_ref().map(|s| s.target()));
+        let test_terms = evaluate_with(
+            model,
+            test_set,
+            cfg.eval_batch_size,
+            &mut eval_rng,
+            cfg.corruption.as_ref(),
+            &eval_ctx,
+        )?;
+        let train_terms = acc.means();
+        let test_loss = lookup(&test_terms, "loss").unwrap_or(f64::NAN);
+        if !test_loss.is_finite() {
+            bar.abandon();
+            return Err(Error::NonFinite {
+                epoch,
+                step: steps_per_epoch,
+                term: "test loss".into(),
+                value: test_loss,
+            });
+        }
+        let min_delta = cfg.early_stopping.map_or(0.0, |e| e.min_delta);
+        let improved = state
+            .best
+            .is_none_or(|(_, best)| test_loss < best - min_delta);
+        if improved {
+            state.best = Some((epoch, test_loss));
+            state.bad_epochs = 0;
         } else {
-            first
+            state.bad_epochs += 1;
+        }
+        state.epoch = epoch;
+        Ok(EpochReport {
+            epoch,
+            train: train_terms,
+            test: test_terms,
+            seconds: started.elapsed().as_secs_f64(),
+            images_per_s: acc.images as f64 / train_seconds.max(1e-9),
+            improved,
+            beta,
         })
     }
-}
 
-/// Per-image means of the loss terms over an epoch.
-#[derive(Default)]
-struct TermAccumulator {
-    names: Vec<String>,
-    sums: Vec<f64>,
-    images: usize,
-}
-
-impl TermAccumulator {
-    /// Adds one batch of `b` images; returns its per-image values by name
-    /// (`loss` first, then the model's terms).
-    fn add(&mut self, terms: &LossTerms, b: usize) -> Result<Vec<(String, f64)>> {
-        let mut scalars: Vec<&Tensor> = vec![&terms.total];
-        scalars.extend(terms.terms.iter().map(|t| &t.value));
-        // One transfer for every term.
-        let values = Tensor::stack(&scalars, 0)?
-            .to_dtype(DType::F64)?
-            .to_vec1::<f64>()?;
-        let pers = std::iter::once(terms.per).chain(terms.terms.iter().map(|t| t.per));
-        let names = std::iter::once("loss").chain(terms.terms.iter().map(|t| t.name.as_ref()));
-        let per_image: Vec<(String, f64)> = names
-            .zip(pers)
-            .zip(&values)
-            .map(|((n, per), v)| {
-                let v = match per {
-                    Per::Batch => v / b.max(1) as f64,
-                    Per::Image => *v,
-                };
-                (n.to_string(), v)
-            })
-            .collect();
-        if self.names.is_empty() {
-            self.names = per_image.iter().map(|(n, _)| n.clone()).collect();
-            self.sums = vec![0.0; self.names.len()];
+    /// Training step `step` of the epoch in `tally`: `batch` augmented and
+    /// corrupted (drawing from `rng`), its loss at the step's β, the
+    /// optimizer's update, the progress bar moved on.
+    fn step(
+        &self,
+        tally: &mut EpochTally,
+        opt: &mut dyn TrainOptimizer,
+        mut rng: &mut ChaCha8Rng,
+        step: usize,
+        mut batch: Batch,
+    ) -> Result<()> {
+        let Self {
+            cfg,
+            model,
+            train,
+            steps_per_epoch,
+            bar,
+            ..
+        } = *self;
+        let EpochTally {
+            epoch,
+            steps_before,
+            started,
+            ref mut acc,
+            ref mut betas,
+        } = *tally;
+        if cfg.augmentation.is_active() {
+            batch.images = cfg.augmentation.apply(&batch.images, &mut rng)?;
         }
-        for (name, v) in &per_image {
-            match self.names.iter().position(|n| n == name) {
-                Some(i) => self.sums[i] += v * b as f64,
-                None => {
-                    return Err(Error::Candle(candle_core::Error::Msg(format!(
-                        "the model gave a term `{name}` it did not give on the first batch"
-                    ))))
-                }
-            }
-        }
-        self.images += b;
-        Ok(per_image)
-    }
-
-    fn mean(&self, name: &str) -> f64 {
-        self.names
-            .iter()
-            .position(|n| n == name)
-            .map_or(f64::NAN, |i| self.sums[i] / self.images.max(1) as f64)
-    }
-
-    fn means(&self) -> Vec<(String, f64)> {
-        self.names
-            .iter()
-            .zip(&self.sums)
-            .map(|(n, s)| (n.clone(), s / self.images.max(1) as f64))
-            .collect()
-    }
-}
-
-/// Mean loss terms and metrics per image of `model` on `data`
-/// ([`Trainable::evaluate`]: evaluation mode, plus `accuracy` for a model with
-/// a classifier).
-///
-/// # Errors
-///
-/// [`Error::Data`] for an empty `data`; errors of the model's forward pass.
-pub fn evaluate<M, S>(
-    model: &M,
-    data: &S,
-    batch_size: usize,
-    rng: &mut dyn RngCore,
-) -> Result<Vec<(String, f64)>>
-where
-    M: Trainable + ?Sized,
-    S: ImageSource + ?Sized,
-{
-    evaluate_with(model, data, batch_size, rng, None, &StepContext::eval())
-}
-
-/// [`evaluate`], with the inputs corrupted by `corruption` (drawn from `rng`).
-fn evaluate_with<M, S>(
-    model: &M,
-    data: &S,
-    batch_size: usize,
-    rng: &mut dyn RngCore,
-    corruption: Option<&Corruption>,
-    ctx: &StepContext,
-) -> Result<Vec<(String, f64)>>
-where
-    M: Trainable + ?Sized,
-    S: ImageSource + ?Sized,
-{
-    if data.is_empty() {
-        return Err(Error::Data {
-            path: PathBuf::from("evaluation set"),
-            reason: "holds no image".into(),
-        });
-    }
-    let mut acc = TermAccumulator::default();
-    for batch in data.batches(batch_size, Shuffle::None, LastBatch::Keep, model.device())? {
-        let batch = match corruption {
-            Some(c) => c.corrupt(batch?, rng)?,
-            None => batch?,
+        // Corrupted after augmenting: the loss scores the augmented clean images.
+        let batch = match &cfg.corruption {
+            Some(c) => c.corrupt(batch, &mut rng)?,
+            None => batch,
         };
-        let terms = model.evaluate(&batch, rng, ctx)?;
-        acc.add(&terms, batch.len())?;
-    }
-    Ok(acc.means())
-}
-
-fn append_history(path: &Path, report: &EpochReport) -> Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    writeln!(f, "{}", report.to_json()).map_err(|e| Error::io(path, e))
-}
-
-/// Keeps the first `epochs` lines of a history file (dropping epochs a resumed
-/// run will redo).
-fn truncate_history(path: &Path, epochs: usize) -> Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let kept: String = text
-        .lines()
-        .take(epochs)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(path, kept).map_err(|e| Error::io(path, e))
-}
-
-pub(crate) fn progress_bar(progress: Progress, steps: usize) -> indicatif::ProgressBar {
-    match progress {
-        Progress::Hidden => indicatif::ProgressBar::hidden(),
-        Progress::Auto => {
-            let bar = indicatif::ProgressBar::with_draw_target(
-                Some(steps as u64),
-                indicatif::ProgressDrawTarget::stderr(),
+        let ctx = StepContext::train()
+            .with_epoch(epoch)
+            .with_step(steps_before + step)
+            .with_beta(
+                cfg.beta_schedule
+                    .as_ref()
+                    .map(|s| s.beta_at(epoch, steps_before + step)),
             );
-            if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} {msg} [{elapsed}<{eta}]",
-            ) {
-                bar.set_style(style);
-            }
-            bar
+        if let Some(beta) = ctx.beta.or(model.beta()) {
+            betas.add(beta);
         }
+        let terms = model
+            .batch_loss(&batch, &mut rng, &ctx)
+            .map_err(|e| one_image_batch(e, batch.len(), train.len(), cfg.batch_size))?;
+        let values = acc.add(&terms, batch.len())?;
+        if let Some((term, value)) = values.iter().find(|(_, v)| !v.is_finite()) {
+            bar.abandon();
+            return Err(Error::NonFinite {
+                epoch,
+                step,
+                term: term.clone(),
+                value: *value,
+            });
+        }
+        opt.backward_step(&terms.total)?;
+        bar.inc(1);
+        if step.is_multiple_of(10) || step == steps_per_epoch {
+            bar.set_message(format!(
+                "epoch {epoch}/{} loss {:.4} {:.0} img/s",
+                cfg.epochs,
+                acc.mean("loss"),
+                acc.images as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+        }
+        Ok(())
     }
-}
-
-/// Reads the per-epoch history a run wrote.
-///
-/// # Errors
-///
-/// [`Error::Io`] if the file cannot be read; [`Error::Data`] for a line that is
-/// not a JSON object.
-pub fn read_history(path: impl AsRef<Path>) -> Result<Vec<HashMap<String, serde_json::Value>>> {
-    let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Data {
-                path: path.to_path_buf(),
-                reason: format!("line {}: {e}", i + 1),
-            })
-        })
-        .collect()
 }
