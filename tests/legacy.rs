@@ -43,6 +43,10 @@ fn run_config(run: &str) -> CheckedRunConfig {
 }
 
 #[test]
+#[cfg_attr(
+    not(vaekit_fixtures),
+    ignore = "needs the runs of tests/fixtures/legacy, which the published crate leaves out: run it from the repository"
+)]
 fn checkpoints_written_before_the_redesign_load_with_their_configs() {
     for run in RUNS {
         let model = Model::load(fixture(run).join(CHECKPOINT_FILE), &Device::Cpu)
@@ -56,6 +60,10 @@ fn checkpoints_written_before_the_redesign_load_with_their_configs() {
 }
 
 #[test]
+#[cfg_attr(
+    not(vaekit_fixtures),
+    ignore = "needs the runs of tests/fixtures/legacy, which the published crate leaves out: run it from the repository"
+)]
 fn runs_written_before_the_redesign_resume_bit_for_bit() {
     let digits = Mnist::bundled().unwrap();
     for run in RUNS {
