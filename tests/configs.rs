@@ -180,8 +180,9 @@ fn keys(v: &Value, out: &mut std::collections::BTreeSet<String>) {
     }
 }
 
-/// The configs the property starts from: every preset, a colour VAE, and the
-/// digit-conditioned VAE with given labels and a mixture prior.
+/// The configs the property starts from: every preset, a colour VAE, the
+/// digit-conditioned VAE with given labels and a mixture prior, and the digit
+/// VQ-VAE.
 fn seeds() -> Vec<Value> {
     let mut out: Vec<Value> = Preset::ALL
         .iter()
@@ -202,6 +203,7 @@ fn seeds() -> Vec<Value> {
     given["prior"] = json!({"type": "gaussian_mixture", "components": 3, "spread": 2.0,
         "sigma": 0.5, "learn_means": true, "learn_variances": false});
     out.push(given);
+    out.push(serde_json::to_value(vaekit::models::presets::vq_vae_digits()).unwrap());
     out
 }
 
@@ -218,7 +220,7 @@ proptest::proptest! {
     /// the config has, under the part it belongs to.
     #[test]
     fn a_config_that_checks_builds_and_one_that_does_not_names_its_field(
-        seed in 0usize..8,
+        seed in 0usize..9,
         pick in 0usize..1000,
         int in 0u64..40,
         float in -2.0f64..3.0,

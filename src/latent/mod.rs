@@ -1,11 +1,13 @@
 //! Latent distributions: the diagonal-Gaussian posterior, how an encoder
 //! parameterises it, and the priors a VAE regularises it towards (standard
-//! normal, Gaussian mixture, VampPrior).
+//! normal, Gaussian mixture, VampPrior); and the discrete latents: the vector
+//! quantiser of the VQ-VAE and the priors over its code grids.
 //!
 //! Every random draw takes the caller's generator (`&mut dyn RngCore`), so a
 //! seeded [`rand`] generator makes a run reproducible bit for bit on the CPU,
 //! whatever the device.
 
+mod code_prior;
 mod config;
 mod density;
 mod gaussian;
@@ -14,7 +16,9 @@ mod noise;
 mod posterior;
 mod standard_normal;
 mod vamp;
+mod vq;
 
+pub use code_prior::{independent_code_prior, CodePrior, IndependentCodePrior};
 pub use config::PriorConfig;
 pub(crate) use density::LN_2PI;
 pub use density::{
@@ -26,6 +30,10 @@ pub use noise::standard_normal;
 pub use posterior::PosteriorParam;
 pub use standard_normal::StandardNormal;
 pub use vamp::{vamp_prior, VampConfig, VampPrior};
+pub use vq::{
+    vector_quantizer, CodebookUpdate, EmaConfig, Quantized, QuantizerConfig, RestartConfig,
+    VectorQuantizer,
+};
 
 use candle_core::{Device, Result, Tensor};
 use rand::RngCore;

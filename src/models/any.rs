@@ -13,6 +13,7 @@ use super::conditioning::{Condition, Conditioner, Conditioning};
 use super::latent_model::LatentModel;
 use super::trainable::Trainable;
 use super::vae::Vae;
+use super::vq_vae::VqVae;
 use crate::latent::{LatentPrior, StandardNormal};
 use crate::nets::{Decoder, Encoder, ImageShape};
 
@@ -168,6 +169,46 @@ where
     }
     fn decoder(&self) -> &dyn Decoder {
         Autoencoder::<E, D>::decoder(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The VQ-VAE's latent is its code map flattened, `[b, D·h·w]`: `encode`
+/// gives the nearest codes, `decode` takes code maps, `sample` draws grids
+/// from the model's [`IndependentCodePrior`](crate::latent::IndependentCodePrior)
+/// (uniform until [`VqVae::fit_prior`]). It has no likelihood, so no
+/// [`LatentModel`].
+impl<E, D> AnyModel for VqVae<E, D>
+where
+    E: Encoder + std::fmt::Debug + 'static,
+    D: Decoder + std::fmt::Debug + 'static,
+{
+    fn family(&self) -> &'static str {
+        "VQ-VAE"
+    }
+    fn latent_dim(&self) -> usize {
+        VqVae::latent_dim(self)
+    }
+    fn input_shape(&self) -> ImageShape {
+        self.encoder().input_shape()
+    }
+    fn encode(&self, images: &Tensor) -> Result<Tensor> {
+        VqVae::encode(self, images)
+    }
+    /// A VQ-VAE has no condition: `condition` is ignored.
+    fn decode(&self, z: &Tensor, _condition: Condition<'_>) -> Result<Tensor> {
+        self.decode_pixels(z)
+    }
+    fn reconstruct(&self, images: &Tensor, _condition: Condition<'_>) -> Result<Tensor> {
+        VqVae::reconstruct(self, images)
+    }
+    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
+        VqVae::sample(self, n, rng)
+    }
+    fn decoder(&self) -> &dyn Decoder {
+        VqVae::<E, D>::decoder(self)
     }
     fn as_any(&self) -> &dyn Any {
         self

@@ -11,10 +11,14 @@ use super::any::AnyModel;
 use super::autoencoder::Autoencoder;
 use super::conditioning::{ClassConditioning, Conditioner, Unconditioned};
 use super::config::{
-    AutoencoderConfig, CheckedModelConfig, ConditioningConfig, ModelConfig, VaeConfig,
+    AutoencoderConfig, CheckedModelConfig, ConditioningConfig, ModelConfig, VaeConfig, VqVaeConfig,
 };
 use super::vae::Vae;
-use crate::latent::{gaussian_mixture_prior, vamp_prior, LatentPrior, PriorConfig, StandardNormal};
+use super::vq_vae::{code_grid, VqVae};
+use crate::latent::{
+    gaussian_mixture_prior, independent_code_prior, vamp_prior, vector_quantizer, LatentPrior,
+    PriorConfig, StandardNormal,
+};
 use crate::nets::{DecoderConfig, EncoderConfig, ImageShape, Mlp};
 use crate::params::{ParamStore, ShapeProbe};
 use crate::{Error, Result};
@@ -66,6 +70,7 @@ impl ModelConfig {
         match self {
             ModelConfig::Autoencoder(c) => c,
             ModelConfig::Vae(c) => c,
+            ModelConfig::VqVae(c) => c,
         }
     }
 
@@ -179,6 +184,49 @@ impl FamilyConfig for VaeConfig {
                 .saturating_add(c.classifier.out_dim as u64),
             _ => 0,
         }
+    }
+}
+
+impl FamilyConfig for VqVaeConfig {
+    fn build(&self, params: &ParamStore, vb: VarBuilder) -> Result<Box<dyn AnyModel>> {
+        let encoder = self.encoder.build(vb.pp("encoder"))?;
+        let decoder = self.decoder.build(vb.pp("decoder"))?;
+        let quantizer = vector_quantizer(&self.quantizer, vb.pp("quantizer"))?;
+        let grid = code_grid(encoder.as_ref(), self.quantizer.code_dim)?;
+        // A residual decoder's input is its code map, `start`.
+        if let DecoderConfig::Residual(d) = &self.decoder {
+            if d.start.numel() != encoder.output_dim() {
+                return Err(Error::config(
+                    "decoder.start",
+                    format!(
+                        "a {} code map holds {} values, but the encoder gives {}",
+                        d.start,
+                        d.start.numel(),
+                        encoder.output_dim()
+                    ),
+                ));
+            }
+        }
+        let prior = independent_code_prior(grid, self.quantizer.codes, vb.pp("prior"))?;
+        Ok(Box::new(VqVae::new(
+            params, encoder, decoder, quantizer, prior, self.loss,
+        )?))
+    }
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            latent_dim: self.encoder.output_dim(),
+            encoder: &self.encoder,
+            decoder: &self.decoder,
+        }
+    }
+    /// The distances of every code vector to every code, and the codes, the
+    /// straight-through sum and the two squared errors.
+    fn other_activation_values(&self) -> u64 {
+        let latent = self.encoder.output_dim() as u64;
+        let positions = latent / self.quantizer.code_dim.max(1) as u64;
+        positions
+            .saturating_mul(self.quantizer.codes as u64)
+            .saturating_add(latent.saturating_mul(4))
     }
 }
 

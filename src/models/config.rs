@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::latent::{PosteriorParam, PriorConfig};
+use crate::latent::{PosteriorParam, PriorConfig, QuantizerConfig};
 use crate::losses::{Reduction, VaeLossConfig};
 use crate::nets::MlpConfig;
 
@@ -18,6 +18,7 @@ pub use crate::nets::{DecoderConfig, EncoderConfig};
 
 use super::autoencoder::{AeLoss, AeLossConfig};
 use super::conditioning::Conditioning;
+use super::vq_vae::VqLossConfig;
 
 /// A plain autoencoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,6 +135,45 @@ crate::setters::with_setters!(VaeConfig {
     with_posterior(posterior: PosteriorParam),
     with_loss(loss: VaeLossConfig),
     with_conditioning(conditioning: Option<ConditioningConfig>),
+});
+
+/// A VQ-VAE ([`VqVae`](super::VqVae)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VqVaeConfig {
+    /// The encoder: its output is a map of `quantizer.code_dim` channels (a
+    /// [`ResidualEncoderConfig`](crate::nets::ResidualEncoderConfig)), or
+    /// any encoder whose output width is a multiple of `code_dim` (a row of
+    /// code vectors).
+    pub encoder: EncoderConfig,
+    /// The decoder (its input width is the encoder's output width).
+    pub decoder: DecoderConfig,
+    /// The codebook: its size `K`, code width `D`, how it learns, restarts.
+    pub quantizer: QuantizerConfig,
+    /// The loss.
+    #[serde(default)]
+    pub loss: VqLossConfig,
+}
+
+impl VqVaeConfig {
+    /// A VQ-VAE with `quantizer` between `encoder` and `decoder`, trained
+    /// with [`VqLossConfig::default`] (squared error, β = 0.25).
+    pub fn new(encoder: EncoderConfig, decoder: DecoderConfig, quantizer: QuantizerConfig) -> Self {
+        Self {
+            encoder,
+            decoder,
+            quantizer,
+            loss: VqLossConfig::default(),
+        }
+    }
+}
+
+crate::setters::with_setters!(VqVaeConfig {
+    with_encoder(encoder: EncoderConfig),
+    with_decoder(decoder: DecoderConfig),
+    with_quantizer(quantizer: QuantizerConfig),
+    with_loss(loss: VqLossConfig),
 });
 
 /// What a VAE's decoder sees besides `z`, tagged by `type` in JSON.
@@ -265,12 +305,15 @@ pub enum ModelConfig {
     Autoencoder(AutoencoderConfig),
     /// A VAE, conditioned or not.
     Vae(VaeConfig),
+    /// A VQ-VAE.
+    VqVae(VqVaeConfig),
 }
 
 crate::tagged::tagged_deserialize!(ModelConfig, "kind", {
     "autoencoder" => Autoencoder(AutoencoderConfig),
     "vae" => Vae(VaeConfig),
     "digit_cvae" => Vae(DigitCvaeJson),
+    "vq_vae" => VqVae(VqVaeConfig),
 });
 
 /// A [`ModelConfig`] whose model built: what
@@ -316,6 +359,7 @@ impl ModelConfig {
                     a.class_weight = b.class_weight;
                 }
             }
+            (ModelConfig::VqVae(a), ModelConfig::VqVae(b)) => a.loss = b.loss,
             _ => {}
         }
         config

@@ -1,6 +1,7 @@
-//! Models: the plain autoencoder and the VAE (dense or convolutional, generic
+//! Models: the plain autoencoder, the VAE (dense or convolutional, generic
 //! over its encoder, decoder, prior and conditioning — the digit-conditioned
-//! VAE is a VAE with a [`ClassConditioning`]), their configs and presets,
+//! VAE is a VAE with a [`ClassConditioning`]) and the VQ-VAE, their configs
+//! and presets,
 //! [`Trainable`] — what the trainer needs from any of them, or from a model of
 //! your own — [`AnyModel`], a family as one type, and [`Model`], which builds
 //! any of them from a [`ModelConfig`] and saves and loads it.
@@ -20,6 +21,7 @@ pub mod presets;
 mod step_memory;
 mod trainable;
 mod vae;
+mod vq_vae;
 
 pub use any::AnyModel;
 pub use autoencoder::{AeLoss, AeLossConfig, Autoencoder, AutoencoderOutput};
@@ -29,11 +31,11 @@ pub use conditioning::{
 };
 pub use config::{
     AutoencoderConfig, CheckedModelConfig, ClassifierConditioningConfig, ConditioningConfig,
-    DecoderConfig, EncoderConfig, LabelConditioningConfig, ModelConfig, VaeConfig,
+    DecoderConfig, EncoderConfig, LabelConditioningConfig, ModelConfig, VaeConfig, VqVaeConfig,
 };
 pub(crate) use json::{architecture_difference, parse_json, LossSettings};
 pub use latent_model::LatentModel;
-pub use model::{ConfigAutoencoder, ConfigVae, Model, ModelLimits, MAX_PARAMETERS};
+pub use model::{ConfigAutoencoder, ConfigVae, ConfigVqVae, Model, ModelLimits, MAX_PARAMETERS};
 pub use persist::TrainableExt;
 pub(crate) use persist::{checkpoint_metadata, CONFIG_KEY};
 pub use presets::Preset;
@@ -44,6 +46,7 @@ pub use step_memory::{
 };
 pub use trainable::{LossTerms, Mode, Per, StepContext, Term, Trainable};
 pub use vae::{Vae, VaeOutput};
+pub use vq_vae::{VqLossConfig, VqVae, VqVaeOutput};
 
 pub use crate::latent::{PosteriorParam, PriorConfig};
 pub use crate::losses::{KlEstimator, Likelihood, Objective, VaeLossConfig};

@@ -24,12 +24,16 @@ use super::presets::Preset;
 use super::step_memory::training_step_bytes;
 use super::trainable::{LossTerms, StepContext, Trainable};
 use super::vae::Vae;
+use super::vq_vae::VqVae;
 
 /// The autoencoder a [`Model`] builds from an autoencoder config.
 pub type ConfigAutoencoder = Autoencoder<Box<dyn Encoder>, Box<dyn Decoder>>;
 /// The VAE a [`Model`] builds from a VAE config (any prior, any conditioning).
 pub type ConfigVae =
     Vae<Box<dyn Encoder>, Box<dyn Decoder>, Box<dyn LatentPrior>, Box<dyn Conditioner>>;
+
+/// The VQ-VAE a [`Model`] builds from a VQ-VAE config.
+pub type ConfigVqVae = VqVae<Box<dyn Encoder>, Box<dyn Decoder>>;
 
 /// The most parameters (weights and buffers) a model may have unless
 /// [`ModelLimits`] allow more: 2^28 values, 1 GiB as `f32`.
@@ -143,8 +147,9 @@ impl ModelLimits {
 /// It implements [`Trainable`], so the [`Trainer`](crate::train::Trainer)
 /// trains it; [`save`](Model::save) writes its config with its weights, and
 /// [`Model::load`] rebuilds it from the file alone. The network inside is one
-/// family's type behind [`AnyModel`]; [`as_vae`](Model::as_vae) and
-/// [`as_autoencoder`](Model::as_autoencoder) give it typed.
+/// family's type behind [`AnyModel`]; [`as_vae`](Model::as_vae),
+/// [`as_autoencoder`](Model::as_autoencoder) and
+/// [`as_vq_vae`](Model::as_vq_vae) give it typed.
 #[derive(Debug)]
 pub struct Model {
     config: CheckedModelConfig,
@@ -263,6 +268,13 @@ impl Model {
     /// The autoencoder, if the model is one.
     pub fn as_autoencoder(&self) -> Option<&ConfigAutoencoder> {
         self.network.as_any().downcast_ref()
+    }
+
+    /// The VQ-VAE, if the model is one, over untracked views of the weights
+    /// (its quantiser's buffers are shared with the trained network): what
+    /// encodes code grids, fits the prior ([`VqVae::fit_prior`]) and samples.
+    pub fn as_vq_vae(&self) -> Option<&ConfigVqVae> {
+        self.frozen.as_any().downcast_ref()
     }
 
     /// The decoder (of whichever family).

@@ -10,7 +10,11 @@
 //! | `conv-ae-2d` | Keras conv autoencoder | the same with a 2-D code |
 //!
 //! [`vanilla_vae`] builds PyTorch-VAE's `VanillaVAE` for colour images of 32×32,
-//! 64×64 or any multiple of 32 a side.
+//! 64×64 or any multiple of 32 a side; [`vq_vae`] the VQ-VAE of van den Oord
+//! et al. (2017) for any image whose sides are multiples of 4, with
+//! [`vq_vae_digits`] (28×28 grey) and [`vq_vae_colour`] (32×32 RGB) as its
+//! two presets. They are functions rather than [`Preset`]s, which are the
+//! MNIST tutorials, each with a whole-model PyTorch fixture.
 //!
 //! Parameter names follow each preset's PyTorch equivalent in
 //! `tests/fixtures/make_fixtures.py`; `docs/architecture.md` maps them to the
@@ -21,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use crate::losses::Reduction;
 use crate::nets::{
     Activation, ConvBlockConfig, ConvDecoderConfig, ConvEncoderConfig, DenseDecoderConfig,
-    DenseEncoderConfig, ImageShape, MlpConfig, Norm, OutputKind, UpBlockConfig, Upsampling,
+    DenseEncoderConfig, ImageShape, MlpConfig, Norm, OutputKind, ResidualDecoderConfig,
+    ResidualEncoderConfig, ResidualStackConfig, UpBlockConfig, Upsampling,
 };
 use crate::params::InitScheme;
 use crate::{Error, Result};
@@ -30,8 +35,12 @@ use super::autoencoder::{AeLoss, AeLossConfig};
 use super::conditioning::Conditioning;
 use super::config::{
     AutoencoderConfig, ConditioningConfig, DecoderConfig, EncoderConfig, ModelConfig, VaeConfig,
+    VqVaeConfig,
 };
-use crate::latent::{PosteriorParam, PriorConfig};
+use super::vq_vae::VqLossConfig;
+use crate::latent::{
+    CodebookUpdate, EmaConfig, PosteriorParam, PriorConfig, QuantizerConfig, RestartConfig,
+};
 use crate::losses::{KlEstimator, Likelihood, VaeLossConfig};
 
 /// A tutorial architecture with its defaults.
@@ -460,4 +469,126 @@ pub fn vanilla_vae(
         },
         conditioning: None,
     }))
+}
+
+/// The VQ-VAE of van den Oord et al. (2017) for `image` (sides multiples of
+/// 4), as its reference implementations build it: the encoder is
+/// Conv(`hidden`/2, 4, s2, p1) + ReLU, Conv(`hidden`, 4, s2, p1) + ReLU,
+/// Conv(`hidden`, 3, p1), two residual blocks (ReLU, 3×3 conv to
+/// `residual_hidden`, ReLU, 1×1 conv back, added), a ReLU, and a 1×1
+/// convolution to `code_dim` channels: an `h/4 × w/4` map of code vectors.
+/// The quantiser has `codes` codes learned by moving averages (decay 0.99,
+/// ε = 1e-5) with restarts of dead codes (threshold 1). The decoder mirrors
+/// the encoder: 3×3 conv to `hidden`, two residual blocks, a ReLU,
+/// ConvT(`hidden`/2, 4, s2, p1) + ReLU, ConvT(channels, 4, s2, p1) giving
+/// linear values. The loss is their mean squared error plus `0.25 ·` the
+/// commitment loss, both means over values. PyTorch init.
+///
+/// ```
+/// use vaekit::models::{presets::vq_vae, Model};
+/// use vaekit::nets::ImageShape;
+///
+/// let config = vq_vae(ImageShape::new(3, 32, 32), 128, 32, 512, 64)?;
+/// let model = Model::new(&config, &candle_core::Device::Cpu, 0)?;
+/// assert_eq!(model.latent_dim(), 64 * 8 * 8);
+/// # Ok::<(), vaekit::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Config`] if `image` has no channel or a side that is not a
+/// positive multiple of 4, or a width or count is 0.
+pub fn vq_vae(
+    image: ImageShape,
+    hidden: usize,
+    residual_hidden: usize,
+    codes: usize,
+    code_dim: usize,
+) -> Result<ModelConfig> {
+    let side = |n: usize| n > 0 && n.is_multiple_of(4);
+    if image.channels == 0 || !side(image.height) || !side(image.width) {
+        return Err(Error::config(
+            "image",
+            format!(
+                "{image}: the VQ-VAE halves each side twice, so it needs a channel and sides that are positive multiples of 4"
+            ),
+        ));
+    }
+    for (v, field) in [
+        (hidden, "hidden"),
+        (residual_hidden, "residual_hidden"),
+        (codes, "codes"),
+        (code_dim, "code_dim"),
+    ] {
+        if v == 0 {
+            return Err(Error::config(field, "must be positive"));
+        }
+    }
+    Ok(vq_vae_unchecked(
+        image,
+        hidden,
+        residual_hidden,
+        codes,
+        code_dim,
+    ))
+}
+
+/// [`vq_vae`] without its checks (the model's constructors make them again).
+fn vq_vae_unchecked(
+    image: ImageShape,
+    hidden: usize,
+    residual_hidden: usize,
+    codes: usize,
+    code_dim: usize,
+) -> ModelConfig {
+    use Activation::{Identity, Relu};
+    let half = hidden.div_ceil(2);
+    let init = InitScheme::PyTorch;
+    let residual = ResidualStackConfig::new(2, residual_hidden);
+    let transposed = Upsampling::Transposed { output_padding: 0 };
+    ModelConfig::VqVae(VqVaeConfig {
+        encoder: EncoderConfig::Residual(ResidualEncoderConfig {
+            input: image,
+            blocks: vec![
+                conv(half, 4, 2, 1, Norm::None, Relu),
+                conv(hidden, 4, 2, 1, Norm::None, Relu),
+                conv(hidden, 3, 1, 1, Norm::None, Identity),
+            ],
+            residual,
+            latent_channels: code_dim,
+            init,
+        }),
+        decoder: DecoderConfig::Residual(ResidualDecoderConfig {
+            start: ImageShape::new(code_dim, image.height / 4, image.width / 4),
+            channels: hidden,
+            residual,
+            blocks: vec![
+                up(transposed, half, 4, 2, 1, Relu),
+                up(transposed, image.channels, 4, 2, 1, Identity),
+            ],
+            output: image,
+            output_kind: OutputKind::Linear,
+            init,
+        }),
+        quantizer: QuantizerConfig {
+            codes,
+            code_dim,
+            update: CodebookUpdate::Ema(EmaConfig::default()),
+            restart: Some(RestartConfig::default()),
+        },
+        loss: VqLossConfig::default(),
+    })
+}
+
+/// [`vq_vae`] for 28×28 grey digits: 64 hidden channels, 32 in the residual
+/// blocks, 128 codes of width 16 on a 7×7 grid.
+pub fn vq_vae_digits() -> ModelConfig {
+    vq_vae_unchecked(MNIST, 64, 32, 128, 16)
+}
+
+/// [`vq_vae`] for 32×32 colour images, the reference implementation's
+/// CIFAR-10 model: 128 hidden channels, 32 in the residual blocks, 512 codes
+/// of width 64 on an 8×8 grid.
+pub fn vq_vae_colour() -> ModelConfig {
+    vq_vae_unchecked(ImageShape::new(3, 32, 32), 128, 32, 512, 64)
 }

@@ -6,10 +6,11 @@ use serde::Serialize;
 use super::{
     ConvDecoder, ConvDecoderConfig, ConvEncoder, ConvEncoderConfig, Decoder, DenseDecoder,
     DenseDecoderConfig, DenseEncoder, DenseEncoderConfig, Encoder, ImageShape, OutputKind,
+    ResidualDecoder, ResidualDecoderConfig, ResidualEncoder, ResidualEncoderConfig,
 };
 use crate::Result;
 
-/// An encoder of either family, tagged by `type` in JSON.
+/// An encoder of any family, tagged by `type` in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -18,16 +19,20 @@ pub enum EncoderConfig {
     Dense(DenseEncoderConfig),
     /// A [`ConvEncoder`].
     Conv(ConvEncoderConfig),
+    /// A [`ResidualEncoder`], whose output is a map of code vectors.
+    Residual(ResidualEncoderConfig),
 }
 
 crate::tagged::tagged_deserialize!(EncoderConfig, "type", {
     "dense" => Dense(DenseEncoderConfig),
     "conv" => Conv(ConvEncoderConfig),
+    "residual" => Residual(ResidualEncoderConfig),
 });
 
 crate::tagged::tagged_deserialize!(DecoderConfig, "type", {
     "dense" => Dense(DenseDecoderConfig),
     "conv" => Conv(ConvDecoderConfig),
+    "residual" => Residual(ResidualDecoderConfig),
 });
 
 impl EncoderConfig {
@@ -40,6 +45,7 @@ impl EncoderConfig {
         Ok(match self {
             EncoderConfig::Dense(c) => Box::new(DenseEncoder::new(c, vb)?),
             EncoderConfig::Conv(c) => Box::new(ConvEncoder::new(c, vb)?),
+            EncoderConfig::Residual(c) => Box::new(ResidualEncoder::new(c, vb)?),
         })
     }
 
@@ -48,14 +54,17 @@ impl EncoderConfig {
         match self {
             EncoderConfig::Dense(c) => c.input,
             EncoderConfig::Conv(c) => c.input,
+            EncoderConfig::Residual(c) => c.input,
         }
     }
 
-    /// Width of the output.
+    /// Width of the output (0 for a residual encoder whose layout cannot
+    /// work).
     pub fn output_dim(&self) -> usize {
         match self {
             EncoderConfig::Dense(c) => c.output_dim,
             EncoderConfig::Conv(c) => c.output_dim,
+            EncoderConfig::Residual(c) => c.output_dim(),
         }
     }
 
@@ -72,6 +81,7 @@ impl EncoderConfig {
             EncoderConfig::Conv(c) => {
                 maps(&c.shapes("encoder")?).saturating_add(c.output_dim as u64)
             }
+            EncoderConfig::Residual(c) => c.activation_values("encoder")?,
         })
     }
 
@@ -84,11 +94,12 @@ impl EncoderConfig {
         match self {
             EncoderConfig::Dense(c) => c.validate(field),
             EncoderConfig::Conv(c) => c.validate(field),
+            EncoderConfig::Residual(c) => c.validate(field),
         }
     }
 }
 
-/// A decoder of either family, tagged by `type` in JSON.
+/// A decoder of any family, tagged by `type` in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -97,6 +108,8 @@ pub enum DecoderConfig {
     Dense(DenseDecoderConfig),
     /// A [`ConvDecoder`].
     Conv(ConvDecoderConfig),
+    /// A [`ResidualDecoder`], which takes a map of code vectors.
+    Residual(ResidualDecoderConfig),
 }
 
 impl DecoderConfig {
@@ -109,6 +122,7 @@ impl DecoderConfig {
         Ok(match self {
             DecoderConfig::Dense(c) => Box::new(DenseDecoder::new(c, vb)?),
             DecoderConfig::Conv(c) => Box::new(ConvDecoder::new(c, vb)?),
+            DecoderConfig::Residual(c) => Box::new(ResidualDecoder::new(c, vb)?),
         })
     }
 
@@ -117,6 +131,7 @@ impl DecoderConfig {
         match self {
             DecoderConfig::Dense(c) => c.input_dim,
             DecoderConfig::Conv(c) => c.input_dim,
+            DecoderConfig::Residual(c) => c.input_dim(),
         }
     }
 
@@ -125,6 +140,7 @@ impl DecoderConfig {
         match self {
             DecoderConfig::Dense(c) => c.output,
             DecoderConfig::Conv(c) => c.output,
+            DecoderConfig::Residual(c) => c.output,
         }
     }
 
@@ -133,6 +149,7 @@ impl DecoderConfig {
         match self {
             DecoderConfig::Dense(c) => c.output_kind,
             DecoderConfig::Conv(c) => c.output_kind,
+            DecoderConfig::Residual(c) => c.output_kind,
         }
     }
 
@@ -148,6 +165,7 @@ impl DecoderConfig {
             DecoderConfig::Conv(c) => (c.start.numel() as u64)
                 .saturating_add(maps(&c.shapes("decoder")?))
                 .saturating_add(c.output.numel() as u64),
+            DecoderConfig::Residual(c) => c.activation_values("decoder")?,
         })
     }
 
@@ -160,6 +178,7 @@ impl DecoderConfig {
         match self {
             DecoderConfig::Dense(c) => c.validate(field),
             DecoderConfig::Conv(c) => c.validate(field),
+            DecoderConfig::Residual(c) => c.validate(field),
         }
     }
 }

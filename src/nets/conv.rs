@@ -120,30 +120,7 @@ impl ConvEncoderConfig {
     /// [`Error::Config`] naming the block whose kernel does not fit its input, or a
     /// zero size.
     pub fn shapes(&self, field: &str) -> VResult<Vec<ImageShape>> {
-        check_shape(&self.input, &format!("{field}.input"))?;
-        let mut s = self.input;
-        let mut out = Vec::with_capacity(self.blocks.len());
-        for (i, b) in self.blocks.iter().enumerate() {
-            let f = format!("{field}.blocks[{i}]");
-            check_block(b.out_channels, b.kernel, b.stride, b.padding, &f)?;
-            let conv = |x: usize| -> VResult<usize> {
-                let padded = x + 2 * b.padding;
-                if padded < b.kernel {
-                    return Err(Error::config(
-                        &f,
-                        format!(
-                            "kernel {} does not fit a {}×{} input with padding {}",
-                            b.kernel, s.height, s.width, b.padding
-                        ),
-                    ));
-                }
-                Ok((padded - b.kernel) / b.stride + 1)
-            };
-            s = ImageShape::new(b.out_channels, conv(s.height)?, conv(s.width)?);
-            check_shape(&s, &f)?;
-            out.push(s);
-        }
-        Ok(out)
+        down_shapes(self.input, &self.blocks, field)
     }
 
     /// Checks the layout; errors name the field under `field`.
@@ -158,6 +135,39 @@ impl ConvEncoderConfig {
         at_most(self.output_dim, MAX_WIDTH, &format!("{field}.output_dim"))?;
         Ok(())
     }
+}
+
+/// The feature-map shape after each of the down-sampling `blocks` over
+/// `input` images, checking every block fits; errors name fields under `field`.
+pub(super) fn down_shapes(
+    input: ImageShape,
+    blocks: &[ConvBlockConfig],
+    field: &str,
+) -> VResult<Vec<ImageShape>> {
+    check_shape(&input, &format!("{field}.input"))?;
+    let mut s = input;
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        let f = format!("{field}.blocks[{i}]");
+        check_block(b.out_channels, b.kernel, b.stride, b.padding, &f)?;
+        let conv = |x: usize| -> VResult<usize> {
+            let padded = x + 2 * b.padding;
+            if padded < b.kernel {
+                return Err(Error::config(
+                    &f,
+                    format!(
+                        "kernel {} does not fit a {}×{} input with padding {}",
+                        b.kernel, s.height, s.width, b.padding
+                    ),
+                ));
+            }
+            Ok((padded - b.kernel) / b.stride + 1)
+        };
+        s = ImageShape::new(b.out_channels, conv(s.height)?, conv(s.width)?);
+        check_shape(&s, &f)?;
+        out.push(s);
+    }
+    Ok(out)
 }
 
 fn check_block(
@@ -187,13 +197,14 @@ fn check_block(
 }
 
 #[derive(Debug, Clone)]
-enum Layer {
+pub(super) enum Layer {
     Conv(Conv2d),
     Transposed(ConvTranspose2d),
 }
 
+/// One block of a conv network: up-sampling, convolution, norm, activation.
 #[derive(Debug, Clone)]
-struct Block {
+pub(super) struct Block {
     upsample: usize,
     layer: Layer,
     bn: Option<BatchNorm2d>,
@@ -201,7 +212,7 @@ struct Block {
 }
 
 impl Block {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    pub(super) fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let xs = if self.upsample > 1 {
             ops::upsample_nearest2d(xs, self.upsample)? // [b, c, s·h, s·w]
         } else {
@@ -217,6 +228,104 @@ impl Block {
         };
         self.activation.apply(&ys)
     }
+}
+
+/// The down-sampling blocks of `configs` over `in_channels`, their tensors
+/// under `blocks.{i}.conv` and `blocks.{i}.bn`.
+pub(super) fn down_blocks(
+    in_channels: usize,
+    configs: &[ConvBlockConfig],
+    init: InitScheme,
+    vb: &VarBuilder,
+) -> VResult<Vec<Block>> {
+    let mut blocks = Vec::with_capacity(configs.len());
+    let mut in_c = in_channels;
+    for (i, b) in configs.iter().enumerate() {
+        let vb = vb.pp("blocks").pp(i);
+        let cfg = Conv2dConfig {
+            padding: b.padding,
+            stride: b.stride,
+        };
+        let conv = conv2d(in_c, b.out_channels, b.kernel, cfg, init, vb.pp("conv"))?;
+        let bn = match b.norm {
+            Norm::Batch => Some(batch_norm2d(b.out_channels, vb.pp("bn"))?),
+            Norm::None => None,
+        };
+        blocks.push(Block {
+            upsample: 1,
+            layer: Layer::Conv(conv),
+            bn,
+            activation: b.activation,
+        });
+        in_c = b.out_channels;
+    }
+    Ok(blocks)
+}
+
+/// The up blocks of `configs` over `in_channels`, their tensors under
+/// `blocks.{i}.conv` and `blocks.{i}.bn`.
+pub(super) fn up_blocks(
+    in_channels: usize,
+    configs: &[UpBlockConfig],
+    init: InitScheme,
+    vb: &VarBuilder,
+) -> VResult<Vec<Block>> {
+    let mut blocks = Vec::with_capacity(configs.len());
+    let mut in_c = in_channels;
+    for (i, b) in configs.iter().enumerate() {
+        let vb = vb.pp("blocks").pp(i);
+        let (upsample, layer) = match b.upsampling {
+            Upsampling::Transposed { output_padding } => {
+                let cfg = ConvTranspose2dConfig {
+                    padding: b.padding,
+                    output_padding,
+                    stride: b.stride,
+                };
+                let c = conv_transpose2d(in_c, b.out_channels, b.kernel, cfg, init, vb.pp("conv"))?;
+                (1, Layer::Transposed(c))
+            }
+            Upsampling::Conv | Upsampling::NearestConv { .. } => {
+                let scale = match b.upsampling {
+                    Upsampling::NearestConv { scale } => scale,
+                    _ => 1,
+                };
+                let cfg = Conv2dConfig {
+                    padding: b.padding,
+                    stride: b.stride,
+                };
+                let c = conv2d(in_c, b.out_channels, b.kernel, cfg, init, vb.pp("conv"))?;
+                (scale, Layer::Conv(c))
+            }
+        };
+        let bn = match b.norm {
+            Norm::Batch => Some(batch_norm2d(b.out_channels, vb.pp("bn"))?),
+            Norm::None => None,
+        };
+        blocks.push(Block {
+            upsample,
+            layer,
+            bn,
+            activation: b.activation,
+        });
+        in_c = b.out_channels;
+    }
+    Ok(blocks)
+}
+
+/// The tensors of `blocks`, named `blocks.{i}.conv.*` and `blocks.{i}.bn.*`.
+pub(super) fn block_tensors(blocks: &[Block]) -> Vec<(String, Tensor)> {
+    let mut tensors = Vec::new();
+    for (i, block) in blocks.iter().enumerate() {
+        let prefix = format!("blocks.{i}");
+        tensors.extend(match &block.layer {
+            Layer::Conv(c) => c.named_tensors(&format!("{prefix}.conv")),
+            Layer::Transposed(c) => c.named_tensors(&format!("{prefix}.conv")),
+        });
+        if let Some(bn) = &block.bn {
+            tensors.extend(bn.named_tensors(&format!("{prefix}.bn")));
+        }
+    }
+    tensors
 }
 
 /// A convolutional encoder: conv blocks, flatten, linear output.
@@ -240,34 +349,7 @@ impl ConvEncoder {
     pub fn new(config: &ConvEncoderConfig, vb: VarBuilder) -> VResult<Self> {
         config.validate("encoder")?;
         let shapes = config.shapes("encoder")?;
-        let mut blocks = Vec::with_capacity(config.blocks.len());
-        let mut in_c = config.input.channels;
-        for (i, b) in config.blocks.iter().enumerate() {
-            let vb = vb.pp("blocks").pp(i);
-            let cfg = Conv2dConfig {
-                padding: b.padding,
-                stride: b.stride,
-            };
-            let conv = conv2d(
-                in_c,
-                b.out_channels,
-                b.kernel,
-                cfg,
-                config.init,
-                vb.pp("conv"),
-            )?;
-            let bn = match b.norm {
-                Norm::Batch => Some(batch_norm2d(b.out_channels, vb.pp("bn"))?),
-                Norm::None => None,
-            };
-            blocks.push(Block {
-                upsample: 1,
-                layer: Layer::Conv(conv),
-                bn,
-                activation: b.activation,
-            });
-            in_c = b.out_channels;
-        }
+        let blocks = down_blocks(config.input.channels, &config.blocks, config.init, &vb)?;
         let flat = shapes.last().unwrap_or(&config.input).numel();
         let out = linear(flat, config.output_dim, config.init, vb.pp("out"))?;
         Ok(Self {
@@ -433,74 +515,7 @@ impl ConvDecoderConfig {
     /// [`Error::Config`] naming a block that cannot work or a zero size.
     pub fn shapes(&self, field: &str) -> VResult<Vec<ImageShape>> {
         check_shape(&self.start, &format!("{field}.start"))?;
-        let mut s = self.start;
-        let mut out = Vec::with_capacity(self.blocks.len());
-        for (i, b) in self.blocks.iter().enumerate() {
-            let f = format!("{field}.blocks[{i}]");
-            check_block(b.out_channels, b.kernel, b.stride, b.padding, &f)?;
-            match b.upsampling {
-                Upsampling::Transposed { output_padding } => at_most(
-                    output_padding,
-                    MAX_KERNEL,
-                    &format!("{f}.upsampling.output_padding"),
-                )?,
-                Upsampling::NearestConv { scale } => {
-                    at_most(scale, MAX_KERNEL, &format!("{f}.upsampling.scale"))?
-                }
-                Upsampling::Conv => {}
-            }
-            let size = |x: usize| -> VResult<usize> {
-                match b.upsampling {
-                    Upsampling::Transposed { output_padding } => {
-                        if output_padding >= b.stride {
-                            return Err(Error::config(
-                                format!("{f}.upsampling.output_padding"),
-                                format!(
-                                    "{output_padding} must be smaller than the stride {}",
-                                    b.stride
-                                ),
-                            ));
-                        }
-                        let full = (x - 1) * b.stride + b.kernel + output_padding;
-                        full.checked_sub(2 * b.padding)
-                            .filter(|&v| v > 0)
-                            .ok_or_else(|| {
-                                Error::config(&f, format!("padding {} leaves no output", b.padding))
-                            })
-                    }
-                    Upsampling::Conv | Upsampling::NearestConv { .. } => {
-                        let scale = match b.upsampling {
-                            Upsampling::NearestConv { scale } => scale,
-                            _ => 1,
-                        };
-                        if scale == 0 {
-                            return Err(Error::config(
-                                format!("{f}.upsampling.scale"),
-                                "must be positive",
-                            ));
-                        }
-                        let padded = x * scale + 2 * b.padding;
-                        if padded < b.kernel {
-                            return Err(Error::config(
-                                &f,
-                                format!(
-                                    "kernel {} does not fit its {}-pixel input",
-                                    b.kernel,
-                                    x * scale
-                                ),
-                            ));
-                        }
-                        Ok((padded - b.kernel) / b.stride + 1)
-                    }
-                }
-            };
-            // Each side of `s` is at most 2^16 and each factor at most 2^10, so
-            // `size` cannot overflow; the result is checked before the next block.
-            s = ImageShape::new(b.out_channels, size(s.height)?, size(s.width)?);
-            check_shape(&s, &f)?;
-            out.push(s);
-        }
-        Ok(out)
+        up_shapes(self.start, &self.blocks, field)
     }
 
     /// Checks the layout, including that the blocks produce [`output`](Self::output).
@@ -523,6 +538,84 @@ impl ConvDecoderConfig {
         }
         Ok(())
     }
+}
+
+/// The feature-map shape after each of the up `blocks` over a `start` map
+/// (checked by the caller), checking every block fits; errors name fields
+/// under `field`.
+pub(super) fn up_shapes(
+    start: ImageShape,
+    blocks: &[UpBlockConfig],
+    field: &str,
+) -> VResult<Vec<ImageShape>> {
+    let mut s = start;
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, b) in blocks.iter().enumerate() {
+        let f = format!("{field}.blocks[{i}]");
+        check_block(b.out_channels, b.kernel, b.stride, b.padding, &f)?;
+        match b.upsampling {
+            Upsampling::Transposed { output_padding } => at_most(
+                output_padding,
+                MAX_KERNEL,
+                &format!("{f}.upsampling.output_padding"),
+            )?,
+            Upsampling::NearestConv { scale } => {
+                at_most(scale, MAX_KERNEL, &format!("{f}.upsampling.scale"))?
+            }
+            Upsampling::Conv => {}
+        }
+        let size = |x: usize| -> VResult<usize> {
+            match b.upsampling {
+                Upsampling::Transposed { output_padding } => {
+                    if output_padding >= b.stride {
+                        return Err(Error::config(
+                            format!("{f}.upsampling.output_padding"),
+                            format!(
+                                "{output_padding} must be smaller than the stride {}",
+                                b.stride
+                            ),
+                        ));
+                    }
+                    let full = (x - 1) * b.stride + b.kernel + output_padding;
+                    full.checked_sub(2 * b.padding)
+                        .filter(|&v| v > 0)
+                        .ok_or_else(|| {
+                            Error::config(&f, format!("padding {} leaves no output", b.padding))
+                        })
+                }
+                Upsampling::Conv | Upsampling::NearestConv { .. } => {
+                    let scale = match b.upsampling {
+                        Upsampling::NearestConv { scale } => scale,
+                        _ => 1,
+                    };
+                    if scale == 0 {
+                        return Err(Error::config(
+                            format!("{f}.upsampling.scale"),
+                            "must be positive",
+                        ));
+                    }
+                    let padded = x * scale + 2 * b.padding;
+                    if padded < b.kernel {
+                        return Err(Error::config(
+                            &f,
+                            format!(
+                                "kernel {} does not fit its {}-pixel input",
+                                b.kernel,
+                                x * scale
+                            ),
+                        ));
+                    }
+                    Ok((padded - b.kernel) / b.stride + 1)
+                }
+            }
+        };
+        // Each side of `s` is at most 2^16 and each factor at most 2^10, so
+        // `size` cannot overflow; the result is checked before the next block.
+        s = ImageShape::new(b.out_channels, size(s.height)?, size(s.width)?);
+        check_shape(&s, &f)?;
+        out.push(s);
+    }
+    Ok(out)
 }
 
 /// A convolutional decoder: linear, reshape, up blocks.
@@ -555,59 +648,7 @@ impl ConvDecoder {
             config.init,
             vb.pp("fc"),
         )?;
-        let mut blocks = Vec::with_capacity(config.blocks.len());
-        let mut in_c = config.start.channels;
-        for (i, b) in config.blocks.iter().enumerate() {
-            let vb = vb.pp("blocks").pp(i);
-            let (upsample, layer) = match b.upsampling {
-                Upsampling::Transposed { output_padding } => {
-                    let cfg = ConvTranspose2dConfig {
-                        padding: b.padding,
-                        output_padding,
-                        stride: b.stride,
-                    };
-                    let c = conv_transpose2d(
-                        in_c,
-                        b.out_channels,
-                        b.kernel,
-                        cfg,
-                        config.init,
-                        vb.pp("conv"),
-                    )?;
-                    (1, Layer::Transposed(c))
-                }
-                Upsampling::Conv | Upsampling::NearestConv { .. } => {
-                    let scale = match b.upsampling {
-                        Upsampling::NearestConv { scale } => scale,
-                        _ => 1,
-                    };
-                    let cfg = Conv2dConfig {
-                        padding: b.padding,
-                        stride: b.stride,
-                    };
-                    let c = conv2d(
-                        in_c,
-                        b.out_channels,
-                        b.kernel,
-                        cfg,
-                        config.init,
-                        vb.pp("conv"),
-                    )?;
-                    (scale, Layer::Conv(c))
-                }
-            };
-            let bn = match b.norm {
-                Norm::Batch => Some(batch_norm2d(b.out_channels, vb.pp("bn"))?),
-                Norm::None => None,
-            };
-            blocks.push(Block {
-                upsample,
-                layer,
-                bn,
-                activation: b.activation,
-            });
-            in_c = b.out_channels;
-        }
+        let blocks = up_blocks(config.start.channels, &config.blocks, config.init, &vb)?;
         Ok(Self {
             config: config.clone(),
             fc,
@@ -655,16 +696,7 @@ impl Decoder for ConvDecoder {
     }
     fn export(&self) -> std::result::Result<DecoderExport, String> {
         let mut tensors = self.fc.named_tensors("fc");
-        for (i, block) in self.blocks.iter().enumerate() {
-            let prefix = format!("blocks.{i}");
-            tensors.extend(match &block.layer {
-                Layer::Conv(c) => c.named_tensors(&format!("{prefix}.conv")),
-                Layer::Transposed(c) => c.named_tensors(&format!("{prefix}.conv")),
-            });
-            if let Some(bn) = &block.bn {
-                tensors.extend(bn.named_tensors(&format!("{prefix}.bn")));
-            }
-        }
+        tensors.extend(block_tensors(&self.blocks));
         Ok(DecoderExport {
             config: DecoderConfig::Conv(self.config.clone()),
             tensors,

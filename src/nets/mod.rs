@@ -3,7 +3,8 @@
 //!
 //! An encoder maps a batch of images `[batch, channels, height, width]` to one
 //! feature vector per image `[batch, output_dim]`: a code for a plain
-//! autoencoder, or the posterior parameters `[mean | log-variance]` for a VAE.
+//! autoencoder, the posterior parameters `[mean | log-variance]` for a VAE,
+//! or a flattened map of code vectors for a VQ-VAE (the residual networks).
 //! A decoder maps latent vectors `[batch, input_dim]` back to images, as logits,
 //! probabilities or unbounded values (see [`OutputKind`]).
 
@@ -13,6 +14,7 @@ mod conv;
 mod dense;
 mod layers;
 mod mlp;
+mod residual;
 /// The kernels the networks call (`crate::kernels`, by the name they had here).
 pub use crate::kernels as ops;
 
@@ -28,6 +30,10 @@ pub use layers::{
     ConvTranspose2d, ConvTranspose2dConfig, Linear,
 };
 pub use mlp::{Mlp, MlpConfig};
+pub use residual::{
+    ResidualDecoder, ResidualDecoderConfig, ResidualEncoder, ResidualEncoderConfig,
+    ResidualStackConfig,
+};
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
@@ -45,6 +51,14 @@ pub trait Encoder: ModuleT + Send + Sync {
     fn input_shape(&self) -> ImageShape;
     /// Width of the feature vector returned per image.
     fn output_dim(&self) -> usize;
+
+    /// The feature map `[channels, h, w]` the output flattens (in NCHW
+    /// order), for an encoder whose output is a map of vectors (the
+    /// [`ResidualEncoder`]); `None`, the default, for one whose output is a
+    /// single vector.
+    fn output_map(&self) -> Option<ImageShape> {
+        None
+    }
 }
 
 /// Maps latent vectors `[batch, input_dim]` to images `[batch, c, h, w]`.
@@ -60,7 +74,8 @@ pub trait Decoder: ModuleT + Send + Sync {
     /// that run it outside candle (the latent explorer runs it in JavaScript).
     ///
     /// vaekit's [`DenseDecoder`] and [`ConvDecoder`] export themselves; the
-    /// default says that this decoder type cannot be exported.
+    /// default, which the [`ResidualDecoder`] keeps, says that this decoder
+    /// type cannot be exported.
     ///
     /// # Errors
     ///
@@ -107,6 +122,9 @@ impl Encoder for Box<dyn Encoder> {
     }
     fn output_dim(&self) -> usize {
         (**self).output_dim()
+    }
+    fn output_map(&self) -> Option<ImageShape> {
+        (**self).output_map()
     }
 }
 

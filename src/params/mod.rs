@@ -105,13 +105,21 @@ const BUFFER_NAMES: [&str; 2] = ["running_mean", "running_var"];
 /// with the model, never trained), e.g. `prior.fixed_means`.
 pub const FIXED_PREFIX: &str = "fixed_";
 
+/// Prefix of a last name segment that marks a buffer a layer updates itself
+/// in training mode by an exponential moving average, as batch norm updates
+/// its running statistics: the vector quantiser's EMA codebook and counts
+/// (`quantizer.ema_codebook`, `quantizer.ema_cluster_size`, …).
+pub const EMA_PREFIX: &str = "ema_";
+
 /// Whether the parameter `name` is a buffer rather than a trainable weight: a
-/// batch-norm running statistic (`….running_mean`, `….running_var`) or a fixed
-/// tensor whose last segment starts with [`FIXED_PREFIX`] (`….fixed_means`).
-/// Buffers are saved and loaded with the weights but never given to an optimizer.
+/// batch-norm running statistic (`….running_mean`, `….running_var`), a fixed
+/// tensor whose last segment starts with [`FIXED_PREFIX`] (`….fixed_means`),
+/// or a moving average whose last segment starts with [`EMA_PREFIX`]
+/// (`….ema_cluster_size`). Buffers are saved and loaded with the weights but
+/// never given to an optimizer.
 pub fn is_buffer(name: &str) -> bool {
     let last = name.rsplit('.').next().unwrap_or(name);
-    BUFFER_NAMES.contains(&last) || last.starts_with(FIXED_PREFIX)
+    BUFFER_NAMES.contains(&last) || last.starts_with(FIXED_PREFIX) || last.starts_with(EMA_PREFIX)
 }
 
 /// The weights and buffers of one model, by PyTorch-style dotted name.

@@ -211,6 +211,7 @@ fn latent_explorer_html<D: Decoder + ?Sized>(
     let kind = match export.config {
         DecoderConfig::Dense(_) => "dense",
         DecoderConfig::Conv(_) => "convolutional",
+        DecoderConfig::Residual(_) => "residual",
     };
     let condition = if classes > 0 {
         format!(", conditioned on one of {classes} classes")

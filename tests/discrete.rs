@@ -1,0 +1,718 @@
+//! Discrete latents: the vector quantiser and the VQ-VAE.
+//!
+//! Against PyTorch (`tests/fixtures/make_vq_fixtures.py`, float64 truths from
+//! float32 inputs): nearest-code indices, the straight-through output, the
+//! codebook and commitment losses and their gradients, three EMA steps, and a
+//! small VQ-VAE's loss terms and every gradient; float32 within 10× PyTorch's
+//! own float32 error (at least ε_f32, at most 1e-4), float64 within 1e-9.
+//! Then: training on real digits, perplexity and codes used in the history,
+//! seeded restarts, checkpoints that keep the codebook and EMA state, a
+//! bit-identical resume, the fitted prior, and bad input.
+
+mod common;
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use common::{error_against, fixture_path, fixture_tolerance, head, temp_dir, values};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use vaekit::data::{Batch, Mnist};
+use vaekit::latent::{
+    vector_quantizer, CodePrior, CodebookUpdate, EmaConfig, QuantizerConfig, RestartConfig,
+};
+use vaekit::models::{
+    presets, AnyModel, Model, ModelConfig, StepContext, Trainable, VqLossConfig, VqVaeConfig,
+};
+use vaekit::nets::{
+    Activation, ConvBlockConfig, DecoderConfig, EncoderConfig, ImageShape, OutputKind,
+    ResidualDecoderConfig, ResidualEncoderConfig, ResidualStackConfig, UpBlockConfig, Upsampling,
+};
+use vaekit::params::ParamStore;
+use vaekit::train::{read_history, Progress, TrainConfig, Trainer, CHECKPOINT_FILE, HISTORY_FILE};
+use vaekit::Error;
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// The PyTorch fixture of the quantiser and the small VQ-VAE.
+struct Fixture(HashMap<String, Tensor>);
+
+impl Fixture {
+    fn load() -> Self {
+        let path = fixture_path("vq.safetensors");
+        Self(
+            candle_core::safetensors::load(&path, &Device::Cpu)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        )
+    }
+
+    fn get(&self, key: &str) -> &Tensor {
+        self.0
+            .get(key)
+            .unwrap_or_else(|| panic!("vq.safetensors: no {key}"))
+    }
+
+    fn input(&self, key: &str, dtype: DType) -> Tensor {
+        self.get(key).to_dtype(dtype).unwrap()
+    }
+
+    /// `max |actual − truth| / scale` of `<case>.<key>` and its tolerance.
+    fn error(&self, case: &str, key: &str, actual: &Tensor, dtype: DType) -> (f64, f64) {
+        let truth = self.get(&format!("{case}.{key}"));
+        let scale = values(self.get(&format!("{case}.scale.{key}")))[0];
+        let torch = values(self.get(&format!("{case}.f32_error.{key}")))[0];
+        (
+            error_against(actual, truth, scale),
+            fixture_tolerance(dtype, torch),
+        )
+    }
+
+    /// Asserts that the indices of `<case>.<key>` are exactly `actual`'s.
+    fn same_indices(&self, case: &str, key: &str, actual: &Tensor) {
+        let truth: Vec<u32> = values(self.get(&format!("{case}.{key}")))
+            .into_iter()
+            .map(|v| v as u32)
+            .collect();
+        let ours = actual.flatten_all().unwrap().to_vec1::<u32>().unwrap();
+        assert_eq!(ours, truth, "{case}.{key}");
+    }
+}
+
+/// Collects every comparison and fails with all of those over tolerance.
+#[derive(Default)]
+struct Report(Vec<(String, f64, f64)>);
+
+impl Report {
+    fn add(&mut self, what: String, (err, tol): (f64, f64)) {
+        self.0.push((what, err, tol));
+    }
+
+    fn finish(self, what: &str) {
+        if let Some((k, err, tol)) = self
+            .0
+            .iter()
+            .max_by(|a, b| (a.1 / a.2).total_cmp(&(b.1 / b.2)))
+        {
+            println!("{what}: closest {k}: error {err:.2e}, tolerance {tol:.2e}");
+        }
+        let bad: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, err, tol)| err.is_nan() || err > tol)
+            .map(|(k, err, tol)| format!("  {k}: error {err:.3e}, tolerance {tol:.3e}"))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "{what}: {} off\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
+    }
+}
+
+#[test]
+fn the_quantiser_matches_pytorch_indices_losses_and_straight_through_gradients() {
+    let f = Fixture::load();
+    for dtype in [DType::F32, DType::F64] {
+        let params = ParamStore::with_dtype(&Device::Cpu, dtype);
+        let q =
+            vector_quantizer(&QuantizerConfig::new(11, 5), params.var_builder(0).pp("q")).unwrap();
+        let codebook = params.get("q.codebook").unwrap();
+        codebook.set(&f.input("vq.codebook", dtype)).unwrap();
+        let z = Var::from_tensor(&f.input("vq.z", dtype)).unwrap();
+        let out = q.quantize(z.as_tensor(), false, &mut rng(0)).unwrap();
+        f.same_indices("vq", "indices", &out.indices);
+        let codebook_loss = out.codebook_error.mean_all().unwrap();
+        let commitment_loss = out.commitment_error.mean_all().unwrap();
+        let r = f.input("vq.r", dtype);
+        let total = ((&out.quantized * &r).unwrap().sum_all().unwrap()
+            + (&codebook_loss + commitment_loss.affine(0.25, 0.0).unwrap()).unwrap())
+        .unwrap();
+        let grads = total.backward().unwrap();
+        let mut report = Report::default();
+        for (key, t) in [
+            ("quantized", out.quantized.clone()),
+            ("codebook_loss", codebook_loss),
+            ("commitment_loss", commitment_loss),
+            ("grad_z", grads.get(z.as_tensor()).unwrap().clone()),
+            (
+                "grad_codebook",
+                grads.get(codebook.as_tensor()).unwrap().clone(),
+            ),
+        ] {
+            report.add(format!("vq.{key}"), f.error("vq", key, &t, dtype));
+        }
+        report.finish(&format!("quantiser, {dtype:?}"));
+    }
+}
+
+#[test]
+fn three_ema_steps_match_pytorch() {
+    let f = Fixture::load();
+    for dtype in [DType::F32, DType::F64] {
+        let params = ParamStore::with_dtype(&Device::Cpu, dtype);
+        let config =
+            QuantizerConfig::new(11, 5).with_update(CodebookUpdate::Ema(EmaConfig::default()));
+        let q = vector_quantizer(&config, params.var_builder(0).pp("q")).unwrap();
+        // The EMA state is three buffers, none of them trainable.
+        assert!(params.trainable_vars().is_empty());
+        params
+            .get("q.ema_codebook")
+            .unwrap()
+            .set(&f.input("ema.codebook0", dtype))
+            .unwrap();
+        let mut report = Report::default();
+        for step in 0..3 {
+            let z = f.input(&format!("ema.z{step}"), dtype);
+            // Evaluation changes nothing.
+            let before = params
+                .get("q.ema_embed_sum")
+                .unwrap()
+                .as_tensor()
+                .copy()
+                .unwrap();
+            q.quantize(&z, false, &mut rng(0)).unwrap();
+            let after = params
+                .get("q.ema_embed_sum")
+                .unwrap()
+                .as_tensor()
+                .copy()
+                .unwrap();
+            assert_eq!(
+                values(&before),
+                values(&after),
+                "evaluation updated the EMA"
+            );
+            let out = q.quantize(&z, true, &mut rng(0)).unwrap();
+            f.same_indices("ema", &format!("step{step}.indices"), &out.indices);
+            for (key, name) in [
+                ("codebook", "q.ema_codebook"),
+                ("cluster_size", "q.ema_cluster_size"),
+                ("embed_sum", "q.ema_embed_sum"),
+            ] {
+                let actual = params.get(name).unwrap().as_tensor().clone();
+                let key = format!("step{step}.{key}");
+                report.add(format!("ema.{key}"), f.error("ema", &key, &actual, dtype));
+            }
+        }
+        report.finish(&format!("EMA, {dtype:?}"));
+    }
+}
+
+/// The architecture of the fixture's small VQ-VAE.
+fn small_vq_vae() -> ModelConfig {
+    let image = ImageShape::new(1, 8, 8);
+    let residual = ResidualStackConfig::new(1, 3);
+    let conv = |c, k, s, p, a| ConvBlockConfig::new(c, k, s, p).with_activation(a);
+    let t = Upsampling::Transposed { output_padding: 0 };
+    let encoder = ResidualEncoderConfig::new(
+        image,
+        vec![
+            conv(4, 4, 2, 1, Activation::Relu),
+            conv(6, 4, 2, 1, Activation::Relu),
+            conv(6, 3, 1, 1, Activation::Identity),
+        ],
+        residual,
+        3,
+    );
+    let decoder = ResidualDecoderConfig::new(
+        ImageShape::new(3, 2, 2),
+        6,
+        residual,
+        vec![
+            UpBlockConfig::new(t, 4, 4, 2, 1),
+            UpBlockConfig::new(t, 1, 4, 2, 1).with_activation(Activation::Identity),
+        ],
+        image,
+    )
+    .with_output_kind(OutputKind::Linear);
+    ModelConfig::VqVae(VqVaeConfig::new(
+        EncoderConfig::Residual(encoder),
+        DecoderConfig::Residual(decoder),
+        QuantizerConfig::new(7, 3),
+    ))
+}
+
+/// The small VQ-VAE in `dtype` with the fixture's weights.
+fn fixture_model(f: &Fixture, dtype: DType) -> Model {
+    let model = Model::new(&small_vq_vae(), &Device::Cpu, 0)
+        .and_then(|m| m.to_dtype(dtype))
+        .unwrap();
+    let mut weights: HashMap<String, Tensor> = model
+        .params()
+        .snapshot()
+        .into_iter()
+        .map(|(k, v)| (k, v.copy().unwrap()))
+        .collect();
+    let mut loaded = 0;
+    for (k, v) in &f.0 {
+        if let Some(name) = k.strip_prefix("model.param.") {
+            assert!(weights.contains_key(name), "{name}: not a vaekit tensor");
+            weights.insert(name.to_string(), v.to_dtype(dtype).unwrap());
+            loaded += 1;
+        }
+    }
+    // Every tensor but the prior (not part of the PyTorch model) came from PyTorch.
+    assert_eq!(loaded + 1, weights.len());
+    model.params().assign(&weights).unwrap();
+    model
+}
+
+#[test]
+fn a_small_vq_vae_matches_pytorch_losses_and_every_gradient() {
+    let f = Fixture::load();
+    for dtype in [DType::F32, DType::F64] {
+        let model = fixture_model(&f, dtype);
+        let batch = Batch::new(f.input("model.x", dtype), None::<Tensor>);
+        let vq = model
+            .network()
+            .as_any()
+            .downcast_ref::<vaekit::models::ConfigVqVae>()
+            .unwrap();
+        let out = vq.forward_t(&batch.images, true, &mut rng(0)).unwrap();
+        f.same_indices("model", "indices", &out.quantized.indices);
+        let terms = vq.loss_terms(&out, &batch.images).unwrap();
+        let mut report = Report::default();
+        report.add(
+            "total".into(),
+            f.error("model", "total", &terms.total, dtype),
+        );
+        for key in ["reconstruction", "codebook", "commitment"] {
+            let t = terms.term(key).unwrap();
+            report.add(key.into(), f.error("model", key, t, dtype));
+        }
+        let grads = terms.total.backward().unwrap();
+        let mut seen = 0;
+        for (name, var) in model.params().named_vars() {
+            if vaekit::params::is_buffer(&name) {
+                assert!(
+                    grads.get(var.as_tensor()).is_none(),
+                    "{name}: a buffer with a gradient"
+                );
+                continue;
+            }
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient"));
+            let key = format!("grad.{name}");
+            report.add(key.clone(), f.error("model", &key, g, dtype));
+            seen += 1;
+        }
+        let stored = f.0.keys().filter(|k| k.starts_with("model.grad.")).count();
+        assert_eq!(seen, stored, "every PyTorch gradient was compared");
+        report.finish(&format!("small VQ-VAE, {dtype:?}"));
+    }
+}
+
+#[test]
+fn the_digit_vq_vae_reports_its_terms_and_shapes() {
+    let model = Model::new(&presets::vq_vae_digits(), &Device::Cpu, 0).unwrap();
+    assert_eq!(model.family(), "VQ-VAE");
+    assert_eq!(model.latent_dim(), 16 * 7 * 7);
+    assert!(model.latent_model().is_none(), "a VQ-VAE has no likelihood");
+    let vq = model.as_vq_vae().unwrap();
+    assert_eq!(vq.grid(), (7, 7));
+    let digits = Mnist::bundled().unwrap();
+    let batch = digits
+        .test
+        .batch(&(0..8).collect::<Vec<_>>(), &Device::Cpu)
+        .unwrap();
+    let terms = model
+        .batch_loss(&batch, &mut rng(0), &StepContext::eval())
+        .unwrap();
+    let names: Vec<&str> = terms.terms.iter().map(|t| t.name.as_ref()).collect();
+    // An EMA codebook has no codebook loss.
+    assert_eq!(
+        names,
+        ["reconstruction", "commitment", "perplexity", "codes_used"]
+    );
+    let codes = vq.encode_indices(&batch.images).unwrap();
+    assert_eq!(codes.dims(), &[8, 7, 7]);
+    // encode gives the nearest codes, which decode back to the reconstruction.
+    let z = model.encode(&batch.images).unwrap();
+    assert_eq!(z.dims(), &[8, 16 * 49]);
+    assert_eq!(
+        values(&vq.codes_of(&codes).unwrap()),
+        values(&z),
+        "encode is the codes of encode_indices"
+    );
+    let recon = model
+        .reconstruct(&batch.images, vaekit::models::Condition::None)
+        .unwrap();
+    let decoded = vq.decode_indices(&codes).unwrap();
+    assert_eq!(values(&recon), values(&decoded));
+    assert_eq!(
+        model.sample(3, &mut rng(1)).unwrap().dims(),
+        &[3, 1, 28, 28]
+    );
+}
+
+fn quiet(epochs: usize) -> TrainConfig {
+    TrainConfig::default()
+        .with_epochs(epochs)
+        .with_batch_size(64)
+        .with_progress(Progress::Hidden)
+}
+
+#[test]
+fn the_digit_vq_vae_learns_real_digits_and_records_perplexity_every_epoch() {
+    let digits = Mnist::bundled().unwrap();
+    let train = head(&digits.train, 2000);
+    let test = head(&digits.test, 500);
+    let dir = temp_dir("vq-learns");
+    let model = Model::new(&presets::vq_vae_digits(), &Device::Cpu, 0).unwrap();
+    let summary = Trainer::new(quiet(2))
+        .unwrap()
+        .output_dir(&dir)
+        .fit(&model, &train, &test)
+        .unwrap();
+    let last = summary.history.last().unwrap();
+    println!("{}", last.to_json());
+    // Black images score the mean of x², 0.11 on these digits.
+    let recon = last.test_metric("reconstruction").unwrap();
+    assert!(recon < 0.03, "reconstruction {recon}");
+    let perplexity = last.test_metric("perplexity").unwrap();
+    let used = last.test_metric("codes_used").unwrap();
+    assert!(
+        perplexity > 20.0 && perplexity <= 128.0,
+        "perplexity {perplexity}"
+    );
+    assert!(used > 0.5 && used <= 1.0, "codes used {used}");
+    let history = read_history(dir.join(HISTORY_FILE)).unwrap();
+    assert_eq!(history.len(), 2);
+    for h in &history {
+        for key in [
+            "train_perplexity",
+            "test_perplexity",
+            "train_codes_used",
+            "test_codes_used",
+            "test_commitment",
+            "test_reconstruction",
+        ] {
+            assert!(
+                h[key].as_f64().is_some_and(f64::is_finite),
+                "{key} in {h:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn weights(model: &Model) -> Vec<(String, Vec<f64>)> {
+    model
+        .params()
+        .snapshot()
+        .into_iter()
+        .map(|(k, t)| (k, values(&t)))
+        .collect()
+}
+
+#[test]
+fn resume_is_bit_identical_with_the_ema_state_and_restarts() {
+    let digits = Mnist::bundled().unwrap();
+    let train = head(&digits.train, 256);
+    let test = head(&digits.test, 64);
+    let config = presets::vq_vae_digits();
+    let straight = Model::new(&config, &Device::Cpu, 3).unwrap();
+    Trainer::new(quiet(2))
+        .unwrap()
+        .fit(&straight, &train, &test)
+        .unwrap();
+
+    let dir = temp_dir("vq-resume");
+    let first = Model::new(&config, &Device::Cpu, 3).unwrap();
+    Trainer::new(quiet(1))
+        .unwrap()
+        .output_dir(&dir)
+        .fit(&first, &train, &test)
+        .unwrap();
+    // The checkpoint holds the EMA codebook, its statistics and the usage.
+    let saved = vaekit::params::read_checkpoint(dir.join(CHECKPOINT_FILE), &Device::Cpu).unwrap();
+    for name in [
+        "quantizer.ema_codebook",
+        "quantizer.ema_cluster_size",
+        "quantizer.ema_embed_sum",
+        "quantizer.ema_usage",
+    ] {
+        assert!(
+            saved.tensors.contains_key(name),
+            "{name} not in the checkpoint"
+        );
+    }
+    let resumed = Model::new(&config, &Device::Cpu, 99).unwrap();
+    Trainer::new(quiet(2))
+        .unwrap()
+        .output_dir(&dir)
+        .resume(&resumed, &train, &test)
+        .unwrap();
+    assert_eq!(weights(&resumed), weights(&straight));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn restarts_give_dead_codes_encoder_outputs_drawn_from_the_step_generator() {
+    let config = QuantizerConfig::new(6, 2).with_restart(Some(RestartConfig::default()));
+    let z = Tensor::new(&[[1f32, 2.], [3., 4.], [5., 6.], [7., 8.]], &Device::Cpu).unwrap();
+    let run = |seed: u64| {
+        let params = ParamStore::new(&Device::Cpu);
+        let q = vector_quantizer(&config, params.var_builder(0).pp("q")).unwrap();
+        // Evaluation neither restarts nor draws.
+        let mut r = rng(seed);
+        q.quantize(&z, false, &mut r).unwrap();
+        let untouched = rand::RngCore::next_u64(&mut r) == rand::RngCore::next_u64(&mut rng(seed));
+        assert!(untouched, "evaluation drew from the generator");
+        q.quantize(&z, true, &mut rng(seed)).unwrap();
+        let codebook = params
+            .get("q.codebook")
+            .unwrap()
+            .as_tensor()
+            .to_vec2::<f32>()
+            .unwrap();
+        let usage = params
+            .get("q.ema_usage")
+            .unwrap()
+            .as_tensor()
+            .to_vec1::<f32>()
+            .unwrap();
+        (codebook, usage)
+    };
+    let (codebook, usage) = run(7);
+    // Usage starts at zero: after one step every code was dead, and each is
+    // now one of the batch's vectors, with its usage at the threshold.
+    let rows: Vec<Vec<f32>> = values(&z)
+        .chunks(2)
+        .map(|c| vec![c[0] as f32, c[1] as f32])
+        .collect();
+    for code in &codebook {
+        assert!(rows.contains(code), "{code:?} is not an encoder output");
+    }
+    assert!(usage.iter().all(|&u| u == 1.0), "{usage:?}");
+    assert_eq!(
+        run(7).0,
+        codebook,
+        "the same generator gives the same restarts"
+    );
+    assert_ne!(run(8).0, codebook, "another generator gives other restarts");
+}
+
+#[test]
+fn the_fitted_prior_holds_the_code_frequencies_and_survives_saving() {
+    let digits = Mnist::bundled().unwrap();
+    let data = head(&digits.test, 40);
+    let model = Model::new(&presets::vq_vae_digits(), &Device::Cpu, 0).unwrap();
+    let vq = model.as_vq_vae().unwrap();
+    let codes = vq.encode_dataset(&data, 16).unwrap();
+    assert_eq!(codes.dims(), &[40, 7, 7]);
+    vq.fit_prior(&data, 16).unwrap();
+    // Position (0, 0): add-one smoothing over 128 codes.
+    let first: Vec<u32> = (0..40)
+        .map(|i| {
+            codes
+                .get(i)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .get(0)
+                .unwrap()
+                .to_scalar::<u32>()
+                .unwrap()
+        })
+        .collect();
+    let log_probs = vq.prior().log_probs().to_vec2::<f32>().unwrap();
+    for k in 0..128u32 {
+        let count = first.iter().filter(|&&c| c == k).count() as f64;
+        let expected = ((count + 1.0) / (40.0 + 128.0)).ln();
+        assert!(
+            (log_probs[0][k as usize] as f64 - expected).abs() < 1e-5,
+            "code {k}"
+        );
+    }
+    // The grids' log-probability sums the positions'.
+    let lp = vq
+        .prior()
+        .log_prob(&codes.narrow(0, 0, 2).unwrap())
+        .unwrap();
+    assert_eq!(lp.dims(), &[2]);
+    assert!(lp
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite() && *v < 0.0));
+
+    let dir = temp_dir("vq-prior");
+    let path = dir.join("vq.safetensors");
+    model.save(&path).unwrap();
+    let loaded = Model::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(weights(&loaded), weights(&model));
+    let a = model.sample(4, &mut rng(5)).unwrap();
+    let b = loaded.sample(4, &mut rng(5)).unwrap();
+    assert_eq!(values(&a), values(&b));
+    let grids = loaded
+        .as_vq_vae()
+        .unwrap()
+        .prior()
+        .sample_codes(2, &mut rng(5), &Device::Cpu)
+        .unwrap();
+    assert_eq!(grids.dims(), &[2, 7, 7]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The field of a config error.
+fn field_of(e: Error) -> String {
+    match e {
+        Error::Config { field, .. } => field,
+        other => panic!("expected a config error, got {other}"),
+    }
+}
+
+fn vq_config(f: impl FnOnce(&mut VqVaeConfig)) -> ModelConfig {
+    let mut config = presets::vq_vae_digits();
+    if let ModelConfig::VqVae(c) = &mut config {
+        f(c);
+    }
+    config
+}
+
+#[test]
+fn bad_vq_vae_configs_are_refused_naming_the_field() {
+    let cases: Vec<(ModelConfig, &str)> = vec![
+        (vq_config(|c| c.quantizer.codes = 0), "quantizer.codes"),
+        (
+            vq_config(|c| c.quantizer.code_dim = 0),
+            "quantizer.code_dim",
+        ),
+        // D not matching the encoder's output channels (16).
+        (
+            vq_config(|c| c.quantizer.code_dim = 8),
+            "quantizer.code_dim",
+        ),
+        (
+            vq_config(|c| {
+                c.quantizer.update = CodebookUpdate::Ema(EmaConfig::default().with_decay(1.0))
+            }),
+            "quantizer.update.decay",
+        ),
+        (
+            vq_config(|c| {
+                c.quantizer.update = CodebookUpdate::Ema(EmaConfig::default().with_epsilon(0.0))
+            }),
+            "quantizer.update.epsilon",
+        ),
+        (
+            vq_config(|c| {
+                c.quantizer.restart = Some(RestartConfig::default().with_threshold(-1.0))
+            }),
+            "quantizer.restart.threshold",
+        ),
+        (
+            vq_config(|c| c.loss = VqLossConfig::default().with_commitment(f64::NAN)),
+            "loss.commitment",
+        ),
+        (
+            vq_config(|c| {
+                c.loss = VqLossConfig::default().with_reconstruction(vaekit::models::AeLoss::Bce)
+            }),
+            "loss.reconstruction",
+        ),
+        (
+            vq_config(|c| {
+                if let DecoderConfig::Residual(d) = &mut c.decoder {
+                    d.start = ImageShape::new(8, 7, 7);
+                }
+            }),
+            "decoder.start",
+        ),
+        (
+            vq_config(|c| {
+                if let EncoderConfig::Residual(e) = &mut c.encoder {
+                    e.latent_channels = 0;
+                }
+            }),
+            "encoder.latent_channels",
+        ),
+    ];
+    for (config, field) in cases {
+        let err = config.check().expect_err(field);
+        let got = field_of(err);
+        assert_eq!(got, field);
+        let err = Model::new(&config, &Device::Cpu, 0).expect_err(field);
+        assert_eq!(field_of(err), field, "Model::new and check agree");
+    }
+    // A dense encoder whose width is not a multiple of D.
+    let err = vq_config(|c| {
+        c.encoder = EncoderConfig::Dense(vaekit::nets::DenseEncoderConfig::new(
+            ImageShape::MNIST,
+            &[32],
+            100,
+        ));
+        c.quantizer.code_dim = 16;
+    })
+    .check()
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("does not divide the encoder's output width 100"),
+        "{err}"
+    );
+    assert_eq!(field_of(err), "quantizer.code_dim");
+}
+
+#[test]
+fn a_vq_vae_config_round_trips_through_json_and_names_unknown_fields() {
+    for config in [presets::vq_vae_digits(), presets::vq_vae_colour()] {
+        let json = config.to_json();
+        assert!(json.contains("\"kind\":\"vq_vae\""), "{json}");
+        let back = ModelConfig::from_json(&json).unwrap();
+        assert_eq!(*back, config);
+    }
+    let mut value: serde_json::Value =
+        serde_json::from_str(&presets::vq_vae_digits().to_json()).unwrap();
+    value["quantizer"]["codez"] = serde_json::json!(3);
+    let err = ModelConfig::from_json(&value.to_string()).unwrap_err();
+    assert!(field_of(err).starts_with("quantizer"));
+    let mut value: serde_json::Value =
+        serde_json::from_str(&presets::vq_vae_digits().to_json()).unwrap();
+    value["quantizer"]["update"]["type"] = serde_json::json!("kmeans");
+    let err = ModelConfig::from_json(&value.to_string()).unwrap_err();
+    assert!(
+        err.to_string().contains("expected one of gradient, ema"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_with_a_nan_codebook_is_refused_naming_the_tensor() {
+    let dir = temp_dir("vq-nan");
+    let model = Model::new(&presets::vq_vae_digits(), &Device::Cpu, 0).unwrap();
+    let path = dir.join("vq.safetensors");
+    model.save(&path).unwrap();
+    let mut file = vaekit::params::read_checkpoint(&path, &Device::Cpu).unwrap();
+    let name = "quantizer.ema_codebook";
+    let shape = file.tensors[name].dims().to_vec();
+    file.tensors.insert(
+        name.to_string(),
+        Tensor::full(f32::NAN, shape, &Device::Cpu).unwrap(),
+    );
+    let bad = dir.join("nan.safetensors");
+    vaekit::params::write_checkpoint(
+        &bad,
+        &file.tensors.into_iter().collect(),
+        &file.metadata.into_iter().collect(),
+    )
+    .unwrap();
+    for err in [
+        Model::load(&bad, &Device::Cpu).unwrap_err(),
+        model.load_weights(&bad).unwrap_err(),
+    ] {
+        match err {
+            Error::Tensor { name: n, reason } => {
+                assert_eq!(n, name);
+                assert!(reason.contains("NaN"), "{reason}");
+            }
+            other => panic!("expected a tensor error, got {other}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
