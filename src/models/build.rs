@@ -9,7 +9,10 @@ use candle_nn::VarBuilder;
 use super::any::AnyModel;
 use super::autoencoder::Autoencoder;
 use super::conditioning::{ClassConditioning, Conditioner, Unconditioned};
-use super::config::{AutoencoderConfig, ConditioningConfig, ModelConfig, VaeConfig, VqVaeConfig};
+use super::config::{
+    AutoencoderConfig, ConditioningConfig, GumbelVaeConfig, ModelConfig, VaeConfig, VqVaeConfig,
+};
+use super::gumbel_vae::GumbelVae;
 use super::vae::Vae;
 use super::vq_vae::{code_grid, VqVae};
 use crate::latent::{
@@ -162,6 +165,32 @@ impl FamilyConfig for VqVaeConfig {
         positions
             .saturating_mul(self.quantizer.codes as u64)
             .saturating_add(latent.saturating_mul(4))
+    }
+}
+
+impl FamilyConfig for GumbelVaeConfig {
+    fn build(&self, params: &ParamStore, vb: VarBuilder) -> Result<Box<dyn AnyModel>> {
+        self.latent.validate("latent")?;
+        let encoder = self.encoder.build(vb.pp("encoder"))?;
+        let decoder = self.decoder.build(vb.pp("decoder"))?;
+        Ok(Box::new(GumbelVae::new(
+            params,
+            encoder,
+            decoder,
+            self.latent,
+            self.loss,
+        )?))
+    }
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            latent_dim: self.latent.width(),
+            encoder: &self.encoder,
+            decoder: &self.decoder,
+        }
+    }
+    /// The noise, the softmax and the sample.
+    fn other_activation_values(&self) -> u64 {
+        (self.latent.width() as u64).saturating_mul(3)
     }
 }
 
