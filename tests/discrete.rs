@@ -1063,3 +1063,16 @@ fn bad_gumbel_vae_configs_are_refused_naming_the_field() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn the_run_files_select_the_two_discrete_families() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/runs");
+    for (file, model) in [
+        ("vq_vae_digits.json", presets::vq_vae_digits()),
+        ("gumbel_vae_digits.json", presets::gumbel_vae_digits()),
+    ] {
+        let run = vaekit::train::RunConfig::from_file(dir.join(file)).unwrap();
+        assert_eq!(*run.model, model, "{file}");
+        assert_eq!(run.train.epochs, 10, "{file}");
+    }
+}
