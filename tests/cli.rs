@@ -1072,3 +1072,113 @@ fn help_into_a_closed_pipe_is_no_panic() {
         );
     }
 }
+
+/// The run files in `examples/runs`.
+fn run_file(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join("runs")
+        .join(name)
+}
+
+#[cfg(all(feature = "pictures", feature = "image-folder"))]
+#[test]
+fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
+    let data = small_digits("vq-vae");
+    let out = scratch("vq-vae-out");
+    let result = run(
+        "vq_vae",
+        &os(&[
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+    );
+    assert_ok("vq_vae", &result);
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("perplexity"), "{stdout}");
+    assert!(
+        stdout.contains("fitted the independent prior over 7×7 grids of 128 codes"),
+        "{stdout}"
+    );
+    for file in [
+        "reconstructions.png",
+        "samples.png",
+        "curves.png",
+        "model.safetensors",
+        "checkpoint.safetensors",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
+    assert!(history.contains("\"test_codes_used\""), "{history}");
+    // The saved model carries the fitted prior: not uniform any more.
+    let model = vaekit::models::Model::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    let log_probs = model.as_vq_vae().unwrap().prior().log_probs();
+    let spread = log_probs.max_all().unwrap().to_scalar::<f32>().unwrap()
+        - log_probs.min_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(spread > 1.0, "{spread}");
+
+    // A folder of colour images.
+    let images = drawn_folder("vq-vae-folder");
+    let colour = scratch("vq-vae-colour");
+    let result = run(
+        "vq_vae",
+        &os(&[
+            "--images",
+            images.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--out",
+            colour.to_str().unwrap(),
+        ]),
+    );
+    assert_ok("vq_vae --images", &result);
+    let img = image::open(colour.join("samples.png")).unwrap();
+    assert_eq!(img.color(), image::ColorType::Rgb8);
+
+    // The two run files select the two discrete families.
+    for (file, family) in [
+        ("vq_vae_digits.json", "VQ-VAE"),
+        ("gumbel_vae_digits.json", "Gumbel-softmax VAE"),
+    ] {
+        let dir = scratch(&format!("vq-vae-{family}"));
+        let result = run(
+            "vq_vae",
+            &os(&[
+                "--config",
+                run_file(file).to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--epochs",
+                "1",
+                "--out",
+                dir.to_str().unwrap(),
+            ]),
+        );
+        assert_ok(file, &result);
+        let stdout = String::from_utf8_lossy(&result.stdout);
+        assert!(stdout.starts_with(family), "{stdout}");
+        assert!(dir.join("samples.png").is_file());
+    }
+    run_fails(
+        "vq_vae",
+        &["--images", images.to_str().unwrap(), "--channels", "2"],
+        "--channels",
+    );
+    run_fails(
+        "vq_vae",
+        &[
+            "--images",
+            images.to_str().unwrap(),
+            "--config",
+            run_file("gumbel_vae_digits.json").to_str().unwrap(),
+        ],
+        "the model takes 1×28×28 images, the data are 3×32×32",
+    );
+}

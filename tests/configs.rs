@@ -181,8 +181,8 @@ fn keys(v: &Value, out: &mut std::collections::BTreeSet<String>) {
 }
 
 /// The configs the property starts from: every preset, a colour VAE, the
-/// digit-conditioned VAE with given labels and a mixture prior, and the digit
-/// VQ-VAE.
+/// digit-conditioned VAE with given labels and a mixture prior, the digit
+/// VQ-VAE and the digit Gumbel-softmax VAE.
 fn seeds() -> Vec<Value> {
     let mut out: Vec<Value> = Preset::ALL
         .iter()
@@ -204,6 +204,7 @@ fn seeds() -> Vec<Value> {
         "sigma": 0.5, "learn_means": true, "learn_variances": false});
     out.push(given);
     out.push(serde_json::to_value(vaekit::models::presets::vq_vae_digits()).unwrap());
+    out.push(serde_json::to_value(vaekit::models::presets::gumbel_vae_digits()).unwrap());
     out
 }
 
@@ -220,7 +221,7 @@ proptest::proptest! {
     /// the config has, under the part it belongs to.
     #[test]
     fn a_config_that_checks_builds_and_one_that_does_not_names_its_field(
-        seed in 0usize..9,
+        seed in 0usize..10,
         pick in 0usize..1000,
         int in 0u64..40,
         float in -2.0f64..3.0,

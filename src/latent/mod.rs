@@ -1,12 +1,14 @@
 //! Latent distributions: the diagonal-Gaussian posterior, how an encoder
 //! parameterises it, and the priors a VAE regularises it towards (standard
 //! normal, Gaussian mixture, VampPrior); and the discrete latents: the vector
-//! quantiser of the VQ-VAE and the priors over its code grids.
+//! quantiser of the VQ-VAE and the priors over its code grids, and the
+//! Gumbel-softmax relaxation of categorical variables.
 //!
 //! Every random draw takes the caller's generator (`&mut dyn RngCore`), so a
 //! seeded [`rand`] generator makes a run reproducible bit for bit on the CPU,
 //! whatever the device.
 
+mod categorical;
 mod code_prior;
 mod config;
 mod density;
@@ -18,6 +20,10 @@ mod standard_normal;
 mod vamp;
 mod vq;
 
+pub use categorical::{
+    categorical_log_prob, gumbel_noise, gumbel_softmax, kl_uniform_categorical, one_hot_argmax,
+    uniform_one_hot, Relaxation, TemperatureSchedule,
+};
 pub use code_prior::{independent_code_prior, CodePrior, IndependentCodePrior};
 pub use config::PriorConfig;
 pub(crate) use density::LN_2PI;

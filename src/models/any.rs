@@ -10,6 +10,7 @@ use rand::RngCore;
 
 use super::autoencoder::Autoencoder;
 use super::conditioning::{Condition, Conditioner, Conditioning};
+use super::gumbel_vae::GumbelVae;
 use super::latent_model::LatentModel;
 use super::trainable::Trainable;
 use super::vae::Vae;
@@ -209,6 +210,46 @@ where
     }
     fn decoder(&self) -> &dyn Decoder {
         VqVae::<E, D>::decoder(self)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The Gumbel-softmax VAE's latent is its `N` one-hot vectors flattened,
+/// `[b, N·K]`: `encode` gives the most probable classes, `decode` takes
+/// one-hot or relaxed vectors, `sample` draws classes from the uniform prior.
+/// Its posterior is categorical, so it has no [`LatentModel`]; see
+/// [`GumbelVae::log_weights`].
+impl<E, D> AnyModel for GumbelVae<E, D>
+where
+    E: Encoder + std::fmt::Debug + 'static,
+    D: Decoder + std::fmt::Debug + 'static,
+{
+    fn family(&self) -> &'static str {
+        "Gumbel-softmax VAE"
+    }
+    fn latent_dim(&self) -> usize {
+        GumbelVae::latent_dim(self)
+    }
+    fn input_shape(&self) -> ImageShape {
+        self.encoder().input_shape()
+    }
+    fn encode(&self, images: &Tensor) -> Result<Tensor> {
+        GumbelVae::encode(self, images)
+    }
+    /// A Gumbel-softmax VAE has no condition: `condition` is ignored.
+    fn decode(&self, z: &Tensor, _condition: Condition<'_>) -> Result<Tensor> {
+        self.decode_pixels(z)
+    }
+    fn reconstruct(&self, images: &Tensor, _condition: Condition<'_>) -> Result<Tensor> {
+        GumbelVae::reconstruct(self, images)
+    }
+    fn sample(&self, n: usize, rng: &mut dyn RngCore) -> Result<Tensor> {
+        GumbelVae::sample(self, n, rng)
+    }
+    fn decoder(&self) -> &dyn Decoder {
+        GumbelVae::<E, D>::decoder(self)
     }
     fn as_any(&self) -> &dyn Any {
         self

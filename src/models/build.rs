@@ -11,8 +11,10 @@ use super::any::AnyModel;
 use super::autoencoder::Autoencoder;
 use super::conditioning::{ClassConditioning, Conditioner, Unconditioned};
 use super::config::{
-    AutoencoderConfig, CheckedModelConfig, ConditioningConfig, ModelConfig, VaeConfig, VqVaeConfig,
+    AutoencoderConfig, CheckedModelConfig, ConditioningConfig, GumbelVaeConfig, ModelConfig,
+    VaeConfig, VqVaeConfig,
 };
+use super::gumbel_vae::GumbelVae;
 use super::vae::Vae;
 use super::vq_vae::{code_grid, VqVae};
 use crate::latent::{
@@ -71,6 +73,7 @@ impl ModelConfig {
             ModelConfig::Autoencoder(c) => c,
             ModelConfig::Vae(c) => c,
             ModelConfig::VqVae(c) => c,
+            ModelConfig::GumbelVae(c) => c,
         }
     }
 
@@ -227,6 +230,32 @@ impl FamilyConfig for VqVaeConfig {
         positions
             .saturating_mul(self.quantizer.codes as u64)
             .saturating_add(latent.saturating_mul(4))
+    }
+}
+
+impl FamilyConfig for GumbelVaeConfig {
+    fn build(&self, params: &ParamStore, vb: VarBuilder) -> Result<Box<dyn AnyModel>> {
+        self.latent.validate("latent")?;
+        let encoder = self.encoder.build(vb.pp("encoder"))?;
+        let decoder = self.decoder.build(vb.pp("decoder"))?;
+        Ok(Box::new(GumbelVae::new(
+            params,
+            encoder,
+            decoder,
+            self.latent,
+            self.loss,
+        )?))
+    }
+    fn parts(&self) -> Parts<'_> {
+        Parts {
+            latent_dim: self.latent.width(),
+            encoder: &self.encoder,
+            decoder: &self.decoder,
+        }
+    }
+    /// The noise, the softmax and the sample.
+    fn other_activation_values(&self) -> u64 {
+        (self.latent.width() as u64).saturating_mul(3)
     }
 }
 

@@ -18,6 +18,7 @@ pub use crate::nets::{DecoderConfig, EncoderConfig};
 
 use super::autoencoder::{AeLoss, AeLossConfig};
 use super::conditioning::Conditioning;
+use super::gumbel_vae::{CategoricalLatentConfig, GumbelLossConfig};
 use super::vq_vae::VqLossConfig;
 
 /// A plain autoencoder.
@@ -176,6 +177,48 @@ crate::setters::with_setters!(VqVaeConfig {
     with_loss(loss: VqLossConfig),
 });
 
+/// A Gumbel-softmax VAE ([`GumbelVae`](super::GumbelVae)).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct GumbelVaeConfig {
+    /// The categorical latent: `N` variables of `K` classes, the relaxation
+    /// and the temperature schedule.
+    pub latent: CategoricalLatentConfig,
+    /// The encoder (its output width is `N · K`, the logits).
+    pub encoder: EncoderConfig,
+    /// The decoder (its input width is `N · K`).
+    pub decoder: DecoderConfig,
+    /// The loss.
+    #[serde(default)]
+    pub loss: GumbelLossConfig,
+}
+
+impl GumbelVaeConfig {
+    /// A Gumbel-softmax VAE with `latent` between `encoder` and `decoder`,
+    /// trained with [`GumbelLossConfig::default`] (the Bernoulli negative
+    /// ELBO).
+    pub fn new(
+        latent: CategoricalLatentConfig,
+        encoder: EncoderConfig,
+        decoder: DecoderConfig,
+    ) -> Self {
+        Self {
+            latent,
+            encoder,
+            decoder,
+            loss: GumbelLossConfig::default(),
+        }
+    }
+}
+
+crate::setters::with_setters!(GumbelVaeConfig {
+    with_latent(latent: CategoricalLatentConfig),
+    with_encoder(encoder: EncoderConfig),
+    with_decoder(decoder: DecoderConfig),
+    with_loss(loss: GumbelLossConfig),
+});
+
 /// What a VAE's decoder sees besides `z`, tagged by `type` in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -307,6 +350,8 @@ pub enum ModelConfig {
     Vae(VaeConfig),
     /// A VQ-VAE.
     VqVae(VqVaeConfig),
+    /// A Gumbel-softmax VAE.
+    GumbelVae(GumbelVaeConfig),
 }
 
 crate::tagged::tagged_deserialize!(ModelConfig, "kind", {
@@ -314,6 +359,7 @@ crate::tagged::tagged_deserialize!(ModelConfig, "kind", {
     "vae" => Vae(VaeConfig),
     "digit_cvae" => Vae(DigitCvaeJson),
     "vq_vae" => VqVae(VqVaeConfig),
+    "gumbel_vae" => GumbelVae(GumbelVaeConfig),
 });
 
 /// A [`ModelConfig`] whose model built: what
@@ -360,6 +406,10 @@ impl ModelConfig {
                 }
             }
             (ModelConfig::VqVae(a), ModelConfig::VqVae(b)) => a.loss = b.loss,
+            (ModelConfig::GumbelVae(a), ModelConfig::GumbelVae(b)) => {
+                a.loss = b.loss;
+                a.latent.temperature = b.latent.temperature;
+            }
             _ => {}
         }
         config

@@ -1,7 +1,7 @@
 //! Models: the plain autoencoder, the VAE (dense or convolutional, generic
 //! over its encoder, decoder, prior and conditioning — the digit-conditioned
-//! VAE is a VAE with a [`ClassConditioning`]) and the VQ-VAE, their configs
-//! and presets,
+//! VAE is a VAE with a [`ClassConditioning`]), the VQ-VAE and the
+//! Gumbel-softmax VAE, their configs and presets,
 //! [`Trainable`] — what the trainer needs from any of them, or from a model of
 //! your own — [`AnyModel`], a family as one type, and [`Model`], which builds
 //! any of them from a [`ModelConfig`] and saves and loads it.
@@ -12,6 +12,7 @@ mod build;
 mod chunks;
 mod conditioning;
 mod config;
+mod gumbel_vae;
 mod json;
 mod latent_model;
 mod model;
@@ -31,11 +32,15 @@ pub use conditioning::{
 };
 pub use config::{
     AutoencoderConfig, CheckedModelConfig, ClassifierConditioningConfig, ConditioningConfig,
-    DecoderConfig, EncoderConfig, LabelConditioningConfig, ModelConfig, VaeConfig, VqVaeConfig,
+    DecoderConfig, EncoderConfig, GumbelVaeConfig, LabelConditioningConfig, ModelConfig, VaeConfig,
+    VqVaeConfig,
 };
+pub use gumbel_vae::{CategoricalLatentConfig, GumbelLossConfig, GumbelVae, GumbelVaeOutput};
 pub(crate) use json::{architecture_difference, parse_json, LossSettings};
 pub use latent_model::LatentModel;
-pub use model::{ConfigAutoencoder, ConfigVae, ConfigVqVae, Model, ModelLimits, MAX_PARAMETERS};
+pub use model::{
+    ConfigAutoencoder, ConfigGumbelVae, ConfigVae, ConfigVqVae, Model, ModelLimits, MAX_PARAMETERS,
+};
 pub use persist::TrainableExt;
 pub(crate) use persist::{checkpoint_metadata, CONFIG_KEY};
 pub use presets::Preset;

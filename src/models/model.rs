@@ -18,6 +18,7 @@ use super::autoencoder::Autoencoder;
 use super::build::build_model;
 use super::conditioning::{Condition, Conditioner, Conditioning};
 use super::config::{CheckedModelConfig, ModelConfig};
+use super::gumbel_vae::GumbelVae;
 use super::latent_model::LatentModel;
 use super::persist::{TrainableExt, CONFIG_KEY};
 use super::presets::Preset;
@@ -34,6 +35,8 @@ pub type ConfigVae =
 
 /// The VQ-VAE a [`Model`] builds from a VQ-VAE config.
 pub type ConfigVqVae = VqVae<Box<dyn Encoder>, Box<dyn Decoder>>;
+/// The Gumbel-softmax VAE a [`Model`] builds from its config.
+pub type ConfigGumbelVae = GumbelVae<Box<dyn Encoder>, Box<dyn Decoder>>;
 
 /// The most parameters (weights and buffers) a model may have unless
 /// [`ModelLimits`] allow more: 2^28 values, 1 GiB as `f32`.
@@ -148,8 +151,8 @@ impl ModelLimits {
 /// trains it; [`save`](Model::save) writes its config with its weights, and
 /// [`Model::load`] rebuilds it from the file alone. The network inside is one
 /// family's type behind [`AnyModel`]; [`as_vae`](Model::as_vae),
-/// [`as_autoencoder`](Model::as_autoencoder) and
-/// [`as_vq_vae`](Model::as_vq_vae) give it typed.
+/// [`as_autoencoder`](Model::as_autoencoder), [`as_vq_vae`](Model::as_vq_vae)
+/// and [`as_gumbel_vae`](Model::as_gumbel_vae) give it typed.
 #[derive(Debug)]
 pub struct Model {
     config: CheckedModelConfig,
@@ -274,6 +277,12 @@ impl Model {
     /// (its quantiser's buffers are shared with the trained network): what
     /// encodes code grids, fits the prior ([`VqVae::fit_prior`]) and samples.
     pub fn as_vq_vae(&self) -> Option<&ConfigVqVae> {
+        self.frozen.as_any().downcast_ref()
+    }
+
+    /// The Gumbel-softmax VAE, if the model is one, over untracked views of
+    /// the weights (for inference: importance weights, encoding).
+    pub fn as_gumbel_vae(&self) -> Option<&ConfigGumbelVae> {
         self.frozen.as_any().downcast_ref()
     }
 

@@ -13,8 +13,9 @@
 //! 64×64 or any multiple of 32 a side; [`vq_vae`] the VQ-VAE of van den Oord
 //! et al. (2017) for any image whose sides are multiples of 4, with
 //! [`vq_vae_digits`] (28×28 grey) and [`vq_vae_colour`] (32×32 RGB) as its
-//! two presets. They are functions rather than [`Preset`]s, which are the
-//! MNIST tutorials, each with a whole-model PyTorch fixture.
+//! two presets; [`gumbel_vae_digits`] the categorical VAE of Jang et al.
+//! (2017). They are functions rather than [`Preset`]s, which are the MNIST
+//! tutorials, each with a whole-model PyTorch fixture.
 //!
 //! Parameter names follow each preset's PyTorch equivalent in
 //! `tests/fixtures/make_fixtures.py`; `docs/architecture.md` maps them to the
@@ -34,9 +35,10 @@ use crate::{Error, Result};
 use super::autoencoder::{AeLoss, AeLossConfig};
 use super::conditioning::Conditioning;
 use super::config::{
-    AutoencoderConfig, ConditioningConfig, DecoderConfig, EncoderConfig, ModelConfig, VaeConfig,
-    VqVaeConfig,
+    AutoencoderConfig, ConditioningConfig, DecoderConfig, EncoderConfig, GumbelVaeConfig,
+    ModelConfig, VaeConfig, VqVaeConfig,
 };
+use super::gumbel_vae::{CategoricalLatentConfig, GumbelLossConfig};
 use super::vq_vae::VqLossConfig;
 use crate::latent::{
     CodebookUpdate, EmaConfig, PosteriorParam, PriorConfig, QuantizerConfig, RestartConfig,
@@ -591,4 +593,35 @@ pub fn vq_vae_digits() -> ModelConfig {
 /// of width 64 on an 8×8 grid.
 pub fn vq_vae_colour() -> ModelConfig {
     vq_vae_unchecked(ImageShape::new(3, 32, 32), 128, 32, 512, 64)
+}
+
+/// The categorical VAE of Jang et al. (2017) for 28×28 digits: 30 categorical
+/// variables of 10 classes; a dense encoder 784 → 512 → 256 → 300 logits and
+/// decoder 300 → 256 → 512 → 784 Bernoulli logits, ReLU, PyTorch init; the
+/// relaxed Gumbel-softmax sample at τ = max(0.5, exp(−1e-4 · step)); binary
+/// cross-entropy plus the KL to the uniform categorical, summed per image and
+/// averaged over the batch.
+pub fn gumbel_vae_digits() -> ModelConfig {
+    let latent = CategoricalLatentConfig::new(30, 10);
+    let width = latent.width();
+    let init = InitScheme::PyTorch;
+    ModelConfig::GumbelVae(GumbelVaeConfig {
+        latent,
+        encoder: EncoderConfig::Dense(DenseEncoderConfig {
+            input: MNIST,
+            hidden: vec![512, 256],
+            activation: Activation::Relu,
+            output_dim: width,
+            init,
+        }),
+        decoder: DecoderConfig::Dense(DenseDecoderConfig {
+            input_dim: width,
+            hidden: vec![256, 512],
+            activation: Activation::Relu,
+            output: MNIST,
+            output_kind: OutputKind::Logits,
+            init,
+        }),
+        loss: GumbelLossConfig::default(),
+    })
 }
