@@ -367,7 +367,7 @@ impl VaeLossConfig {
 impl OutputKind {
     /// The decoder output as the mean of a continuous likelihood: logits go
     /// through a sigmoid, probabilities and linear outputs are used as they are.
-    fn to_pixels_for_likelihood(self, xs: &Tensor) -> Result<Tensor> {
+    pub(crate) fn to_pixels_for_likelihood(self, xs: &Tensor) -> Result<Tensor> {
         match self {
             OutputKind::Logits => crate::kernels::sigmoid(xs),
             OutputKind::Probabilities | OutputKind::Linear => Ok(xs.clone()),

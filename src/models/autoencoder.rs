@@ -59,19 +59,62 @@ impl AeLossConfig {
     /// [`Error::Config`] for BCE on a linear decoder, or a reduction that does
     /// not give a scalar.
     pub fn validate(&self, field: &str, kind: OutputKind) -> VResult<()> {
-        if self.loss == AeLoss::Bce && kind == OutputKind::Linear {
+        self.loss.check(
+            &format!("{field}.loss"),
+            &format!("{field}.reduction"),
+            self.reduction,
+            kind,
+        )
+    }
+}
+
+impl AeLoss {
+    /// Checks that this loss, reduced by `reduction`, fits a decoder of
+    /// `kind`; errors name `loss_field` or `reduction_field`. Shared by every
+    /// family whose reconstruction is an [`AeLoss`].
+    pub(crate) fn check(
+        self,
+        loss_field: &str,
+        reduction_field: &str,
+        reduction: Reduction,
+        kind: OutputKind,
+    ) -> VResult<()> {
+        if self == AeLoss::Bce && kind == OutputKind::Linear {
             return Err(Error::config(
-                format!("{field}.loss"),
+                loss_field,
                 "BCE needs a decoder with logits or probabilities",
             ));
         }
-        if self.reduction == Reduction::None {
+        if reduction == Reduction::None {
             return Err(Error::config(
-                format!("{field}.reduction"),
+                reduction_field,
                 "must reduce to a scalar (sum, batch_mean or mean)",
             ));
         }
         Ok(())
+    }
+
+    /// This loss of the decoder output `decoded` (of `kind`) against `targets`,
+    /// reduced by `reduction`. MSE scores a linear decoder's values as they
+    /// are (clamped to pixels they would get no gradient outside `[0, 1]`),
+    /// and logits through a sigmoid, as the VAE's squared error does.
+    pub(crate) fn apply(
+        self,
+        decoded: &Tensor,
+        targets: &Tensor,
+        kind: OutputKind,
+        reduction: Reduction,
+    ) -> Result<Tensor> {
+        match (self, kind) {
+            (AeLoss::Mse, kind) => {
+                mse(&kind.to_pixels_for_likelihood(decoded)?, targets, reduction)
+            }
+            (AeLoss::Bce, OutputKind::Logits) => bce_with_logits(decoded, targets, reduction),
+            (AeLoss::Bce, OutputKind::Probabilities) => bce(decoded, targets, reduction),
+            (AeLoss::Bce, OutputKind::Linear) => {
+                candle_core::bail!("BCE needs a decoder with logits or probabilities")
+            }
+        }
     }
 }
 
@@ -176,15 +219,12 @@ impl<E: Encoder, D: Decoder> Autoencoder<E, D> {
 
     /// The reconstruction loss of `out` against the input `xs`.
     pub fn loss(&self, out: &AutoencoderOutput, xs: &Tensor) -> Result<Tensor> {
-        let reduction = self.loss.reduction;
-        match (self.loss.loss, self.decoder.output_kind()) {
-            (AeLoss::Mse, kind) => mse(&kind.to_pixels(&out.decoded)?, xs, reduction),
-            (AeLoss::Bce, OutputKind::Logits) => bce_with_logits(&out.decoded, xs, reduction),
-            (AeLoss::Bce, OutputKind::Probabilities) => bce(&out.decoded, xs, reduction),
-            (AeLoss::Bce, OutputKind::Linear) => {
-                candle_core::bail!("autoencoder: BCE needs a decoder with logits or probabilities")
-            }
-        }
+        self.loss.loss.apply(
+            &out.decoded,
+            xs,
+            self.decoder.output_kind(),
+            self.loss.reduction,
+        )
     }
 }
 

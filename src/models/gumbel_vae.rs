@@ -15,7 +15,7 @@ use crate::latent::{
     categorical_log_prob, gumbel_noise, gumbel_softmax, kl_uniform_categorical, one_hot_argmax,
     uniform_one_hot, Relaxation, TemperatureSchedule,
 };
-use crate::losses::{bce, bce_with_logits, mse, sum_per_example, Reduction};
+use crate::losses::{sum_per_example, Reduction};
 use crate::nets::{Decoder, Encoder, OutputKind};
 use crate::params::ParamStore;
 use crate::{Error, Result as VResult};
@@ -64,18 +64,12 @@ impl GumbelLossConfig {
     /// [`Error::Config`] for BCE on a linear decoder, a reduction that does
     /// not give a scalar, or a β that is negative or not finite.
     pub fn validate(&self, field: &str, kind: OutputKind) -> VResult<()> {
-        if self.reconstruction == AeLoss::Bce && kind == OutputKind::Linear {
-            return Err(Error::config(
-                format!("{field}.reconstruction"),
-                "BCE needs a decoder with logits or probabilities",
-            ));
-        }
-        if self.reduction == Reduction::None {
-            return Err(Error::config(
-                format!("{field}.reduction"),
-                "must reduce to a scalar (sum, batch_mean or mean)",
-            ));
-        }
+        self.reconstruction.check(
+            &format!("{field}.reconstruction"),
+            &format!("{field}.reduction"),
+            self.reduction,
+            kind,
+        )?;
         if !(self.beta >= 0.0 && self.beta.is_finite()) {
             return Err(Error::config(
                 format!("{field}.beta"),
@@ -350,17 +344,9 @@ impl<E: Encoder, D: Decoder> GumbelVae<E, D> {
     /// `−log p(x | z)` per element of the decoder's output against the
     /// targets `xs` (the reconstruction loss before reduction).
     fn reconstruction_elements(&self, decoded: &Tensor, xs: &Tensor) -> Result<Tensor> {
-        match (self.loss.reconstruction, self.decoder.output_kind()) {
-            (AeLoss::Mse, OutputKind::Linear) => mse(decoded, xs, Reduction::None),
-            (AeLoss::Mse, kind) => mse(&kind.to_pixels(decoded)?, xs, Reduction::None),
-            (AeLoss::Bce, OutputKind::Logits) => bce_with_logits(decoded, xs, Reduction::None),
-            (AeLoss::Bce, OutputKind::Probabilities) => bce(decoded, xs, Reduction::None),
-            (AeLoss::Bce, OutputKind::Linear) => {
-                candle_core::bail!(
-                    "Gumbel-softmax VAE: BCE needs a decoder with logits or probabilities"
-                )
-            }
-        }
+        self.loss
+            .reconstruction
+            .apply(decoded, xs, self.decoder.output_kind(), Reduction::None)
     }
 
     /// The loss of `out` against the targets `xs` with KL weight `beta`, as

@@ -12,7 +12,7 @@ use super::parts::{check_same_shape, non_empty};
 use super::trainable::{LossTerms, Per, StepContext, Term, Trainable};
 use crate::data::{Batch, ImageSource, LastBatch, Shuffle};
 use crate::latent::{CodePrior, CodebookUpdate, IndependentCodePrior, Quantized, VectorQuantizer};
-use crate::losses::{bce, bce_with_logits, mse, Reduction};
+use crate::losses::Reduction;
 use crate::nets::{Decoder, Encoder, OutputKind};
 use crate::params::ParamStore;
 use crate::{Error, Result as VResult};
@@ -73,18 +73,12 @@ impl VqLossConfig {
     /// not give a scalar, or a commitment weight that is negative or not
     /// finite.
     pub fn validate(&self, field: &str, kind: OutputKind) -> VResult<()> {
-        if self.reconstruction == AeLoss::Bce && kind == OutputKind::Linear {
-            return Err(Error::config(
-                format!("{field}.reconstruction"),
-                "BCE needs a decoder with logits or probabilities",
-            ));
-        }
-        if self.reduction == Reduction::None {
-            return Err(Error::config(
-                format!("{field}.reduction"),
-                "must reduce to a scalar (sum, batch_mean or mean)",
-            ));
-        }
+        self.reconstruction.check(
+            &format!("{field}.reconstruction"),
+            &format!("{field}.reduction"),
+            self.reduction,
+            kind,
+        )?;
         if !(self.commitment >= 0.0 && self.commitment.is_finite()) {
             return Err(Error::config(
                 format!("{field}.commitment"),
@@ -298,17 +292,12 @@ impl<E: Encoder, D: Decoder> VqVae<E, D> {
     pub fn loss_terms(&self, out: &VqVaeOutput, xs: &Tensor) -> Result<LossTerms> {
         let reduction = self.loss.reduction;
         let per = Per::from(reduction);
-        let reconstruction = match (self.loss.reconstruction, self.decoder.output_kind()) {
-            // A linear decoder's values are scored as they are: clamped to
-            // pixels, they would get no gradient outside [0, 1].
-            (AeLoss::Mse, OutputKind::Linear) => mse(&out.decoded, xs, reduction)?,
-            (AeLoss::Mse, kind) => mse(&kind.to_pixels(&out.decoded)?, xs, reduction)?,
-            (AeLoss::Bce, OutputKind::Logits) => bce_with_logits(&out.decoded, xs, reduction)?,
-            (AeLoss::Bce, OutputKind::Probabilities) => bce(&out.decoded, xs, reduction)?,
-            (AeLoss::Bce, OutputKind::Linear) => {
-                candle_core::bail!("VQ-VAE: BCE needs a decoder with logits or probabilities")
-            }
-        };
+        let reconstruction = self.loss.reconstruction.apply(
+            &out.decoded,
+            xs,
+            self.decoder.output_kind(),
+            reduction,
+        )?;
         let b = xs.dim(0)?;
         let per_image = |t: &Tensor| reduction.apply(&t.reshape((b, ()))?);
         let commitment = per_image(&out.quantized.commitment_error)?;
