@@ -260,6 +260,7 @@ impl<'a> Scanner<'a> {
                 }
             }
             _ => {
+                let start = self.i;
                 while self
                     .b
                     .get(self.i)
@@ -267,7 +268,10 @@ impl<'a> Scanner<'a> {
                 {
                     self.i += 1;
                 }
-                Some(())
+                // A value that is empty (a stray `}` in an array, `[1, }`)
+                // is malformed; stopping here keeps the caller's loop from
+                // spinning on it forever.
+                (self.i > start).then_some(())
             }
         }
     }
@@ -291,5 +295,39 @@ mod tests {
         assert_eq!(locate(json, "model.encoder.nope"), Some((3, 5)));
         assert_eq!(locate("not json", "a"), None);
         assert_eq!(locate("{\"a\": [1, 2", "a[1]"), None);
+    }
+
+    /// Damaged JSON ends the scan: a stray closer where an array element
+    /// should be once made the scanner loop forever (found by
+    /// tests/fuzz.rs on a checkpoint's config).
+    #[test]
+    fn every_single_byte_damage_ends_the_scan() {
+        let json = "{\"m\": {\"e\": {\"blocks\": [{\"k\": 1, \"s\": [2, 3]}, \"x\\\"y\"]}}, \"n\": -1.5e3}";
+        let (done, finished) = std::sync::mpsc::channel();
+        let json = json.to_string();
+        std::thread::spawn(move || {
+            assert_eq!(locate("{\"a\": [1, }", "a[1]"), None);
+            assert_eq!(locate("{\"a\": [}]}", "a[0].b"), None);
+            for i in 0..json.len() {
+                for c in b"{}[],:\"\\ 0a" {
+                    let mut bytes = json.clone().into_bytes();
+                    bytes[i] = *c;
+                    let damaged = String::from_utf8(bytes).unwrap();
+                    for path in ["m.e.blocks[1]", "m.e.blocks[0].s[1]", "n", "m.z"] {
+                        let _ = locate(&damaged, path);
+                    }
+                }
+            }
+            done.send(()).unwrap();
+        });
+        match finished.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("locate did not finish on damaged JSON")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("locate gave a wrong answer on damaged JSON (see the thread's panic)")
+            }
+        }
     }
 }
