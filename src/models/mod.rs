@@ -17,6 +17,7 @@ mod json;
 mod latent_model;
 mod model;
 mod parts;
+mod pixel_cnn;
 pub mod presets;
 mod step_memory;
 mod trainable;
@@ -40,6 +41,7 @@ pub use latent_model::LatentModel;
 pub use model::{
     ConfigAutoencoder, ConfigGumbelVae, ConfigVae, ConfigVqVae, Model, ModelLimits, MAX_PARAMETERS,
 };
+pub use pixel_cnn::{code_grid_dataset, PixelCnnConfig, PixelCnnPrior};
 pub use presets::Preset;
 pub(crate) use step_memory::step_bytes_within;
 pub use step_memory::{
