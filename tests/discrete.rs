@@ -1201,3 +1201,29 @@ fn code_grid_datasets_refuse_codes_out_of_range() {
     .unwrap_err();
     assert_eq!(field_of(err), "prior.codes");
 }
+
+#[cfg(feature = "pictures")]
+#[test]
+fn the_latent_explorer_refuses_the_discrete_families_saying_why() {
+    use vaekit::pictures::{write_latent_explorer, ExplorerOptions};
+    let dir = temp_dir("discrete-explorer");
+    for (config, width) in [
+        (presets::vq_vae_digits(), 784),
+        (presets::gumbel_vae_digits(), 300),
+    ] {
+        let model = Model::new(&config, &Device::Cpu, 0).unwrap();
+        let err = write_latent_explorer(
+            model.decoder(),
+            &ExplorerOptions::default(),
+            dir.join("explorer.html"),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("needs a 2-D latent space")
+                && text.contains(&format!("this decoder takes {width} values")),
+            "{text}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
