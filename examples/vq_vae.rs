@@ -4,14 +4,18 @@
 //! `examples/runs/vq_vae_digits.json` and `examples/runs/gumbel_vae_digits.json`,
 //! which select the two discrete families.
 //!
-//! After training, a VQ-VAE's independent categorical prior is fitted to the
-//! code grids of the training images. Outputs in `--out`:
-//! `reconstructions.png` (test images over their reconstructions),
-//! `samples.png` (64 draws from the prior, decoded: for a VQ-VAE, grids of
-//! codes from the fitted independent prior), `curves.png` (the loss, and for
-//! a VQ-VAE the perplexity and the share of codes used, per epoch),
-//! `model.safetensors` (the trained model with its fitted prior), and the
-//! run's `history.jsonl` and checkpoints.
+//! After training a VQ-VAE, two priors over its code grids are fitted to the
+//! codes of the training images: the independent categorical prior (one
+//! distribution per grid position, the model's own), and a small PixelCNN
+//! trained with the `Trainer` for `--prior-epochs`; their negative
+//! log-likelihoods of the test images' code grids are printed. Outputs in
+//! `--out`: `reconstructions.png` (test images over their reconstructions),
+//! `samples_independent.png` and `samples_pixel_cnn.png` (64 code grids drawn
+//! from each prior, decoded; `samples.png`, prior samples, for other models),
+//! `curves.png` (the loss, and for a VQ-VAE the perplexity and the share of
+//! codes used, per epoch), `model.safetensors` (the trained model with its
+//! fitted independent prior), `pixel_cnn.safetensors`, and the run's
+//! `history.jsonl` and checkpoints.
 //!
 //! ```text
 //! cargo run --release --example vq_vae -- --epochs 10
@@ -30,11 +34,13 @@ use rand_chacha::ChaCha8Rng;
 use vaekit::data::{
     Channels, ImageFolder, ImageFolderOptions, ImageSource, LastBatch, Shuffle, Unreadable,
 };
+use vaekit::latent::CodePrior;
 use vaekit::models::{
-    check_training_step, default_step_memory_limit, presets, AnyModel, Condition, Model,
-    ModelConfig,
+    check_training_step, code_grid_dataset, default_step_memory_limit, presets, AnyModel,
+    Condition, ConfigVqVae, Model, ModelConfig, PixelCnnConfig, PixelCnnPrior, TrainableExt,
 };
 use vaekit::nets::ImageShape;
+use vaekit::params::ParamStore;
 use vaekit::pictures::{self, GridStyle};
 use vaekit::train::{RunConfig, TrainConfig, Trainer};
 use vaekit::{Error, Result};
@@ -63,6 +69,9 @@ struct Cli {
     /// Images per batch (64 when absent, or the run file's).
     #[arg(long, value_name = "N", value_parser = common::positive)]
     batch_size: Option<usize>,
+    /// Epochs of the PixelCNN prior over a VQ-VAE's code grids.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = common::positive)]
+    prior_epochs: usize,
 }
 
 fn channels(value: &str) -> std::result::Result<usize, String> {
@@ -173,15 +182,12 @@ fn vq_vae() -> Result<()> {
     }
     drop(trainer); // ends the hook's borrows
 
-    if let Some(vq) = model.as_vq_vae() {
-        vq.fit_prior(train.as_ref(), 256)?;
-        println!(
-            "fitted the independent prior over {}×{} grids of {} codes",
-            vq.grid().0,
-            vq.grid().1,
-            vq.quantizer().codes()
-        );
-    }
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let samples = match model.as_vq_vae() {
+        Some(vq) => code_priors(vq, train.as_ref(), test.as_ref(), &cli, &config, &mut rng)?,
+        None => vec![("samples.png", model.sample(64, &mut rng)?)],
+    };
+    // With a VQ-VAE's fitted independent prior.
     model.save(args.out.join("model.safetensors"))?;
 
     let style = GridStyle::default()
@@ -198,17 +204,88 @@ fn vq_vae() -> Result<()> {
         &pictures::comparison_grid(&originals, &recon, 16, style)?,
         args.out.join("reconstructions.png"),
     )?;
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    pictures::save_png(
-        &pictures::image_grid(&model.sample(64, &mut rng)?, 8, style)?,
-        args.out.join("samples.png"),
-    )?;
+    for (file, pixels) in &samples {
+        pictures::save_png(
+            &pictures::image_grid(pixels, 8, style)?,
+            args.out.join(file),
+        )?;
+    }
     save_curves(&curves, &run.model, &args.out.join("curves.png"))?;
     println!(
         "pictures, model, history and checkpoints in {}",
         args.out.display()
     );
     Ok(())
+}
+
+/// Fits the VQ-VAE's independent prior and trains a PixelCNN prior on the
+/// code grids of `train`, prints both priors' negative log-likelihood of the
+/// test grids, saves the PixelCNN, and returns 64 decoded samples of each.
+fn code_priors(
+    vq: &ConfigVqVae,
+    train: &dyn ImageSource,
+    test: &dyn ImageSource,
+    cli: &Cli,
+    config: &TrainConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<(&'static str, candle_core::Tensor)>> {
+    let out = &cli.common.out;
+    let device = &cli.common.device;
+    let (h, w) = vq.grid();
+    let k = vq.quantizer().codes();
+    let train_codes = vq.encode_dataset(train, 256)?;
+    let test_codes = vq.encode_dataset(test, 256)?;
+    vq.prior().fit(&train_codes, 1.0)?;
+    let mean_nll = |lp: candle_core::Tensor| -> Result<f64> {
+        Ok(-lp
+            .to_dtype(candle_core::DType::F64)?
+            .mean_all()?
+            .to_scalar::<f64>()?)
+    };
+    let independent = mean_nll(vq.prior().log_prob(&test_codes)?)?;
+    println!(
+        "independent prior over {h}×{w} grids of {k} codes: test NLL {independent:.2} nats a grid"
+    );
+    let params = ParamStore::new(device);
+    let pixel_cnn = PixelCnnPrior::new(
+        &PixelCnnConfig::new(k, (h, w)),
+        &params,
+        params.var_builder(config.seed),
+    )?;
+    let prior_config = TrainConfig::default()
+        .with_seed(config.seed)
+        .with_epochs(cli.prior_epochs)
+        .with_batch_size(64)
+        .with_progress(config.progress);
+    let summary = Trainer::new(prior_config)?
+        .on_epoch(|r| {
+            println!(
+                "PixelCNN prior epoch {:>3}: train NLL {:.2}, test NLL {:.2} nats a grid",
+                r.epoch,
+                r.train_loss(),
+                r.test_loss()
+            );
+            Ok(())
+        })
+        .fit(
+            &pixel_cnn,
+            &code_grid_dataset(&train_codes, k)?,
+            &code_grid_dataset(&test_codes, k)?,
+        )?;
+    if let Some(last) = summary.history.last() {
+        println!(
+            "PixelCNN prior: test NLL {:.2} nats a grid, independent prior {independent:.2}",
+            last.test_loss()
+        );
+    }
+    pixel_cnn.save(out.join("pixel_cnn.safetensors"))?;
+    Ok(vec![
+        ("samples_independent.png", vq.sample(64, rng)?),
+        (
+            "samples_pixel_cnn.png",
+            vq.sample_with(&pixel_cnn, 64, rng)?,
+        ),
+    ])
 }
 
 /// The loss per epoch, and for a VQ-VAE the perplexity and the share of

@@ -1093,6 +1093,8 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
             data.to_str().unwrap(),
             "--epochs",
             "1",
+            "--prior-epochs",
+            "1",
             "--out",
             out.to_str().unwrap(),
         ]),
@@ -1101,14 +1103,17 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
     let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(stdout.contains("perplexity"), "{stdout}");
     assert!(
-        stdout.contains("fitted the independent prior over 7×7 grids of 128 codes"),
+        stdout.contains("independent prior over 7×7 grids of 128 codes: test NLL"),
         "{stdout}"
     );
+    assert!(stdout.contains("PixelCNN prior: test NLL"), "{stdout}");
     for file in [
         "reconstructions.png",
-        "samples.png",
+        "samples_independent.png",
+        "samples_pixel_cnn.png",
         "curves.png",
         "model.safetensors",
+        "pixel_cnn.safetensors",
         "checkpoint.safetensors",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
@@ -1134,12 +1139,14 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
             "1",
             "--batch-size",
             "8",
+            "--prior-epochs",
+            "1",
             "--out",
             colour.to_str().unwrap(),
         ]),
     );
     assert_ok("vq_vae --images", &result);
-    let img = image::open(colour.join("samples.png")).unwrap();
+    let img = image::open(colour.join("samples_pixel_cnn.png")).unwrap();
     assert_eq!(img.color(), image::ColorType::Rgb8);
 
     // The two run files select the two discrete families.
@@ -1157,6 +1164,8 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
                 data.to_str().unwrap(),
                 "--epochs",
                 "1",
+                "--prior-epochs",
+                "1",
                 "--out",
                 dir.to_str().unwrap(),
             ]),
@@ -1164,7 +1173,12 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
         assert_ok(file, &result);
         let stdout = String::from_utf8_lossy(&result.stdout);
         assert!(stdout.starts_with(family), "{stdout}");
-        assert!(dir.join("samples.png").is_file());
+        let samples = if family == "VQ-VAE" {
+            "samples_pixel_cnn.png"
+        } else {
+            "samples.png"
+        };
+        assert!(dir.join(samples).is_file(), "{samples}");
     }
     run_fails(
         "vq_vae",

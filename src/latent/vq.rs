@@ -234,12 +234,9 @@ impl Quantized {
     ///
     /// A candle error from the tensor ops.
     pub fn perplexity(&self) -> Result<Tensor> {
-        let n = self
-            .counts
-            .sum_all()?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?;
-        let p = self.counts.affine(1.0 / n.max(1.0), 0.0)?;
+        // On the device, so that a training step waits for no transfer.
+        let n = self.counts.sum_all()?.maximum(1.0)?;
+        let p = self.counts.broadcast_div(&n)?;
         // p · ln(p + 1e-10): 0 for an unused code.
         let plogp = (&p * p.affine(1.0, 1e-10)?.log()?)?;
         plogp.sum_all()?.neg()?.exp()

@@ -18,6 +18,7 @@ mod latent_model;
 mod model;
 mod parts;
 mod persist;
+mod pixel_cnn;
 pub mod presets;
 mod step_memory;
 mod trainable;
@@ -43,6 +44,7 @@ pub use model::{
 };
 pub use persist::TrainableExt;
 pub(crate) use persist::{checkpoint_metadata, CONFIG_KEY};
+pub use pixel_cnn::{code_grid_dataset, PixelCnnConfig, PixelCnnPrior};
 pub use presets::Preset;
 pub(crate) use step_memory::step_bytes_within;
 pub use step_memory::{
