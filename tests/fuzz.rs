@@ -75,14 +75,36 @@ fn mutate(mut bytes: Vec<u8>, edits: &[(usize, u8)], cut: Option<usize>, extra: 
     bytes
 }
 
+/// Loads `bytes` as a checkpoint file. A load that does not return within a
+/// minute ends the test process with the input saved for the report: a hang
+/// is a failure to find, not one to wait out (the damaged config once sent a
+/// JSON scanner into an endless loop), and proptest cannot shrink it.
 fn load_checkpoint_bytes(bytes: &[u8], tag: u64) -> Result<Model, vaekit::Error> {
     let dir = std::env::temp_dir().join(format!("vaekit-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(format!("case-{tag}.safetensors"));
     std::fs::write(&path, bytes).unwrap();
-    let r = Model::load(&path, &Device::Cpu);
-    let _ = std::fs::remove_file(&path);
-    r
+    let (sent, received) = std::sync::mpsc::channel();
+    let loading = path.clone();
+    std::thread::spawn(move || {
+        let _ = sent.send(Model::load(&loading, &Device::Cpu));
+    });
+    match received.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(r) => {
+            let _ = std::fs::remove_file(&path);
+            r
+        }
+        Err(e) => {
+            // Straight to stderr: the harness's capture of eprintln! is lost
+            // when the process exits.
+            let _ = writeln!(
+                std::io::stderr(),
+                "Model::load did not return ({e:?}) on the input kept at {}",
+                path.display()
+            );
+            std::process::exit(1);
+        }
+    }
 }
 
 proptest! {
@@ -160,4 +182,20 @@ proptest! {
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
+}
+
+/// The case CI found: a config whose array holds a stray closer where an
+/// element should be (`"blocks":[}`) is an error, and returns.
+#[test]
+fn a_config_with_a_stray_closer_in_an_array_is_an_error() {
+    let mut bytes = real_checkpoint();
+    let at = bytes
+        .windows(12)
+        .position(|w| w == b"\\\"blocks\\\":[")
+        .expect("the config has blocks")
+        + 12;
+    assert_eq!(bytes[at], b'{');
+    bytes[at] = b'}';
+    let err = load_checkpoint_bytes(&bytes, 0).unwrap_err();
+    assert!(err.to_string().contains("config"), "{err}");
 }
