@@ -105,7 +105,7 @@ impl CodeSpace {
     fn describe(&self) -> String {
         match self {
             CodeSpace::Codebook { grid, .. } => format!(
-                "a {}×{} grid of codes from a codebook of {}",
+                "a grid of {}×{} codes from a codebook of {}",
                 grid.0,
                 grid.1,
                 self.codes()
@@ -196,10 +196,7 @@ fn code_explorer_html<D: Decoder + ?Sized>(
     if cells == 0 || k < 2 {
         return Err(Error::config(
             "codes",
-            format!(
-                "{} cells of {k} codes: the code explorer needs a cell and 2 codes",
-                cells
-            ),
+            format!("{cells} cells of {k} codes: the code explorer needs a cell and 2 codes"),
         ));
     }
     let input = decoder.input_dim();
