@@ -13,9 +13,11 @@
 //! `samples_independent.png` and `samples_pixel_cnn.png` (64 code grids drawn
 //! from each prior, decoded; `samples.png`, prior samples, for other models),
 //! `curves.png` (the loss, and for a VQ-VAE the perplexity and the share of
-//! codes used, per epoch), `model.safetensors` (the trained model with its
-//! fitted independent prior), `pixel_cnn.safetensors`, and the run's
-//! `history.jsonl` and checkpoints.
+//! codes used, per epoch), `explorer.html` (the code explorer of a VQ-VAE or
+//! Gumbel-softmax VAE, starting from the first test image's codes: click a
+//! code cell to change it and see the image decoded again), `model.safetensors`
+//! (the trained model with its fitted independent prior),
+//! `pixel_cnn.safetensors`, and the run's `history.jsonl` and checkpoints.
 //!
 //! ```text
 //! cargo run --release --example vq_vae -- --epochs 10
@@ -41,7 +43,7 @@ use vaekit::models::{
 };
 use vaekit::nets::ImageShape;
 use vaekit::params::ParamStore;
-use vaekit::pictures::{self, GridStyle};
+use vaekit::pictures::{self, CodeExplorerOptions, CodeSpace, GridStyle};
 use vaekit::train::{RunConfig, TrainConfig, Trainer};
 use vaekit::{Error, Result};
 
@@ -211,6 +213,22 @@ fn vq_vae() -> Result<()> {
         )?;
     }
     save_curves(&curves, &run.model, &args.out.join("curves.png"))?;
+    // The code explorer, from the first test image's codes.
+    let first = originals.narrow(0, 0, 1)?;
+    let start = match (model.as_vq_vae(), model.as_gumbel_vae()) {
+        (Some(vq), _) => Some(vq.encode_indices(&first)?),
+        (_, Some(gumbel)) => Some(gumbel.encode_classes(&first)?),
+        _ => None,
+    };
+    if let (Some(space), Some(start)) = (CodeSpace::of(&model), start) {
+        let start = start.flatten_all()?.to_vec1::<u32>()?;
+        pictures::write_code_explorer(
+            model.decoder(),
+            &space,
+            &CodeExplorerOptions::default().with_start(Some(&start)),
+            args.out.join("explorer.html"),
+        )?;
+    }
     println!(
         "pictures, model, history and checkpoints in {}",
         args.out.display()

@@ -1112,12 +1112,19 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
         "samples_independent.png",
         "samples_pixel_cnn.png",
         "curves.png",
+        "explorer.html",
         "model.safetensors",
         "pixel_cnn.safetensors",
         "checkpoint.safetensors",
     ] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
+    let page = std::fs::read_to_string(out.join("explorer.html")).unwrap();
+    assert!(
+        page.contains("<title>vaekit code explorer</title>")
+            && page.contains("a grid of 7×7 codes from a codebook of 128"),
+        "the code explorer of the VQ-VAE"
+    );
     let history = std::fs::read_to_string(out.join("history.jsonl")).unwrap();
     assert!(history.contains("\"test_codes_used\""), "{history}");
     // The saved model carries the fitted prior: not uniform any more.
@@ -1148,6 +1155,8 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
     assert_ok("vq_vae --images", &result);
     let img = image::open(colour.join("samples_pixel_cnn.png")).unwrap();
     assert_eq!(img.color(), image::ColorType::Rgb8);
+    let page = std::fs::read_to_string(colour.join("explorer.html")).unwrap();
+    assert!(page.contains("a grid of 8×8 codes from a codebook of 512"));
 
     // The two run files select the two discrete families.
     for (file, family) in [
@@ -1179,6 +1188,13 @@ fn vq_vae_trains_on_digits_a_folder_and_a_run_file_of_either_discrete_family() {
             "samples.png"
         };
         assert!(dir.join(samples).is_file(), "{samples}");
+        let page = std::fs::read_to_string(dir.join("explorer.html")).unwrap();
+        let codes = if family == "VQ-VAE" {
+            "a grid of 7×7 codes from a codebook of 128"
+        } else {
+            "30 categorical variables of 10 classes"
+        };
+        assert!(page.contains(codes), "the code explorer of the {family}");
     }
     run_fails(
         "vq_vae",

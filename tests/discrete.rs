@@ -1204,14 +1204,15 @@ fn code_grid_datasets_refuse_codes_out_of_range() {
 
 #[cfg(feature = "pictures")]
 #[test]
-fn the_latent_explorer_refuses_the_discrete_families_saying_why() {
-    use vaekit::pictures::{write_latent_explorer, ExplorerOptions};
+fn the_discrete_families_get_the_code_explorer_not_the_sliders() {
+    use vaekit::pictures::{
+        write_code_explorer, write_latent_explorer, CodeExplorerOptions, CodeSpace, ExplorerOptions,
+    };
     let dir = temp_dir("discrete-explorer");
-    for (config, width) in [
-        (presets::vq_vae_digits(), 784),
-        (presets::gumbel_vae_digits(), 300),
-    ] {
-        let model = Model::new(&config, &Device::Cpu, 0).unwrap();
+    let vq = Model::new(&presets::vq_vae_digits(), &Device::Cpu, 0).unwrap();
+    let gumbel = Model::new(&presets::gumbel_vae_digits(), &Device::Cpu, 0).unwrap();
+    for (model, width, cells, codes) in [(&vq, 784, 49, 128), (&gumbel, 300, 30, 10)] {
+        // The sliders still need a 2-D latent, and say so.
         let err = write_latent_explorer(
             model.decoder(),
             &ExplorerOptions::default(),
@@ -1224,6 +1225,75 @@ fn the_latent_explorer_refuses_the_discrete_families_saying_why() {
                 && text.contains(&format!("this decoder takes {width} values")),
             "{text}"
         );
+        // The code explorer takes their codes.
+        let space = CodeSpace::of(model).expect("discrete codes");
+        assert_eq!(
+            (space.cells(), space.codes(), space.input_dim()),
+            (cells, codes, width)
+        );
+        let page = dir.join("codes.html");
+        write_code_explorer(
+            model.decoder(),
+            &space,
+            &CodeExplorerOptions::default(),
+            &page,
+        )
+        .unwrap();
+        let html = std::fs::read_to_string(&page).unwrap();
+        assert!(html.contains("<title>vaekit code explorer</title>"));
+        assert!(html.contains(&format!("\"cells\":{cells}")), "cell count");
+        assert!(
+            html.contains("\"start\":[0,0,"),
+            "all codes 0 without a start"
+        );
+        assert!(!html.contains("://"), "the page must not load anything");
+        // Start codes: one per cell, each below K.
+        let short = vec![0u32; cells - 1];
+        match write_code_explorer(
+            model.decoder(),
+            &space,
+            &CodeExplorerOptions::default().with_start(Some(&short)),
+            &page,
+        ) {
+            Err(Error::Config { field, reason }) => {
+                assert_eq!(field, "start");
+                assert!(reason.contains(&format!("for {cells} cells")), "{reason}");
+            }
+            other => panic!("expected a config error, got {other:?}"),
+        }
+        let mut high = vec![0u32; cells];
+        high[3] = codes as u32;
+        let err = write_code_explorer(
+            model.decoder(),
+            &space,
+            &CodeExplorerOptions::default().with_start(Some(&high)),
+            &page,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!(
+                "code {codes} of cell 3 is out of range 0..{codes}"
+            )),
+            "{err}"
+        );
     }
+    // One family's decoder with the other's codes: the error names both.
+    let err = write_code_explorer(
+        vq.decoder(),
+        &CodeSpace::of(&gumbel).unwrap(),
+        &CodeExplorerOptions::default(),
+        dir.join("mixed.html"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("30 categorical variables of 10 classes needs a decoder of 300 values")
+            && err.contains("this decoder takes 784"),
+        "{err}"
+    );
+    assert!(!dir.join("mixed.html").exists());
+    let dense = Model::new(&presets::dense_vae(2), &Device::Cpu, 0).unwrap();
+    assert!(CodeSpace::of(&dense).is_none(), "continuous codes");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,7 +1,11 @@
 //! The latent explorer in a real browser: headless Chromium loads the page from
 //! disk, moves the sliders (the page's `?test=1` mode dispatches their input
 //! event and a click on the latent plane), and the pixels its JavaScript
-//! decoder produced must match vaekit's own decoder within 1e-4.
+//! decoder produced must match vaekit's own decoder within 1e-4. The code
+//! explorer likewise: the codes of a test image (or a given grid) decoded in
+//! the page must match vaekit's decode of the same codes, and a click on a
+//! cell must change that cell's code, and the image to vaekit's decode of the
+//! new codes.
 //!
 //! Needs Debian's `chromium` (`apt-get install -y chromium`); set
 //! `VAEKIT_CHROMIUM` to use another binary. Without a browser the tests fail,
@@ -17,12 +21,15 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 use vaekit::data::{Batch, LastBatch, Mnist, Shuffle};
-use vaekit::models::presets::{cvae_tf, digit_cvae, vanilla_vae};
+use vaekit::models::presets::{cvae_tf, digit_cvae, gumbel_vae_digits, vanilla_vae, vq_vae_digits};
 use vaekit::models::{Condition, StepContext};
 use vaekit::models::{Conditioning, DecoderConfig, Likelihood, Model, ModelConfig, Preset};
 use vaekit::models::{Mode, Trainable};
 use vaekit::nets::{Activation, ImageShape, Norm};
-use vaekit::pictures::{write_latent_explorer, ExplorerOptions, SliderRange};
+use vaekit::pictures::{
+    write_code_explorer, write_latent_explorer, CodeExplorerOptions, CodeSpace, ExplorerOptions,
+    SliderRange,
+};
 
 /// The Chromium binary, or `None` (after saying so) when the browser tests are
 /// skipped with `VAEKIT_SKIP_BROWSER=1`.
@@ -442,4 +449,166 @@ fn explorer_screenshot_shows_the_page() {
         "no decoded image on the page ({black} black pixels)"
     );
     println!("screenshot: {}", shot.display());
+}
+
+/// The first test digit, `[1, 1, 28, 28]`.
+fn test_digit(model: &Model) -> Tensor {
+    let mnist = Mnist::bundled().expect("bundled MNIST");
+    mnist
+        .test
+        .batches(1, Shuffle::None, LastBatch::Drop, model.device())
+        .expect("batches")
+        .next()
+        .expect("one batch")
+        .expect("batch")
+        .images
+}
+
+fn flat_pixels(pixels: &Tensor) -> Vec<f64> {
+    pixels
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("pixels")
+        .into_iter()
+        .map(f64::from)
+        .collect()
+}
+
+/// Writes the code explorer of `model` starting from `start`, sets the codes
+/// `codes` (or keeps the start), chooses the code `pick` and clicks `cell` in
+/// Chromium, and checks the page's pixels before and after the click against
+/// `vaekit_decode` of the same codes.
+fn check_code_explorer(
+    test: &str,
+    model: &Model,
+    start: &[u32],
+    codes: Option<&[u32]>,
+    (pick, cell): (u32, usize),
+    vaekit_decode: impl Fn(&[u32]) -> Vec<f64>,
+) {
+    let Some(bin) = chromium() else { return };
+    let dir = out_dir(test);
+    let page = dir.join("codes.html");
+    let space = CodeSpace::of(model).expect("discrete codes");
+    let options = CodeExplorerOptions::default().with_start(Some(start));
+    write_code_explorer(model.decoder(), &space, &options, &page).expect("write the explorer");
+    let html = std::fs::read_to_string(&page).expect("read the page");
+    assert!(!html.contains("://"), "the page must not load anything");
+    assert!(!html.contains("<script src"), "no external script");
+
+    let join = |c: &[u32]| c.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+    let mut query = format!("pick={pick}&click={cell}");
+    if let Some(c) = codes {
+        query.push_str(&format!("&codes={}", join(c)));
+    }
+    let result = page_result(&bin, &dir, &page, &query);
+    assert_eq!(result["error"], "", "page error: {}", result["error"]);
+    let want = model.input_shape();
+    assert_eq!(
+        numbers(&result["shape"], "shape"),
+        [want.channels, want.height, want.width].map(|d| d as f64)
+    );
+    let as_codes = |v: &Value, what: &str| -> Vec<u32> {
+        numbers(v, what).into_iter().map(|c| c as u32).collect()
+    };
+    let shown = as_codes(&result["codes"], "codes");
+    assert_eq!(shown, codes.unwrap_or(start), "the page shows the codes");
+    let pixels = numbers(&result["pixels"], "pixels");
+    assert_pixels_match(&format!("{test} codes"), &pixels, &vaekit_decode(&shown));
+    assert_eq!(
+        result["pixels"], result["direct"],
+        "vaekitDecodeCodes agrees"
+    );
+
+    assert_ne!(shown[cell], pick, "the click must change the cell");
+    let after = as_codes(&result["after_click"], "after_click");
+    let mut clicked = shown.clone();
+    clicked[cell] = pick;
+    assert_eq!(
+        after, clicked,
+        "codes after a click on cell {cell} with {pick} chosen"
+    );
+    let click_pixels = numbers(&result["click_pixels"], "click_pixels");
+    assert_pixels_match(
+        &format!("{test} after the click"),
+        &click_pixels,
+        &vaekit_decode(&after),
+    );
+    let change = pixels
+        .iter()
+        .zip(&click_pixels)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    assert!(
+        change > 1e-2,
+        "the click hardly changed the image: {change}"
+    );
+}
+
+#[test]
+fn vq_vae_code_explorer_decodes_like_vaekit() {
+    // The residual decoder (3×3 conv, residual blocks, transposed convs) of
+    // the digit VQ-VAE, its codebook lookup per cell.
+    let model = Model::new(&vq_vae_digits(), &Device::Cpu, 21).expect("model");
+    // Untrained, its codes lie within ±1/128 and its pixels close together.
+    scale_weight(&model, "quantizer.ema_codebook", 100.0);
+    scale_weight(&model, "decoder.blocks.1.conv.weight", 30.0);
+    let vq = model.as_vq_vae().expect("a VQ-VAE");
+    let (h, w) = vq.grid();
+    let start = vq
+        .encode_indices(&test_digit(&model))
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<u32>())
+        .expect("the digit's codes");
+    assert_eq!(start.len(), h * w);
+    let decode = |codes: &[u32]| {
+        let indices = Tensor::from_vec(codes.to_vec(), (1, h, w), model.device()).expect("grid");
+        flat_pixels(&vq.decode_indices(&indices).expect("decode"))
+    };
+    let pick = (start[24] + 37) % 128;
+    check_code_explorer("vq-vae", &model, &start, None, (pick, 24), decode);
+    // Any grid, not only an encoder's: codes spread over the codebook.
+    let grid: Vec<u32> = (0..(h * w) as u32).map(|i| (i * 53 + 7) % 128).collect();
+    check_code_explorer("vq-vae-grid", &model, &start, Some(&grid), (5, 9), decode);
+}
+
+#[test]
+fn gumbel_vae_code_explorer_decodes_like_vaekit() {
+    // The dense decoder of 30 one-hot vectors of 10 classes.
+    let model = Model::new(&gumbel_vae_digits(), &Device::Cpu, 22).expect("model");
+    // Untrained, one variable moves its pixels by under 0.01.
+    scale_weight(&model, "decoder.out.weight", 10.0);
+    let gumbel = model.as_gumbel_vae().expect("a Gumbel-softmax VAE");
+    let (n, k) = (gumbel.latent().variables, gumbel.latent().classes);
+    let digit = test_digit(&model);
+    let start = gumbel
+        .encode_classes(&digit)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<u32>())
+        .expect("the digit's classes");
+    let one_hot = |codes: &[u32]| {
+        let mut z = vec![0f32; n * k];
+        for (i, &c) in codes.iter().enumerate() {
+            z[i * k + c as usize] = 1.0;
+        }
+        Tensor::from_vec(z, (1, n * k), model.device()).expect("one-hot")
+    };
+    // The layout the page builds is the model's own: its one-hot latent.
+    let encoded = gumbel
+        .encode(&digit)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .expect("latent");
+    assert_eq!(
+        encoded,
+        one_hot(&start)
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+    );
+    let decode =
+        |codes: &[u32]| flat_pixels(&gumbel.decode_pixels(&one_hot(codes)).expect("decode"));
+    let pick = (start[17] + 4) % 10;
+    check_code_explorer("gumbel-vae", &model, &start, None, (pick, 17), decode);
 }

@@ -16,13 +16,13 @@ use vaekit::data::Mnist;
 use vaekit::models::Condition;
 use vaekit::models::{Model, Preset};
 use vaekit::nets::{Decoder, ImageShape, OutputKind};
-use vaekit::pictures::ExplorerOptions;
 use vaekit::pictures::{
     comparison_grid, digit_grid, image_grid, interpolation_strip, inverse_normal_cdf,
     latent_scatter, linear_grid, loss_curves, manifold, manifold_codes, normal_quantile_grid,
     save_png, write_gif, write_latent_explorer, FrameRecorder, GridStyle, LOSS_PLOT_SIZE,
     SCATTER_PLOT_SIZE,
 };
+use vaekit::pictures::{write_code_explorer, CodeExplorerOptions, CodeSpace, ExplorerOptions};
 use vaekit::Error;
 
 /// A fresh folder for one test's files under cargo's test scratch space.
@@ -381,6 +381,24 @@ fn pictures_need_the_right_model() {
     assert!(!path.exists());
     // A decoder of the user's own cannot run in the page: the error names it.
     match write_latent_explorer(&OwnDecoder, &ExplorerOptions::default(), &path) {
+        Err(Error::Config { field, reason }) => {
+            assert_eq!(field, "decoder");
+            assert!(reason.contains("OwnDecoder"), "{reason}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    assert!(!path.exists());
+    // Nor in the code explorer, though its width fits one variable of 2 classes.
+    let one_variable = CodeSpace::Categorical {
+        variables: 1,
+        classes: 2,
+    };
+    match write_code_explorer(
+        &OwnDecoder,
+        &one_variable,
+        &CodeExplorerOptions::default(),
+        &path,
+    ) {
         Err(Error::Config { field, reason }) => {
             assert_eq!(field, "decoder");
             assert!(reason.contains("OwnDecoder"), "{reason}");

@@ -397,6 +397,21 @@ impl<E: Encoder, D: Decoder> GumbelVae<E, D> {
         })
     }
 
+    /// The most probable class of every variable, `[b, N]` (`u32`, evaluation
+    /// mode): the classes whose one-hot vectors [`encode`](Self::encode)
+    /// gives, as the code explorer (`pictures::write_code_explorer`) shows
+    /// them.
+    ///
+    /// # Errors
+    ///
+    /// When `xs` is empty or not of the encoder's shape.
+    pub fn encode_classes(&self, xs: &Tensor) -> Result<Tensor> {
+        non_empty(xs)?;
+        super::chunks::by_rows(xs, None, |xs, _| {
+            self.logits(xs, false)?.argmax(candle_core::D::Minus1) // [b, N]
+        })
+    }
+
     /// Decodes latents `[n, N·K]` (one-hot or relaxed) to pixels in `[0, 1]`
     /// (evaluation mode).
     ///

@@ -73,16 +73,16 @@ pub trait Decoder: ModuleT + Send + Sync {
     /// The decoder as plain data — its config and its tensors — for programs
     /// that run it outside candle (the latent explorer runs it in JavaScript).
     ///
-    /// vaekit's [`DenseDecoder`] and [`ConvDecoder`] export themselves; the
-    /// default, which the [`ResidualDecoder`] keeps, says that this decoder
-    /// type cannot be exported.
+    /// vaekit's [`DenseDecoder`], [`ConvDecoder`] and [`ResidualDecoder`]
+    /// export themselves; the default says that this decoder type cannot be
+    /// exported.
     ///
     /// # Errors
     ///
     /// A sentence naming what cannot be exported.
     fn export(&self) -> std::result::Result<DecoderExport, String> {
         Err(format!(
-            "decoder `{}` cannot be exported: only vaekit's DenseDecoder and ConvDecoder (built from its Linear, Conv2d, ConvTranspose2d and BatchNorm2d layers) can",
+            "decoder `{}` cannot be exported: only vaekit's DenseDecoder, ConvDecoder and ResidualDecoder (built from its Linear, Conv2d, ConvTranspose2d and BatchNorm2d layers) can",
             std::any::type_name::<Self>()
         ))
     }

@@ -15,7 +15,8 @@ use super::checks::{at_most, check_shape};
 use super::conv::{block_tensors, down_blocks, down_shapes, up_blocks, up_shapes, Block};
 use super::layers::{conv2d, Conv2d, Conv2dConfig};
 use super::{
-    ops, ConvBlockConfig, Decoder, Encoder, ImageShape, OutputKind, UpBlockConfig, MAX_SIDE,
+    ops, ConvBlockConfig, Decoder, DecoderConfig, DecoderExport, Encoder, ImageShape, OutputKind,
+    UpBlockConfig, MAX_SIDE,
 };
 use crate::params::InitScheme;
 use crate::{Error, Result as VResult};
@@ -472,6 +473,7 @@ impl ResidualDecoderConfig {
 /// order) → `[batch, c, H, W]`.
 #[derive(Debug, Clone)]
 pub struct ResidualDecoder {
+    config: ResidualDecoderConfig,
     start: ImageShape,
     input: Conv2d,
     residual: ResidualStack,
@@ -500,6 +502,7 @@ impl ResidualDecoder {
         let residual = ResidualStack::new(config.channels, &config.residual, config.init, &vb)?;
         let blocks = up_blocks(config.channels, &config.blocks, config.init, &vb)?;
         Ok(Self {
+            config: config.clone(),
             start: config.start,
             input,
             residual,
@@ -550,5 +553,11 @@ impl Decoder for ResidualDecoder {
     }
     fn output_kind(&self) -> OutputKind {
         self.output_kind
+    }
+    fn export(&self) -> std::result::Result<DecoderExport, String> {
+        Ok(DecoderExport {
+            config: DecoderConfig::Residual(self.config.clone()),
+            tensors: self.named_tensors(),
+        })
     }
 }

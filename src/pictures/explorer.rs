@@ -4,25 +4,27 @@
 //! without a Python kernel.
 //!
 //! The decoder runs live in the page: its config (the model's
-//! [`DecoderConfig`] as JSON) and weights (every `decoder.*` tensor, as base64
-//! of little-endian float32) are embedded, and `explorer.js` implements its
-//! forward pass in plain JavaScript — dense decoders (linear layers and their
-//! activation, output kind) and conv decoders (linear `fc` and its activation,
-//! reshape, blocks of transposed convolution or nearest up-sampling and
-//! convolution, batch norm with running statistics, ReLU, leaky ReLU,
-//! sigmoid, tanh or identity, final sigmoid or logits). The page loads nothing
-//! from the network.
+//! [`DecoderConfig`](crate::nets::DecoderConfig) as JSON) and weights (every
+//! `decoder.*` tensor, as base64 of little-endian float32) are embedded, and
+//! `decoder.js`, shared with the [code explorer](super::write_code_explorer),
+//! implements its forward pass in plain JavaScript — dense decoders (linear
+//! layers and their activation, output kind), conv decoders (linear `fc` and
+//! its activation, reshape, blocks of transposed convolution or nearest
+//! up-sampling and convolution, batch norm with running statistics, ReLU,
+//! leaky ReLU, sigmoid, tanh or identity, final sigmoid or logits) and
+//! residual decoders (3×3 convolution of the code map, residual blocks, the
+//! same up blocks). `explorer.js` runs the sliders and the plane. The page
+//! loads nothing from the network.
 
 use std::path::Path;
 
-use base64::Engine;
-use candle_core::{DType, Device};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::nets::{Decoder, DecoderConfig};
+use super::page::{embed_decoder, html_page};
+use crate::nets::Decoder;
 use crate::{Error, Result};
 
-const TEMPLATE: &str = include_str!("explorer.html");
+const BODY: &str = include_str!("explorer.html");
 const SCRIPT: &str = include_str!("explorer.js");
 
 /// The sliders' range for a VAE (the prior's ±4σ), and for an autoencoder
@@ -79,8 +81,8 @@ crate::setters::with_setters!(ExplorerOptions<'a> {
 /// class selector.
 ///
 /// The decoder runs in JavaScript, from its [`Decoder::export`]: vaekit's
-/// dense and conv decoders (and boxes of them) export themselves; another
-/// decoder type gets an error naming it.
+/// dense, conv and residual decoders (and boxes of them) export themselves;
+/// another decoder type gets an error naming it.
 ///
 /// For scripts and tests the page defines `window.vaekitDecode(z1, z2)`, which
 /// returns the decoded pixels `[c, h, w]` in `[0, 1]` as a `Float32Array`,
@@ -141,9 +143,7 @@ fn latent_explorer_html<D: Decoder + ?Sized>(
             ));
         }
     }
-    let export = decoder
-        .export()
-        .map_err(|reason| Error::config("decoder", reason))?;
+    let embedded = embed_decoder(decoder)?;
     let finite: Vec<((f32, f32), u8)> = scatter
         .map(|(points, labels)| {
             points
@@ -180,39 +180,15 @@ fn latent_explorer_html<D: Decoder + ?Sized>(
             "labels": finite.iter().map(|(_, l)| *l).collect::<Vec<u8>>(),
         })
     });
-    let mut weights = Map::new();
-    for (name, tensor) in &export.tensors {
-        let values = tensor
-            .to_device(&Device::Cpu)?
-            .to_dtype(DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        weights.insert(
-            format!("decoder.{name}"),
-            json!({
-                "shape": tensor.dims(),
-                "data": base64::engine::general_purpose::STANDARD.encode(bytes),
-            }),
-        );
-    }
     let data = json!({
         "latent_dim": 2,
         "classes": classes,
-        "decoder": serde_json::to_value(&export.config)
-            .map_err(|e| Error::config("decoder", format!("does not serialise: {e}")))?,
+        "decoder": embedded.config,
         "range": [[range[0].0, range[0].1], [range[1].0, range[1].1]],
         "scatter": scatter_json.unwrap_or(Value::Null),
-        "weights": Value::Object(weights),
+        "weights": embedded.weights,
     });
-    // `<` never appears in JSON outside strings; escaped, no `</script>` can end
-    // the data block early.
-    let data = data.to_string().replace('<', "\\u003c");
-    let kind = match export.config {
-        DecoderConfig::Dense(_) => "dense",
-        DecoderConfig::Conv(_) => "convolutional",
-        DecoderConfig::Residual(_) => "residual",
-    };
+    let kind = embedded.kind;
     let condition = if classes > 0 {
         format!(", conditioned on one of {classes} classes")
     } else {
@@ -226,12 +202,13 @@ fn latent_explorer_html<D: Decoder + ?Sized>(
     let subtitle = format!(
         "The {kind} decoder of a 2-D latent space{condition}, running in this page. Move the sliders or click on the latent plane. {points}."
     );
-    Ok(TEMPLATE
-        .replace("{{TITLE}}", "vaekit latent explorer")
-        .replace("{{VERSION}}", env!("CARGO_PKG_VERSION"))
-        .replace("{{SUBTITLE}}", &subtitle)
-        .replace("{{SCRIPT}}", SCRIPT)
-        .replace("{{MODEL_JSON}}", &data))
+    Ok(html_page(
+        "vaekit latent explorer",
+        &subtitle,
+        BODY,
+        SCRIPT,
+        &data,
+    ))
 }
 
 /// The extent of `values` widened by 5 % on each side and rounded out to the

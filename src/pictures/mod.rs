@@ -1,6 +1,6 @@
 //! Pictures of models and their training: image grids, animated GIFs, latent
-//! manifolds, plots, digit grids and interpolations, and a self-contained HTML
-//! latent explorer (feature `pictures`, on by default).
+//! manifolds, plots, digit grids and interpolations, and self-contained HTML
+//! latent and code explorers (feature `pictures`, on by default).
 //!
 //! Every function takes plain data or candle tensors of pixels in `[0, 1]`,
 //! shaped `[n, c, h, w]` with `c` = 1 (grey) or 3 (RGB), the shape
@@ -17,6 +17,7 @@
 //! | [`latent_scatter`], [`loss_curves`], [`active_units_plot`] | plots (plotters, PNG) |
 //! | [`digit_grid`], [`interpolation_strip`] | digit-conditioned samples; a walk between two codes |
 //! | [`write_latent_explorer`] | one HTML file with sliders that runs the decoder live |
+//! | [`write_code_explorer`] | one HTML file of a VQ-VAE's or Gumbel-softmax VAE's codes, clicked to change, decoded live |
 //!
 //! Plot text is rendered with DejaVu Sans, compiled into vaekit (see
 //! `assets/fonts/README.md`), so no system fonts are needed.
@@ -39,14 +40,17 @@
 //! # Ok::<(), vaekit::Error>(())
 //! ```
 
+mod code_explorer;
 mod digits;
 mod explorer;
 mod gif;
 mod grid;
 mod labels;
 mod manifold;
+mod page;
 mod plots;
 
+pub use code_explorer::{write_code_explorer, CodeExplorerOptions, CodeSpace};
 pub use digits::{digit_grid, interpolation_strip};
 pub use explorer::{write_latent_explorer, ExplorerOptions, LatentScatter, SliderRange};
 pub use gif::{write_gif, FrameRecorder};
