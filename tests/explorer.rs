@@ -154,14 +154,7 @@ fn decode(model: &Model, z: &[f64], digit: Option<u32>) -> Vec<f64> {
     let device = model.device();
     let z = Tensor::new(&[[z[0] as f32, z[1] as f32]], device).expect("z");
     let condition = digit.map_or(Condition::None, Condition::Class);
-    let pixels = model.decode(&z, condition).expect("decode");
-    pixels
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("pixels")
-        .into_iter()
-        .map(f64::from)
-        .collect()
+    flat_pixels(&model.decode(&z, condition).expect("decode"))
 }
 
 fn assert_pixels_match(what: &str, page: &[f64], vaekit: &[f64]) {
