@@ -720,8 +720,9 @@ def train_epochs(name, args):
 def load_vaekit(model, path):
     """Copies a vaekit `model.safetensors` of the vq_vae_digits or gumbel_vae_digits
     preset into `model`, by the order of the layers: vaekit's names (encoder.blocks.i,
-    encoder.residual.j, encoder.out, decoder.input, ...; encoder.mlp / decoder.mlp for
-    the dense nets) sorted as the PyTorch modules are built. Weight layouts are
+    encoder.residual.j, encoder.out, decoder.input, ...; encoder.hidden.i, encoder.out,
+    decoder.hidden.i, decoder.out for the dense nets) in the order the PyTorch modules
+    are built. Weight layouts are
     PyTorch's in both ([out, in] linear, [out, in, k, k] conv, [in, out, k, k]
     transposed conv)."""
     from safetensors.torch import load_file
@@ -740,9 +741,8 @@ def load_vaekit(model, path):
         with torch.no_grad():
             model.codebook.copy_(tensors["quantizer.ema_codebook"])
     else:
-        names = [k for part in ("encoder", "decoder") for k in sorted(
-            (k for k in tensors if k.startswith(part + ".")),
-            key=lambda k: ([int(t) for t in k.split(".") if t.isdigit()], k.endswith("weight")))]
+        order = [f"{part}.{layer}" for part in ("encoder", "decoder") for layer in ("hidden.0", "hidden.1", "out")]
+        names = [f"{n}.{p}" for n in order for p in ("weight", "bias")]
     params = list(model.parameters())
     assert len(names) == len(params), (len(names), len(params), sorted(tensors))
     with torch.no_grad():
