@@ -37,8 +37,31 @@ Run it with a Python whose environment has `pip install torch numpy`
     python scripts/bench_pytorch.py --workload all --steps 40 --warmup 5 --threads 2
     python scripts/bench_pytorch.py --workload conv-ae --device cuda
 
+Two more workloads, `vq-vae` and `gumbel-vae`, are the presets `vq_vae_digits` and
+`gumbel_vae_digits` (the `vq_vae` example's default model and its run file
+examples/runs/gumbel_vae_digits.json): `--workload vq-vae` measures them as above, but
+`--workload all` runs the five the Rust bench knows. For docs/results.md they also
+train like vaekit's Trainer:
+
+    python scripts/bench_pytorch.py --workload vq-vae --train-epochs 5 --threads 2 --out DIR
+    python scripts/bench_pytorch.py --workload gumbel-vae --train-epochs 2 --data FOLDER --out DIR
+    python scripts/bench_pytorch.py --workload gumbel-vae --vaekit-checkpoint out/model.safetensors
+
+`--train-epochs N` trains for N epochs on `--data` (a folder of the four MNIST-format
+IDX files, raw or .gz; the bundled digits by default) and prints one JSON line per
+epoch: the training loss, the test figures (loss; `reconstruction_mse`, the squared
+error per pixel of the reconstructions; perplexity and the share of codes used for the
+VQ-VAE, each test batch's weighted by its size as vaekit's trainer does; BCE and KL for
+the Gumbel-softmax VAE, whose loss is the single-sample -ELBO), the training seconds
+and training images per second (the epoch's training loop only). `--out` gets
+samples.png (64 samples: the VQ-VAE's independent per-position code prior with
+Laplace smoothing, as vaekit's IndependentCodePrior::fit(codes, 1.0); the uniform
+categorical prior of the Gumbel-softmax VAE) and reconstructions.png, written with
+zlib (no PIL). `--vaekit-checkpoint FILE` computes the same test figures for a vaekit
+model.safetensors of that preset, loaded into these modules.
+
 CI does not run this script; it exists to produce the PyTorch figures for
-docs/performance.md. Run it on an otherwise idle machine.
+docs/performance.md and docs/results.md. Run it on an otherwise idle machine.
 
 The models are replicated from tests/fixtures/make_fixtures.py rather than imported:
 that script sets global torch state on import (one thread, deterministic algorithms),
