@@ -37,8 +37,31 @@ Run it with a Python whose environment has `pip install torch numpy`
     python scripts/bench_pytorch.py --workload all --steps 40 --warmup 5 --threads 2
     python scripts/bench_pytorch.py --workload conv-ae --device cuda
 
+Two more workloads, `vq-vae` and `gumbel-vae`, are the presets `vq_vae_digits` and
+`gumbel_vae_digits` (the `vq_vae` example's default model and its run file
+examples/runs/gumbel_vae_digits.json): `--workload vq-vae` measures them as above, but
+`--workload all` runs the five the Rust bench knows. For docs/results.md they also
+train like vaekit's Trainer:
+
+    python scripts/bench_pytorch.py --workload vq-vae --train-epochs 5 --threads 2 --out DIR
+    python scripts/bench_pytorch.py --workload gumbel-vae --train-epochs 2 --data FOLDER --out DIR
+    python scripts/bench_pytorch.py --workload gumbel-vae --vaekit-checkpoint out/model.safetensors
+
+`--train-epochs N` trains for N epochs on `--data` (a folder of the four MNIST-format
+IDX files, raw or .gz; the bundled digits by default) and prints one JSON line per
+epoch: the training loss, the test figures (loss; `reconstruction_mse`, the squared
+error per pixel of the reconstructions; perplexity and the share of codes used for the
+VQ-VAE, each test batch's weighted by its size as vaekit's trainer does; BCE and KL for
+the Gumbel-softmax VAE, whose loss is the single-sample -ELBO), the training seconds
+and training images per second (the epoch's training loop only). `--out` gets
+samples.png (64 samples: the VQ-VAE's independent per-position code prior with
+Laplace smoothing, as vaekit's IndependentCodePrior::fit(codes, 1.0); the uniform
+categorical prior of the Gumbel-softmax VAE) and reconstructions.png, written with
+zlib (no PIL). `--vaekit-checkpoint FILE` computes the same test figures for a vaekit
+model.safetensors of that preset, loaded into these modules.
+
 CI does not run this script; it exists to produce the PyTorch figures for
-docs/performance.md. Run it on an otherwise idle machine.
+docs/performance.md and docs/results.md. Run it on an otherwise idle machine.
 
 The models are replicated from tests/fixtures/make_fixtures.py rather than imported:
 that script sets global torch state on import (one thread, deterministic algorithms),
@@ -83,13 +106,22 @@ IMPORT_RSS_MIB = memory_mib("VmRSS")
 # --------------------------------------------------------------------------- data
 
 
-def read_idx(images_file, labels_file):
-    """Images [n, 1, 28, 28] float32 scaled v / 255 and labels [n] int64 of a gzip'ed IDX pair."""
-    with gzip.open(MNIST_DIR / images_file, "rb") as f:
+def open_idx(folder, name):
+    """An IDX file of `folder` by its gzip'ed name, or the same name without `.gz`."""
+    path = Path(folder) / name
+    if path.exists():
+        return gzip.open(path, "rb")
+    return open(path.with_suffix(""), "rb")
+
+
+def read_idx(images_file, labels_file, folder=MNIST_DIR):
+    """Images [n, 1, 28, 28] float32 scaled v / 255 and labels [n] int64 of an IDX pair
+    in `folder` (the bundled digits by default), gzip'ed or raw."""
+    with open_idx(folder, images_file) as f:
         magic, n, rows, cols = struct.unpack(">IIII", f.read(16))
         assert magic == 0x00000803, hex(magic)
         pixels = f.read(n * rows * cols)
-    with gzip.open(MNIST_DIR / labels_file, "rb") as f:
+    with open_idx(folder, labels_file) as f:
         magic, n_labels = struct.unpack(">II", f.read(8))
         assert magic == 0x00000801 and n_labels == n, (hex(magic), n_labels, n)
         labels = f.read(n)
@@ -325,6 +357,201 @@ class ConvAe(nn.Module):
         return self.decoder(self.encoder(x))
 
 
+class VqResidual(nn.Module):
+    """vaekit's residual block (src/nets/residual.rs): x + conv1x1(ReLU(conv3x3(ReLU(x))))."""
+
+    def __init__(self, channels, hidden):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x):
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class VqVae(nn.Module):
+    """vaekit's `vq_vae_digits` preset (src/models/presets.rs, src/models/vq_vae.rs,
+    src/latent/vq.rs): residual encoder 1 -> 32 -> 64 (4x4 stride-2 convs, ReLU), a 3x3
+    conv (no activation), two residual blocks of 32 hidden channels, ReLU, 1x1 conv to
+    D = 16 on a 7x7 grid; 128 codes learned by exponential moving averages (decay 0.99,
+    epsilon 1e-5) with restarts of dead codes (usage average decay 0.99, threshold 1);
+    decoder 3x3 conv 16 -> 64, two residual blocks, ReLU, transposed 4x4 stride-2 convs
+    64 -> 32 (ReLU) -> 1 (linear); loss MSE(x_hat, x) + 0.25 * mean((z - sg(e))^2), both
+    means over values; PyTorch's default init, as vaekit's InitScheme::PyTorch. The batch's
+    perplexity and codes used are kept in `self.last` for the evaluation."""
+
+    codes, code_dim, hidden, residual_hidden = 128, 16, 64, 32
+    beta, decay, epsilon = 0.25, 0.99, 1e-5
+    restart_threshold, restart_decay = 1.0, 0.99
+
+    def __init__(self):
+        super().__init__()
+        h, r, d, k = self.hidden, self.residual_hidden, self.code_dim, self.codes
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, h // 2, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(h // 2, h, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(h, h, 3, 1, 1),
+            VqResidual(h, r), VqResidual(h, r), nn.ReLU(),
+            nn.Conv2d(h, d, 1),
+        )
+        self.decoder = nn.Sequential(
+            nn.Conv2d(d, h, 3, 1, 1),
+            VqResidual(h, r), VqResidual(h, r), nn.ReLU(),
+            nn.ConvTranspose2d(h, h // 2, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(h // 2, 1, 4, 2, 1),
+        )
+        bound = 1.0 / k  # U(-1/K, 1/K), as vaekit's (restarts replace it on the first step)
+        self.register_buffer("codebook", torch.empty(k, d).uniform_(-bound, bound))
+        self.register_buffer("cluster_size", torch.zeros(k))
+        self.register_buffer("embed_sum", torch.zeros(k, d))
+        self.register_buffer("usage", torch.zeros(k))
+        self.generator = torch.Generator().manual_seed(0)  # the restarts' draws
+        self.last = {}
+
+    def nearest(self, flat):
+        e = self.codebook
+        dist = (flat * flat).sum(1, keepdim=True) - 2.0 * flat @ e.t() + (e * e).sum(1)
+        return dist.argmin(1)
+
+    def quantize(self, x):
+        z = self.encoder(x)  # [b, D, h, w]
+        b, d, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)  # [b*h*w, D], a vector per row
+        idx = self.nearest(flat.detach())
+        e = self.codebook[idx]
+        commitment = F.mse_loss(flat, e)  # the codebook is a buffer: no gradient
+        q = (flat + (e - flat).detach()).reshape(b, h, w, d).permute(0, 3, 1, 2)
+        counts = torch.bincount(idx, minlength=self.codes).to(flat.dtype)
+        p = counts / counts.sum().clamp(min=1.0)
+        self.last = {
+            "perplexity": torch.exp(-(p * torch.log(p + 1e-10)).sum()).item(),
+            "codes_used": (counts > 0).to(flat.dtype).mean().item(),
+        }
+        if self.training:
+            self.update(flat.detach(), idx, counts)
+        return q, commitment, idx
+
+    @torch.no_grad()
+    def update(self, z, idx, counts):
+        """vaekit's VectorQuantizer::update: EMA codebook, then usage and restarts."""
+        k, g, eps = self.codes, self.decay, self.epsilon
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, idx, z)
+        self.cluster_size.mul_(g).add_(counts, alpha=1 - g)
+        self.embed_sum.mul_(g).add_(sums, alpha=1 - g)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + eps) / (total + k * eps) * total
+        self.codebook.copy_(self.embed_sum / smoothed[:, None])
+        self.usage.mul_(self.restart_decay).add_(counts, alpha=1 - self.restart_decay)
+        dead = (self.usage < self.restart_threshold).nonzero().flatten()
+        if dead.numel():
+            drawn = z[torch.randint(0, z.shape[0], (dead.numel(),), generator=self.generator)]
+            self.codebook[dead] = drawn
+            self.embed_sum[dead] = drawn
+            self.cluster_size[dead] = 1.0
+            self.usage[dead] = self.restart_threshold
+
+    def loss(self, x, labels):
+        q, commitment, _ = self.quantize(x)
+        return F.mse_loss(self.decoder(q), x) + self.beta * commitment
+
+    def reconstruct(self, x, labels):
+        return self.decoder(self.quantize(x)[0])
+
+    @torch.no_grad()
+    def test_metrics(self, x):
+        """Sums over the batch of the test terms vaekit reports (its trainer weights every
+        batch's mean by its size; perplexity and codes used are the batch's)."""
+        q, commitment, _ = self.quantize(x)
+        mse = F.mse_loss(self.decoder(q), x)
+        n = x.shape[0]
+        return {"loss": n * (mse + self.beta * commitment).item(), "reconstruction_mse": n * mse.item(),
+                "perplexity": n * self.last["perplexity"], "codes_used": n * self.last["codes_used"]}
+
+    @torch.no_grad()
+    def fit_prior(self, train_images):
+        """vaekit's IndependentCodePrior::fit(codes, 1.0): per grid position, the code
+        counts of the training images plus 1, normalised."""
+        counts = torch.ones(7 * 7, self.codes)
+        for i in range(0, train_images.shape[0], 1000):
+            _, _, idx = self.quantize(train_images[i : i + 1000])
+            counts.scatter_add_(1, idx.reshape(-1, 49).t().contiguous(),
+                                torch.ones(49, idx.numel() // 49))
+        self.prior = counts / counts.sum(1, keepdim=True)
+
+    @torch.no_grad()
+    def sample(self, n, generator):
+        idx = torch.multinomial(self.prior, n, replacement=True, generator=generator).t()  # [n, 49]
+        q = self.codebook[idx].reshape(n, 7, 7, self.code_dim).permute(0, 3, 1, 2)
+        return self.decoder(q).clamp(0.0, 1.0)
+
+
+class GumbelVae(nn.Module):
+    """vaekit's `gumbel_vae_digits` preset (src/models/gumbel_vae.rs,
+    src/latent/categorical.rs): dense encoder 784 -> 512 -> 256 -> 300 logits (ReLU),
+    30 categorical variables of 10 classes, the relaxed Gumbel-softmax sample at
+    tau = max(0.5, exp(-1e-4 * step)) (step: training steps done before this one) in
+    training, a one-hot sample of the posterior (Gumbel-max) in evaluation; decoder 300
+    -> 256 -> 512 -> 784 Bernoulli logits (ReLU); BCE on the grey levels + the exact
+    KL to the uniform categorical, summed per image and averaged over the batch; PyTorch's
+    default init."""
+
+    variables, classes = 30, 10
+    tau0, rate, floor = 1.0, 1e-4, 0.5
+
+    def __init__(self):
+        super().__init__()
+        width = self.variables * self.classes
+        self.encoder = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, width)
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(width, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 784),
+            nn.Unflatten(1, (1, 28, 28)),
+        )
+        self.step = 0
+
+    def terms(self, x):
+        logits = self.encoder(x).reshape(-1, self.variables, self.classes)
+        if self.training:
+            tau = max(self.floor, self.tau0 * math.exp(-self.rate * self.step))
+            self.step += 1
+            z = F.gumbel_softmax(logits, tau=tau, hard=False, dim=-1)
+        else:
+            g = -torch.log(-torch.log(torch.rand_like(logits).clamp(1e-12, 1.0 - 1e-7)))
+            z = F.one_hot((logits + g).argmax(-1), self.classes).to(logits.dtype)
+        out = self.decoder(z.flatten(1))
+        reconstruction = F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(dim=(1, 2, 3))
+        log_q = F.log_softmax(logits, dim=-1)
+        kl = (log_q.exp() * (log_q + math.log(self.classes))).sum(dim=(1, 2))
+        return reconstruction, kl, logits
+
+    def loss(self, x, labels):
+        reconstruction, kl, _ = self.terms(x)
+        return (reconstruction + kl).mean()
+
+    def reconstruct(self, x, labels):
+        """Through the most probable classes, as vaekit's GumbelVae::reconstruct."""
+        logits = self.encoder(x).reshape(-1, self.variables, self.classes)
+        z = F.one_hot(logits.argmax(-1), self.classes).to(logits.dtype)
+        return torch.sigmoid(self.decoder(z.flatten(1)))
+
+    @torch.no_grad()
+    def test_metrics(self, x):
+        reconstruction, kl, _ = self.terms(x)
+        mse = F.mse_loss(self.reconstruct(x, None), x, reduction="sum").item() / x[0].numel()
+        return {"loss": (reconstruction + kl).sum().item(), "reconstruction": reconstruction.sum().item(),
+                "kl": kl.sum().item(), "reconstruction_mse": mse}
+
+    def fit_prior(self, train_images):
+        pass  # the prior is the uniform categorical
+
+    @torch.no_grad()
+    def sample(self, n, generator):
+        idx = torch.randint(0, self.classes, (n, self.variables), generator=generator)
+        z = F.one_hot(idx, self.classes).to(torch.float32)
+        return torch.sigmoid(self.decoder(z.flatten(1)))
+
+
 def adam(lr):
     return lambda params: torch.optim.Adam(params, lr=lr)
 
@@ -341,7 +568,11 @@ WORKLOADS = {
     "conv-vae-bn": (ConvVaeBn, 64, adam(1e-3), False),
     "digit-cvae": (DigitCvae, 100, adam(1e-3), False),
     "conv-ae": (ConvAe, 64, rmsprop(3e-4), False),
+    "vq-vae": (VqVae, 64, adam(1e-3), False),
+    "gumbel-vae": (GumbelVae, 100, adam(1e-3), False),
 }
+# `--workload all`: the five the Rust bench (examples/bench.rs) also measures.
+BENCH_WORKLOADS = ["dense-vae", "cvae-tf", "conv-vae-bn", "digit-cvae", "conv-ae"]
 
 
 # --------------------------------------------------------------------------- bench
@@ -420,6 +651,148 @@ def run(name, args):
     return result
 
 
+# --------------------------------------------------------------------------- training runs
+#
+# `--train-epochs N` trains a workload for N epochs on an IDX folder (`--data`, the
+# bundled digits by default) the way vaekit's Trainer does -- the training images
+# reshuffled every epoch with the last partial batch kept, then the test images in
+# order at batch 1,000 in eval mode, each batch's means weighted by its size -- and
+# prints one JSON line per epoch; `--out` gets samples.png and reconstructions.png.
+
+
+def write_png(path, pixels, columns=8, scale=2, padding=2, background=255):
+    """A grey PNG of images [n, 1, h, w] in [0, 1] on a grid (vaekit's GridStyle of its
+    examples: scale 2, padding 2, white background), with zlib only (no PIL)."""
+    import zlib
+
+    n, _, h, w = pixels.shape
+    rows = (n + columns - 1) // columns
+    cell_h, cell_w = h * scale + padding, w * scale + padding
+    grid = torch.full((rows * cell_h + padding, columns * cell_w + padding), background, dtype=torch.uint8)
+    big = (pixels[:, 0].clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    big = big.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        y, x = padding + r * cell_h, padding + c * cell_w
+        grid[y : y + h * scale, x : x + w * scale] = big[i]
+    height, width = grid.shape
+    raw = b"".join(b"\x00" + bytes(grid[y].tolist()) for y in range(height))
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    png += chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+    Path(path).write_bytes(png)
+
+
+def train_epochs(name, args):
+    make_model, batch_size, make_optimizer, binarize = WORKLOADS[name]
+    if not hasattr(make_model, "test_metrics"):
+        sys.exit(f"error: --train-epochs supports vq-vae and gumbel-vae, not `{name}`")
+    torch.manual_seed(args.seed)
+    folder = args.data or MNIST_DIR
+    train_images, train_labels = read_idx("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", folder)
+    test_images, test_labels = read_idx("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", folder)
+    model = make_model()
+    optimizer = make_optimizer(model.parameters())
+    shuffle = torch.Generator().manual_seed(args.seed)
+    n = train_images.shape[0]
+    print(json.dumps({"workload": name, "params": sum(p.numel() for p in model.parameters()),
+                      "train": n, "test": test_images.shape[0], "threads": torch.get_num_threads(),
+                      "torch": torch.__version__}), flush=True)
+    for epoch in range(1, args.train_epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(n, generator=shuffle)
+        total, seen = 0.0, 0
+        for i in range(0, n, batch_size):  # the last partial batch kept
+            idx = order[i : i + batch_size]
+            x, y = train_images[idx], train_labels[idx]
+            loss = model.loss(x, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * x.shape[0]
+            seen += x.shape[0]
+        train_seconds = time.perf_counter() - started
+        model.eval()
+        sums = {}
+        for i in range(0, test_images.shape[0], INFER_BATCH):
+            for k, v in model.test_metrics(test_images[i : i + INFER_BATCH]).items():
+                sums[k] = sums.get(k, 0.0) + v
+        test = {k: round(v / test_images.shape[0], 6) for k, v in sums.items()}
+        print(json.dumps({"epoch": epoch, "train_loss": round(total / seen, 6), "test": test,
+                          "train_seconds": round(train_seconds, 2),
+                          "seconds": round(time.perf_counter() - started, 2),
+                          "train_images_per_s": round(seen / train_seconds, 1)}), flush=True)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        model.eval()
+        with torch.no_grad():
+            model.fit_prior(train_images)
+            write_png(out / "samples.png", model.sample(64, torch.Generator().manual_seed(args.seed)))
+            originals = test_images[:16]
+            recon = model.reconstruct(originals, None).clamp(0.0, 1.0)
+            write_png(out / "reconstructions.png", torch.cat([originals, recon]), columns=16)
+        print(json.dumps({"pictures": str(out)}), flush=True)
+
+
+def load_vaekit(model, path):
+    """Copies a vaekit `model.safetensors` of the vq_vae_digits or gumbel_vae_digits
+    preset into `model`, by the order of the layers: vaekit's names (encoder.blocks.i,
+    encoder.residual.j, encoder.out, decoder.input, ...; encoder.hidden.i, encoder.out,
+    decoder.hidden.i, decoder.out for the dense nets) in the order the PyTorch modules
+    are built. Weight layouts are
+    PyTorch's in both ([out, in] linear, [out, in, k, k] conv, [in, out, k, k]
+    transposed conv)."""
+    from safetensors.torch import load_file
+
+    tensors = load_file(path)
+    if isinstance(model, VqVae):
+        order = [
+            "encoder.blocks.0.conv", "encoder.blocks.1.conv", "encoder.blocks.2.conv",
+            "encoder.residual.0.conv1", "encoder.residual.0.conv2",
+            "encoder.residual.1.conv1", "encoder.residual.1.conv2", "encoder.out",
+            "decoder.input", "decoder.residual.0.conv1", "decoder.residual.0.conv2",
+            "decoder.residual.1.conv1", "decoder.residual.1.conv2",
+            "decoder.blocks.0.conv", "decoder.blocks.1.conv",
+        ]
+        names = [f"{n}.{p}" for n in order for p in ("weight", "bias")]
+        with torch.no_grad():
+            model.codebook.copy_(tensors["quantizer.ema_codebook"])
+    else:
+        order = [f"{part}.{layer}" for part in ("encoder", "decoder") for layer in ("hidden.0", "hidden.1", "out")]
+        names = [f"{n}.{p}" for n in order for p in ("weight", "bias")]
+    params = list(model.parameters())
+    assert len(names) == len(params), (len(names), len(params), sorted(tensors))
+    with torch.no_grad():
+        for name, p in zip(names, params):
+            t = tensors[name]
+            assert t.shape == p.shape, (name, tuple(t.shape), tuple(p.shape))
+            p.copy_(t)
+
+
+def evaluate_vaekit(name, args):
+    """`--vaekit-checkpoint FILE`: the test figures of `--train-epochs` for a vaekit
+    checkpoint, computed here (for the Gumbel-softmax VAE, whose vaekit run reports BCE
+    and KL but not the reconstruction's squared error)."""
+    make_model = WORKLOADS[name][0]
+    torch.manual_seed(args.seed)
+    folder = args.data or MNIST_DIR
+    test_images, _ = read_idx("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", folder)
+    model = make_model().eval()
+    load_vaekit(model, args.vaekit_checkpoint)
+    sums = {}
+    for i in range(0, test_images.shape[0], INFER_BATCH):
+        for k, v in model.test_metrics(test_images[i : i + INFER_BATCH]).items():
+            sums[k] = sums.get(k, 0.0) + v
+    test = {k: round(v / test_images.shape[0], 6) for k, v in sums.items()}
+    print(json.dumps({"checkpoint": str(args.vaekit_checkpoint), "test": test}), flush=True)
+
+
 def positive_int(text):
     value = int(text)
     if value <= 0:
@@ -434,11 +807,20 @@ def main():
     parser.add_argument("--steps", type=positive_int, default=40)
     parser.add_argument("--warmup", type=positive_int, default=5)
     parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--train-epochs", type=positive_int, default=None,
+                        help="train vq-vae or gumbel-vae for N epochs and print test figures per epoch")
+    parser.add_argument("--data", default=None, help="with --train-epochs: a folder of the four IDX files")
+    parser.add_argument("--out", default=None, help="with --train-epochs: where samples.png goes")
+    parser.add_argument("--seed", type=int, default=0, help="with --train-epochs: the seed")
+    parser.add_argument("--vaekit-checkpoint", default=None,
+                        help="instead of training: the test figures of a vaekit model.safetensors of --workload")
     args = parser.parse_args()
+    if args.train_epochs is not None and args.workload == "all":
+        parser.error("--train-epochs needs one --workload (vq-vae or gumbel-vae)")
 
     if args.workload == "all":
         # One process per workload, so memory and start-up are measured alone.
-        for name in WORKLOADS:
+        for name in BENCH_WORKLOADS:
             flags = ["--device", args.device, "--steps", str(args.steps), "--warmup", str(args.warmup),
                      "--threads", str(args.threads)]
             status = subprocess.run([sys.executable, __file__, "--workload", name, *flags]).returncode
@@ -448,6 +830,12 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
+    if args.vaekit_checkpoint is not None:
+        evaluate_vaekit(args.workload, args)
+        return
+    if args.train_epochs is not None:
+        train_epochs(args.workload, args)
+        return
     print(json.dumps(run(args.workload, args), sort_keys=True, separators=(",", ":")), flush=True)
 
 
