@@ -20,7 +20,7 @@ use vaekit::latent::{
 };
 use vaekit::models::StepContext;
 use vaekit::models::{Mode, Model, ModelConfig, Preset, Trainable};
-use vaekit::nets::{DenseEncoder, DenseEncoderConfig, ImageShape};
+use vaekit::nets::{DenseEncoder, DenseEncoderConfig, Encoder, ImageShape};
 use vaekit::params::{is_buffer, ParamStore};
 use vaekit::Error;
 
@@ -413,4 +413,45 @@ fn bad_prior_settings_name_the_field() {
         Tensor::zeros(1, DType::U32, &Device::Cpu).unwrap(),
     );
     assert_eq!(batch.len(), 1);
+}
+
+/// An encoder of the user's that is not `Debug`: the VampPrior over it is still
+/// a `LatentPrior` (it once needed `E: Debug`, which no doc said).
+struct PlainEncoder(DenseEncoder);
+
+impl candle_nn::ModuleT for PlainEncoder {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.0.forward_t(xs, train)
+    }
+}
+
+impl Encoder for PlainEncoder {
+    fn input_shape(&self) -> ImageShape {
+        self.0.input_shape()
+    }
+    fn output_dim(&self) -> usize {
+        self.0.output_dim()
+    }
+}
+
+#[test]
+fn a_vamp_prior_over_an_encoder_that_is_not_debug_is_a_latent_prior() {
+    let f = fixture()["vamp"].clone();
+    let plain = VampPrior::new(
+        PlainEncoder(fixture_encoder(&f)),
+        tensor(&f["pseudo_inputs"]),
+        PosteriorParam::LogVariance,
+    )
+    .unwrap();
+    let boxed: Box<dyn LatentPrior> = Box::new(plain);
+    let (same, _) = fixture_vamp();
+    let z = tensor(&f["z"]);
+    let a = boxed.log_prob(&z).unwrap().to_vec1::<f32>().unwrap();
+    let b = same.log_prob(&z).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a, b);
+    let shown = format!("{boxed:?}");
+    assert!(
+        shown.contains("PlainEncoder") && shown.contains("latent_dim: 2"),
+        "{shown}"
+    );
 }

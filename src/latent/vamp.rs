@@ -19,12 +19,26 @@ use crate::{Error, Result as VResult};
 /// hard-tanh), and they go through the encoder in evaluation mode, so they never
 /// move batch-norm running statistics. The encoder shares its weights with the
 /// model's: gradients of `log p(z)` reach both the pseudo-inputs and the encoder.
-#[derive(Debug, Clone)]
+///
+/// It is a [`LatentPrior`] for any [`Encoder`]: its `Debug` output names the
+/// encoder's type rather than printing it, so the encoder need not be `Debug`.
+#[derive(Clone)]
 pub struct VampPrior<E> {
     encoder: E,
     pseudo_inputs: Tensor,
     posterior: PosteriorParam,
     latent_dim: usize,
+}
+
+impl<E> std::fmt::Debug for VampPrior<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VampPrior")
+            .field("encoder", &std::any::type_name::<E>())
+            .field("pseudo_inputs", &self.pseudo_inputs.shape())
+            .field("posterior", &self.posterior)
+            .field("latent_dim", &self.latent_dim)
+            .finish()
+    }
 }
 
 impl<E: Encoder> VampPrior<E> {
@@ -71,7 +85,7 @@ impl<E: Encoder> VampPrior<E> {
     }
 }
 
-impl<E: Encoder + std::fmt::Debug> LatentPrior for VampPrior<E> {
+impl<E: Encoder> LatentPrior for VampPrior<E> {
     fn latent_dim(&self) -> usize {
         self.latent_dim
     }
