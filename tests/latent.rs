@@ -5,17 +5,14 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
+use candle_core::{Device, Tensor, Var};
 use common::values;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use vaekit::latent::{
-    monte_carlo_kl, standard_normal, DiagonalGaussian, GaussianMixturePrior, LatentPrior,
-    StandardNormal,
+    log_sum_exp, monte_carlo_kl, standard_normal, DiagonalGaussian, GaussianMixturePrior,
+    LatentPrior, StandardNormal, LN_2PI,
 };
-
-/// `ln(2π)`.
-const LN_2PI: f64 = 1.837_877_066_409_345_5;
 
 fn tensor(data: &[f32], shape: &[usize]) -> Tensor {
     Tensor::from_vec(data.to_vec(), shape, &Device::Cpu).expect("tensor")
@@ -540,4 +537,42 @@ fn latent_prior_is_object_safe() {
     for r in 0..3 {
         assert!((kl[r] - exact[r]).abs() < 1e-5 * exact[r]);
     }
+}
+
+/// The public log-sum-exp: exact against f64 on moderate values, finite where
+/// the naive sum overflows or underflows, and its gradient is the softmax.
+#[test]
+fn log_sum_exp_is_stable_and_its_gradient_is_the_softmax() {
+    let rows: [[f64; 3]; 3] = [
+        [0.5, -1.25, 2.0],
+        [1000.0, 1000.0, 990.0],
+        [-1000.0, -1001.0, -1e4],
+    ];
+    let x = Var::new(&rows.map(|r| r.map(|v| v as f32)), &Device::Cpu).unwrap();
+    let lse = log_sum_exp(x.as_tensor(), 1).unwrap();
+    assert_eq!(lse.dims(), &[3]);
+    let got = lse.to_vec1::<f32>().unwrap();
+    for (row, g) in rows.iter().zip(&got) {
+        let m = row.iter().cloned().fold(f64::MIN, f64::max);
+        let want = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+        assert!(
+            (f64::from(*g) - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "{g} vs {want}"
+        );
+    }
+    // Gradient of Σ_rows lse: each row's softmax.
+    let grads = lse.sum_all().unwrap().backward().unwrap();
+    let g = grads.get(&x).unwrap().to_vec2::<f32>().unwrap();
+    for (row, gr) in rows.iter().zip(&g) {
+        let m = row.iter().cloned().fold(f64::MIN, f64::max);
+        let z: f64 = row.iter().map(|v| (v - m).exp()).sum();
+        for (v, gv) in row.iter().zip(gr) {
+            assert!((f64::from(*gv) - (v - m).exp() / z).abs() < 1e-6, "{gv}");
+        }
+    }
+    // Along the first dimension, and refusing one that does not exist.
+    let cols = log_sum_exp(x.as_tensor(), 0).unwrap();
+    assert_eq!(cols.dims(), &[3]);
+    assert!(log_sum_exp(x.as_tensor(), 2).is_err());
+    assert!((LN_2PI - (2.0 * std::f64::consts::PI).ln()).abs() < 1e-15);
 }

@@ -1,6 +1,7 @@
 //! The one home of the Gaussian log-density and of the KL terms built on it:
 //! the diagonal Gaussian's log-density, its closed-form KL to `N(0, I)` per
-//! element, and the single-sample KL `log q(z) − log p(z)`.
+//! element, and the single-sample KL `log q(z) − log p(z)`; with them the
+//! numerically stable log-sum-exp that mixtures and importance weights use.
 //!
 //! [`losses`](crate::losses) builds on these (it re-exports
 //! [`log_normal_pdf`] and wraps the KL with a [`Reduction`](crate::losses::Reduction));
@@ -10,8 +11,28 @@ use candle_core::{Result, Tensor};
 
 use super::{DiagonalGaussian, LatentPrior};
 
-/// `ln(2π)`.
-pub(crate) const LN_2PI: f64 = 1.837_877_066_409_345_5;
+/// `ln(2π)`, the constant of every Gaussian log-density.
+pub const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// `log Σ_i exp(x_i)` along dimension `dim`, which is removed from the shape,
+/// computed around the largest value so that no term overflows or underflows
+/// to `ln 0` (`[1000, 1000]` gives `1000 + ln 2`, not infinity).
+///
+/// The largest value is detached: the gradient is exactly the softmax along
+/// `dim`, as the identity `lse(x) = m + lse(x − m)` holds for any `m`.
+///
+/// # Errors
+///
+/// If `dim` is not a dimension of `xs`.
+pub fn log_sum_exp(xs: &Tensor, dim: usize) -> Result<Tensor> {
+    let m = xs.max_keepdim(dim)?.detach();
+    xs.broadcast_sub(&m)?
+        .exp()?
+        .sum_keepdim(dim)?
+        .log()?
+        .add(&m)?
+        .squeeze(dim)
+}
 
 fn same_shape(what: &str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dims() != b.dims() {

@@ -6,7 +6,7 @@ use candle_nn::{Init, VarBuilder};
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use super::density::LN_2PI;
+use super::density::{log_sum_exp, LN_2PI};
 use super::{noise::standard_normal, LatentPrior};
 use crate::{Error, Result as VResult};
 
@@ -14,7 +14,7 @@ use crate::{Error, Result as VResult};
 /// `[b, d]`, by log-sum-exp over the `K` components (`means`, `logvars`:
 /// `[K, d]`). Returns `[b]`. Gradients flow to `z`, `means` and `logvars`.
 pub fn mixture_log_prob(z: &Tensor, means: &Tensor, logvars: &Tensor) -> Result<Tensor> {
-    let (b, d) = z.dims2()?;
+    let (_, d) = z.dims2()?;
     let (k, dm) = means.dims2()?;
     if dm != d || logvars.dims() != means.dims() {
         candle_core::bail!(
@@ -33,14 +33,7 @@ pub fn mixture_log_prob(z: &Tensor, means: &Tensor, logvars: &Tensor) -> Result<
     let comp = maha
         .broadcast_add(&log_det)?
         .affine(-0.5, -0.5 * d as f64 * LN_2PI)?; // [b, K]
-    let m = comp.max_keepdim(1)?.detach(); // [b, 1]
-    let lse = comp
-        .broadcast_sub(&m)?
-        .exp()?
-        .sum_keepdim(1)?
-        .log()?
-        .add(&m)?; // [b, 1]
-    lse.reshape(b)?.affine(1.0, -(k as f64).ln())
+    log_sum_exp(&comp, 1)?.affine(1.0, -(k as f64).ln()) // [b]
 }
 
 /// `n` draws from the equal-weight mixture of `N(means_k, diag(exp(logvars_k)))`:

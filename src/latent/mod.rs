@@ -26,9 +26,9 @@ pub use categorical::{
 };
 pub use code_prior::{independent_code_prior, CodePrior, IndependentCodePrior};
 pub use config::PriorConfig;
-pub(crate) use density::LN_2PI;
 pub use density::{
-    kl_standard_normal_elementwise, log_normal_pdf, single_sample_kl, single_sample_kl_per_dim,
+    kl_standard_normal_elementwise, log_normal_pdf, log_sum_exp, single_sample_kl,
+    single_sample_kl_per_dim, LN_2PI,
 };
 pub use gaussian::DiagonalGaussian;
 pub use mixture::{gaussian_mixture_prior, mixture_log_prob, GaussianMixturePrior, MixtureConfig};

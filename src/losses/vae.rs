@@ -7,7 +7,9 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::{bce, bce_with_logits, gaussian_nll, squared_error, Reduction};
-use crate::latent::{single_sample_kl, single_sample_kl_per_dim, DiagonalGaussian, LatentPrior};
+use crate::latent::{
+    log_sum_exp, single_sample_kl, single_sample_kl_per_dim, DiagonalGaussian, LatentPrior,
+};
 use crate::nets::OutputKind;
 use crate::{Error, Result as VResult};
 
@@ -380,13 +382,5 @@ impl OutputKind {
 /// around the (detached) largest weight.
 pub fn importance_weighted_bound(log_weights: &Tensor) -> Result<Tensor> {
     let k = log_weights.dim(0)?;
-    let m = log_weights.max_keepdim(0)?.detach(); // [1, b]
-    log_weights
-        .broadcast_sub(&m)?
-        .exp()?
-        .sum_keepdim(0)?
-        .log()?
-        .add(&m)?
-        .squeeze(0)?
-        .affine(1.0, -(k as f64).ln()) // [b]
+    log_sum_exp(log_weights, 0)?.affine(1.0, -(k as f64).ln()) // [b]
 }
