@@ -492,12 +492,13 @@ impl Dataset {
     /// # Example
     ///
     /// ```
-    /// use candle_core::Device;
-    /// use rand::SeedableRng;
+    /// use vaekit::candle_core::Device;
+    /// use vaekit::rand::SeedableRng;
+    /// use vaekit::Generator;
     /// use vaekit::data::{Dataset, LastBatch, Shuffle};
     ///
     /// let data = Dataset::new(vec![0.0; 5 * 4], vec![0, 1, 2, 3, 4], 2, 2)?;
-    /// let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    /// let mut rng = Generator::seed_from_u64(0);
     /// let mut seen = 0;
     /// for batch in data.batches(2, Shuffle::Seeded(&mut rng), LastBatch::Drop, &Device::Cpu)? {
     ///     let batch = batch?;

@@ -18,12 +18,13 @@
 //!
 //! ```
 //! # #[cfg(feature = "bundled-mnist")] {
-//! use candle_core::Device;
-//! use rand::SeedableRng;
+//! use vaekit::candle_core::Device;
+//! use vaekit::rand::SeedableRng;
+//! use vaekit::Generator;
 //! use vaekit::data::{LastBatch, Mnist, Shuffle};
 //!
 //! let mnist = Mnist::bundled()?;
-//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+//! let mut rng = Generator::seed_from_u64(42);
 //! let train = mnist.train.binarize_dynamic(&mut rng);
 //! let mut batches = train.batches(64, Shuffle::Seeded(&mut rng), LastBatch::Drop, &Device::Cpu)?;
 //! assert_eq!(batches.len(), 8_000 / 64);

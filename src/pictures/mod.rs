@@ -23,13 +23,14 @@
 //! `assets/fonts/README.md`), so no system fonts are needed.
 //!
 //! ```
-//! use candle_core::Device;
-//! use rand::SeedableRng;
+//! use vaekit::candle_core::Device;
+//! use vaekit::rand::SeedableRng;
+//! use vaekit::Generator;
 //! use vaekit::models::{Model, Preset};
 //! use vaekit::pictures::{image_grid, GridStyle};
 //!
 //! let model = Model::from_preset(Preset::DenseVae, &Device::Cpu, 0)?;
-//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+//! let mut rng = Generator::seed_from_u64(7);
 //! let samples = model.sample(12, &mut rng)?; // [12, 1, 28, 28]
 //! let style = GridStyle::default()
 //!     .with_scale(2)
