@@ -12,11 +12,14 @@
 //! unless `VAEKIT_SKIP_BROWSER=1`, which skips them with a message.
 #![cfg(feature = "pictures")]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::{Device, Tensor};
+use common::values;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -154,7 +157,7 @@ fn decode(model: &Model, z: &[f64], digit: Option<u32>) -> Vec<f64> {
     let device = model.device();
     let z = Tensor::new(&[[z[0] as f32, z[1] as f32]], device).expect("z");
     let condition = digit.map_or(Condition::None, Condition::Class);
-    flat_pixels(&model.decode(&z, condition).expect("decode"))
+    values(&model.decode(&z, condition).expect("decode"))
 }
 
 fn assert_pixels_match(what: &str, page: &[f64], vaekit: &[f64]) {
@@ -457,16 +460,6 @@ fn test_digit(model: &Model) -> Tensor {
         .images
 }
 
-fn flat_pixels(pixels: &Tensor) -> Vec<f64> {
-    pixels
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .expect("pixels")
-        .into_iter()
-        .map(f64::from)
-        .collect()
-}
-
 /// Writes the code explorer of `model` starting from `start`, sets the codes
 /// `codes` (or keeps the start), chooses the code `pick` and clicks `cell` in
 /// Chromium, and checks the page's pixels before and after the click against
@@ -556,7 +549,7 @@ fn vq_vae_code_explorer_decodes_like_vaekit() {
     assert_eq!(start.len(), h * w);
     let decode = |codes: &[u32]| {
         let indices = Tensor::from_vec(codes.to_vec(), (1, h, w), model.device()).expect("grid");
-        flat_pixels(&vq.decode_indices(&indices).expect("decode"))
+        values(&vq.decode_indices(&indices).expect("decode"))
     };
     let pick = (start[24] + 37) % 128;
     check_code_explorer("vq-vae", &model, &start, None, (pick, 24), decode);
@@ -600,8 +593,7 @@ fn gumbel_vae_code_explorer_decodes_like_vaekit() {
             .to_vec1::<f32>()
             .unwrap()
     );
-    let decode =
-        |codes: &[u32]| flat_pixels(&gumbel.decode_pixels(&one_hot(codes)).expect("decode"));
+    let decode = |codes: &[u32]| values(&gumbel.decode_pixels(&one_hot(codes)).expect("decode"));
     let pick = (start[17] + 4) % 10;
     check_code_explorer("gumbel-vae", &model, &start, None, (pick, 17), decode);
 }
